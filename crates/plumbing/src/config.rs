@@ -1,0 +1,134 @@
+//! Settings, layered lowest to highest: built-in defaults, the TOML file (`switchboard.toml`
+//! or `--config`), `SWITCHBOARD_*` environment variables (`__` separates sections, e.g.
+//! `SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS`), then command-line flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::telemetry::TelemetrySettings;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded broker keeps its log and services keep local state.
+    pub data_dir: PathBuf,
+    pub kafka: KafkaSettings,
+    pub broker: EmbeddedBrokerSettings,
+    pub http: HttpSettings,
+    pub telemetry: TelemetrySettings,
+    pub interaction_server: InteractionServerSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            kafka: KafkaSettings::default(),
+            broker: EmbeddedBrokerSettings::default(),
+            http: HttpSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            interaction_server: InteractionServerSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Empty: `switchboard up` starts the embedded broker and fills this in.
+    pub bootstrap_servers: String,
+    /// Prepended to every topic name in `infra/topics.toml`; isolates tenants and tests.
+    pub topic_prefix: String,
+    pub replication_factor: i32,
+    /// Topic definitions; the built-in copy of `infra/topics.toml` when unset.
+    pub topics_file: Option<PathBuf>,
+    /// librdkafka settings for every client: `security.protocol`, `sasl.*`, `ssl.*`, ...
+    pub client: BTreeMap<String, String>,
+    /// librdkafka settings for producers only (override `client`).
+    pub producer: BTreeMap<String, String>,
+    /// librdkafka settings for consumers only (override `client`).
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: String::new(),
+            topic_prefix: String::new(),
+            replication_factor: 1,
+            topics_file: None,
+            client: BTreeMap::new(),
+            producer: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedBrokerSettings {
+    /// Port of the embedded broker on 127.0.0.1.
+    pub port: u16,
+    /// Path of the `tansu` binary; installed into the user cache when unset and missing.
+    pub tansu_bin: Option<PathBuf>,
+}
+
+impl Default for EmbeddedBrokerSettings {
+    fn default() -> Self {
+        Self { port: 9092, tansu_bin: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InteractionServerSettings {
+    pub group_id: String,
+}
+
+impl Default for InteractionServerSettings {
+    fn default() -> Self {
+        Self { group_id: "interaction-server".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Settings {
+    /// `file`: an explicit config file (must exist), else `switchboard.toml` if present.
+    /// `overrides`: adds values from flags, highest precedence, e.g.
+    /// `|f| f.merge(Serialized::default("http.listen", addr))`.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: impl FnOnce(Figment) -> Figment,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        figment = match file {
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment.merge(Toml::file("switchboard.toml")),
+        };
+        overrides(figment.merge(Env::prefixed("SWITCHBOARD_").split("__")))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+}

@@ -1,0 +1,69 @@
+//! The dead-letter topic: a record a service cannot decode or process is copied there byte
+//! for byte, with its original headers and `dlq.*` headers saying why and where it came from.
+//! The service stores the original's offset only after the copy is acknowledged, so a record
+//! is always either processed or parked, never dropped.
+
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::FutureProducer;
+
+use crate::kafka::{self, DeliveryFuture};
+
+pub const REASON: &str = "dlq.reason";
+pub const SOURCE_TOPIC: &str = "dlq.source.topic";
+pub const SOURCE_PARTITION: &str = "dlq.source.partition";
+pub const SOURCE_OFFSET: &str = "dlq.source.offset";
+pub const PARKED_BY: &str = "dlq.parked.by";
+
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    service: String,
+}
+
+impl DeadLetters {
+    pub fn new(producer: FutureProducer, topic: String, service: impl Into<String>) -> Self {
+        Self { producer, topic, service: service.into() }
+    }
+
+    /// Enqueues a copy of `message` with `reason`; await the future before storing the offset.
+    pub fn park(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+    ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "parking record in the dead-letter topic"
+        );
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header { key: h.key, value: h.value });
+            }
+        }
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        for (key, value) in [
+            (REASON, reason),
+            (SOURCE_TOPIC, message.topic()),
+            (SOURCE_PARTITION, partition.as_str()),
+            (SOURCE_OFFSET, offset.as_str()),
+            (PARKED_BY, self.service.as_str()),
+        ] {
+            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+        }
+        let key = message.key().map(String::from_utf8_lossy).unwrap_or_default();
+        kafka::send(
+            &self.producer,
+            &self.topic,
+            None,
+            &key,
+            message.payload().unwrap_or_default(),
+            headers,
+        )
+    }
+}

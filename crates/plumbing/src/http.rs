@@ -1,0 +1,32 @@
+//! Serving an axum router until shutdown, and the health endpoints every service has.
+
+use std::net::SocketAddr;
+
+use axum::{Json, Router, routing::get};
+use tokio_util::sync::CancellationToken;
+
+/// `GET /health/live`: the process is up and serving.
+pub fn health_routes() -> Router {
+    Router::new().route("/health/live", get(|| async { Json(serde_json_ok()) }))
+}
+
+fn serde_json_ok() -> std::collections::BTreeMap<&'static str, &'static str> {
+    [("status", "ok")].into_iter().collect()
+}
+
+/// Binds `addr` (port 0 picks a free one) and returns the bound address and the serving task,
+/// which stops gracefully when `shutdown` is cancelled.
+pub async fn serve(
+    router: Router,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    Ok((bound, task))
+}

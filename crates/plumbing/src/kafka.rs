@@ -1,0 +1,208 @@
+//! Kafka clients, configured the same way for every service.
+//!
+//! - The producer is idempotent with `acks=all` and the murmur2 partitioner (so Java and
+//!   Kafka Streams clients agree on which partition a key lives in).
+//! - Consumers never store an offset by themselves (`enable.auto.offset.store=false`): a
+//!   service calls [`store_offset`] once a record's outcome is safely in Kafka, and the
+//!   stored offsets are committed in the background.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::config::KafkaSettings;
+
+pub use rdkafka::consumer::CommitMode;
+pub use rdkafka::producer::DeliveryFuture;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("no Kafka bootstrap servers configured (set kafka.bootstrap_servers or SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS)")]
+    NoBootstrap,
+    #[error("cannot create Kafka {what}: {source}")]
+    Client { what: &'static str, source: KafkaError },
+}
+
+fn base_config(settings: &KafkaSettings) -> Result<ClientConfig, KafkaSetupError> {
+    if settings.bootstrap_servers.trim().is_empty() {
+        return Err(KafkaSetupError::NoBootstrap);
+    }
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.bootstrap_servers);
+    for (k, v) in &settings.client {
+        config.set(k, v);
+    }
+    Ok(config)
+}
+
+/// An idempotent producer (`acks=all`, murmur2 partitioner).
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaSetupError> {
+    let mut config = base_config(settings)?;
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in &settings.producer {
+        config.set(k, v);
+    }
+    config.create().map_err(|source| KafkaSetupError::Client { what: "producer", source })
+}
+
+/// Records which partitions a group consumer lost, so a service can drop their state.
+#[derive(Default, Clone)]
+pub struct RebalanceLog {
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl RebalanceLog {
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<(String, i32)> {
+        self.revoked.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions: Vec<_> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                tracing::info!(?partitions, "partitions revoked");
+                if let Ok(mut revoked) = self.revoked.lock() {
+                    revoked.extend(partitions);
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<_> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+pub type GroupConsumer = StreamConsumer<RebalanceLog>;
+
+/// A consumer-group member that starts at the earliest offset when the group has none, and
+/// stores offsets only when told to.
+pub fn group_consumer(
+    settings: &KafkaSettings,
+    group_id: &str,
+) -> Result<(GroupConsumer, RebalanceLog), KafkaSetupError> {
+    let mut config = base_config(settings)?;
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000");
+    for (k, v) in &settings.consumer {
+        config.set(k, v);
+    }
+    let log = RebalanceLog::default();
+    let consumer = config
+        .create_with_context(log.clone())
+        .map_err(|source| KafkaSetupError::Client { what: "consumer", source })?;
+    Ok((consumer, log))
+}
+
+/// A consumer outside any group, for reading partitions from a given offset (replays,
+/// projections that rebuild from offset 0, audits). It never commits.
+pub fn reader(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaSetupError> {
+    let mut config = base_config(settings)?;
+    config
+        .set("group.id", format!("switchboard-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &settings.consumer {
+        config.set(k, v);
+    }
+    config.create().map_err(|source| KafkaSetupError::Client { what: "reader", source })
+}
+
+/// Assigns `reader` every partition of `topic` from `offset`.
+pub fn assign_all(
+    reader: &StreamConsumer,
+    topic: &str,
+    partitions: i32,
+    offset: Offset,
+) -> Result<(), KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, offset)?;
+    }
+    reader.assign(&tpl)
+}
+
+/// The offset one past the last record of a partition (0 when empty).
+pub fn high_watermark<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, KafkaError> {
+    consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).map(|(_, high)| high)
+}
+
+/// Marks `offset` as processed; it is committed with the next auto-commit.
+pub fn store_offset<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), KafkaError> {
+    consumer.store_offset(topic, partition, offset)
+}
+
+pub fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, KafkaSetupError> {
+    base_config(settings)?
+        .create()
+        .map_err(|source| KafkaSetupError::Client { what: "admin client", source })
+}
+
+/// Enqueues one record; the returned future resolves when the broker acknowledged it.
+pub fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    payload: &[u8],
+    headers: OwnedHeaders,
+) -> Result<DeliveryFuture, KafkaError> {
+    let mut record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    producer.send_result(record).map_err(|(e, _)| e)
+}
+
+/// Waits for a delivery and turns every failure into a [`KafkaError`].
+pub async fn delivered(future: DeliveryFuture) -> Result<(i32, i64), KafkaError> {
+    match future.await {
+        Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}

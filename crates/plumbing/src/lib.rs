@@ -1,0 +1,22 @@
+//! Shared plumbing of every Switchboard service, and the only crate that talks to rdkafka.
+//!
+//! - [`config`]: layered settings (defaults, `switchboard.toml`, `SWITCHBOARD_*` env, flags).
+//! - [`telemetry`]: structured logs and traces; OTLP export when configured.
+//! - [`kafka`]: the idempotent producer, consumers that store offsets only after processing,
+//!   and admin calls.
+//! - [`headers`]: W3C `traceparent`, causation id and correlation id on every record.
+//! - [`dead_letter`]: parks what cannot be processed, with the reason in headers.
+//! - [`topics`]: the declarative topic list in `infra/topics.toml`, created at start.
+//! - [`local_broker`]: installs and runs the embedded Tansu broker for `switchboard up`.
+
+pub mod config;
+pub mod dead_letter;
+pub mod headers;
+pub mod http;
+pub mod kafka;
+pub mod local_broker;
+pub mod telemetry;
+pub mod topics;
+
+pub use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
+pub use tokio_util::sync::CancellationToken;

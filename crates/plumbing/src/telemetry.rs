@@ -1,0 +1,103 @@
+//! Structured logs (pretty or JSON lines) and traces. Spans always carry an OpenTelemetry
+//! context, so every produced record gets a `traceparent` even when nothing is exported;
+//! spans are exported over OTLP/HTTP only when `otlp_endpoint` is set.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    /// `RUST_LOG` syntax; the `RUST_LOG` variable wins when set.
+    pub log_filter: String,
+    /// e.g. `http://127.0.0.1:4318/v1/traces`; no export when unset.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_filter: "info,rdkafka=warn".into(),
+            otlp_endpoint: None,
+            service_name: "switchboard".into(),
+        }
+    }
+}
+
+/// Flushes exported spans when dropped.
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot build the OTLP exporter for {endpoint}: {detail}")]
+    Exporter { endpoint: String, detail: String },
+    #[error("invalid log filter '{filter}': {detail}")]
+    Filter { filter: String, detail: String },
+}
+
+/// Installs the global subscriber. A second call (as in tests) keeps the first subscriber.
+pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build(),
+    );
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .map_err(|e| TelemetryError::Exporter {
+                endpoint: endpoint.clone(),
+                detail: e.to_string(),
+            })?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("switchboard");
+    opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => from_env,
+        _ => settings.log_filter.clone(),
+    };
+    let filter = EnvFilter::try_new(&filter)
+        .map_err(|e| TelemetryError::Filter { filter: filter.clone(), detail: e.to_string() })?;
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let _ = match settings.log_format {
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_target(true).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    Ok(TelemetryGuard { provider })
+}
