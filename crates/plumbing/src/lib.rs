@@ -20,3 +20,6 @@ pub mod topics;
 
 pub use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
 pub use tokio_util::sync::CancellationToken;
+pub use rdkafka::consumer::Consumer;
+pub use rdkafka::producer::FutureProducer;
+pub use rdkafka::{Offset, TopicPartitionList};
