@@ -82,7 +82,10 @@ pub struct EmbeddedBrokerSettings {
 
 impl Default for EmbeddedBrokerSettings {
     fn default() -> Self {
-        Self { port: 9092, tansu_bin: None }
+        Self {
+            port: 9092,
+            tansu_bin: None,
+        }
     }
 }
 
@@ -94,7 +97,9 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
@@ -106,7 +111,9 @@ pub struct InteractionServerSettings {
 
 impl Default for InteractionServerSettings {
     fn default() -> Self {
-        Self { group_id: "interaction-server".into() }
+        Self {
+            group_id: "interaction-server".into(),
+        }
     }
 }
 

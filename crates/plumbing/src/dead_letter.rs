@@ -23,7 +23,11 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(producer: FutureProducer, topic: String, service: impl Into<String>) -> Self {
-        Self { producer, topic, service: service.into() }
+        Self {
+            producer,
+            topic,
+            service: service.into(),
+        }
     }
 
     /// Enqueues a copy of `message` with `reason`; await the future before storing the offset.
@@ -42,7 +46,10 @@ impl DeadLetters {
         let mut headers = OwnedHeaders::new();
         if let Some(original) = message.headers() {
             for h in original.iter() {
-                headers = headers.insert(Header { key: h.key, value: h.value });
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
             }
         }
         let partition = message.partition().to_string();
@@ -54,9 +61,15 @@ impl DeadLetters {
             (SOURCE_OFFSET, offset.as_str()),
             (PARKED_BY, self.service.as_str()),
         ] {
-            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
         }
-        let key = message.key().map(String::from_utf8_lossy).unwrap_or_default();
+        let key = message
+            .key()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         kafka::send(
             &self.producer,
             &self.topic,

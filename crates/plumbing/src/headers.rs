@@ -26,7 +26,10 @@ pub struct Lineage {
 
 impl Lineage {
     pub fn new(correlation_id: impl Into<String>) -> Self {
-        Self { correlation_id: correlation_id.into(), ..Self::default() }
+        Self {
+            correlation_id: correlation_id.into(),
+            ..Self::default()
+        }
     }
 
     pub fn caused_by(mut self, causation_id: impl Into<String>) -> Self {
@@ -48,15 +51,26 @@ impl Lineage {
         });
         let mut headers = OwnedHeaders::new_with_capacity(6);
         for (key, value) in &carrier {
-            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
         }
-        headers = headers
-            .insert(Header { key: CORRELATION_ID, value: Some(self.correlation_id.as_bytes()) });
+        headers = headers.insert(Header {
+            key: CORRELATION_ID,
+            value: Some(self.correlation_id.as_bytes()),
+        });
         if let Some(causation) = &self.causation_id {
-            headers = headers.insert(Header { key: CAUSATION_ID, value: Some(causation.as_bytes()) });
+            headers = headers.insert(Header {
+                key: CAUSATION_ID,
+                value: Some(causation.as_bytes()),
+            });
         }
         if let Some(schema) = &self.schema {
-            headers = headers.insert(Header { key: SCHEMA, value: Some(schema.as_bytes()) });
+            headers = headers.insert(Header {
+                key: SCHEMA,
+                value: Some(schema.as_bytes()),
+            });
         }
         headers
     }
@@ -64,7 +78,9 @@ impl Lineage {
     /// Reads the lineage headers of a consumed record (missing ones stay empty).
     pub fn of(message: &BorrowedMessage<'_>) -> Self {
         Self {
-            correlation_id: header_str(message, CORRELATION_ID).unwrap_or_default().to_owned(),
+            correlation_id: header_str(message, CORRELATION_ID)
+                .unwrap_or_default()
+                .to_owned(),
             causation_id: header_str(message, CAUSATION_ID).map(str::to_owned),
             schema: header_str(message, SCHEMA).map(str::to_owned),
         }

@@ -25,10 +25,15 @@ pub use rdkafka::producer::DeliveryFuture;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
-    #[error("no Kafka bootstrap servers configured (set kafka.bootstrap_servers or SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS)")]
+    #[error(
+        "no Kafka bootstrap servers configured (set kafka.bootstrap_servers or SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS)"
+    )]
     NoBootstrap,
     #[error("cannot create Kafka {what}: {source}")]
-    Client { what: &'static str, source: KafkaError },
+    Client {
+        what: &'static str,
+        source: KafkaError,
+    },
 }
 
 fn base_config(settings: &KafkaSettings) -> Result<ClientConfig, KafkaSetupError> {
@@ -55,7 +60,10 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaSetupEr
     for (k, v) in &settings.producer {
         config.set(k, v);
     }
-    config.create().map_err(|source| KafkaSetupError::Client { what: "producer", source })
+    config.create().map_err(|source| KafkaSetupError::Client {
+        what: "producer",
+        source,
+    })
 }
 
 /// Records which partitions a group consumer lost, so a service can drop their state.
@@ -67,7 +75,10 @@ pub struct RebalanceLog {
 impl RebalanceLog {
     /// Partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<(String, i32)> {
-        self.revoked.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.revoked
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }
 
@@ -92,8 +103,11 @@ impl ConsumerContext for RebalanceLog {
                 }
             }
             Rebalance::Assign(tpl) => {
-                let partitions: Vec<_> =
-                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                let partitions: Vec<_> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
                 tracing::info!(?partitions, "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -122,9 +136,13 @@ pub fn group_consumer(
         config.set(k, v);
     }
     let log = RebalanceLog::default();
-    let consumer = config
-        .create_with_context(log.clone())
-        .map_err(|source| KafkaSetupError::Client { what: "consumer", source })?;
+    let consumer =
+        config
+            .create_with_context(log.clone())
+            .map_err(|source| KafkaSetupError::Client {
+                what: "consumer",
+                source,
+            })?;
     Ok((consumer, log))
 }
 
@@ -133,14 +151,20 @@ pub fn group_consumer(
 pub fn reader(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaSetupError> {
     let mut config = base_config(settings)?;
     config
-        .set("group.id", format!("switchboard-reader-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("switchboard-reader-{}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
     for (k, v) in &settings.consumer {
         config.set(k, v);
     }
-    config.create().map_err(|source| KafkaSetupError::Client { what: "reader", source })
+    config.create().map_err(|source| KafkaSetupError::Client {
+        what: "reader",
+        source,
+    })
 }
 
 /// Assigns `reader` every partition of `topic` from `offset`.
@@ -163,7 +187,9 @@ pub fn high_watermark<C: ConsumerContext>(
     topic: &str,
     partition: i32,
 ) -> Result<i64, KafkaError> {
-    consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).map(|(_, high)| high)
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map(|(_, high)| high)
 }
 
 /// Marks `offset` as processed; it is committed with the next auto-commit.
@@ -176,10 +202,15 @@ pub fn store_offset<C: ConsumerContext>(
     consumer.store_offset(topic, partition, offset)
 }
 
-pub fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, KafkaSetupError> {
+pub fn admin(
+    settings: &KafkaSettings,
+) -> Result<AdminClient<DefaultClientContext>, KafkaSetupError> {
     base_config(settings)?
         .create()
-        .map_err(|source| KafkaSetupError::Client { what: "admin client", source })
+        .map_err(|source| KafkaSetupError::Client {
+            what: "admin client",
+            source,
+        })
 }
 
 /// Enqueues one record; the returned future resolves when the broker acknowledged it.
@@ -191,7 +222,10 @@ pub fn send(
     payload: &[u8],
     headers: OwnedHeaders,
 ) -> Result<DeliveryFuture, KafkaError> {
-    let mut record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+    let mut record = FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers);
     if let Some(p) = partition {
         record = record.partition(p);
     }

@@ -18,8 +18,8 @@ pub mod local_broker;
 pub mod telemetry;
 pub mod topics;
 
-pub use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
-pub use tokio_util::sync::CancellationToken;
 pub use rdkafka::consumer::Consumer;
+pub use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
 pub use rdkafka::producer::FutureProducer;
 pub use rdkafka::{Offset, TopicPartitionList};
+pub use tokio_util::sync::CancellationToken;

@@ -25,9 +25,17 @@ pub enum BrokerError {
     #[error("cannot start Tansu ({path}): {detail}")]
     Start { path: PathBuf, detail: String },
     #[error("Tansu exited before it answered on {addr}; last lines of {log}:\n{tail}")]
-    Exited { addr: String, log: PathBuf, tail: String },
+    Exited {
+        addr: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("Tansu did not answer on {addr} within {secs} s; see {log}")]
-    Timeout { addr: String, secs: u64, log: PathBuf },
+    Timeout {
+        addr: String,
+        secs: u64,
+        log: PathBuf,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -48,7 +56,9 @@ fn install_root() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("switchboard").join(format!("tansu-{TANSU_VERSION}"))
+    cache
+        .join("switchboard")
+        .join(format!("tansu-{TANSU_VERSION}"))
 }
 
 /// Installs the pinned Tansu if missing, showing cargo's progress on stderr.
@@ -74,7 +84,9 @@ pub async fn ensure_installed(configured: Option<&Path>) -> Result<PathBuf, Brok
         .await
         .map_err(|e| BrokerError::Install(format!("cannot run cargo: {e}")))?;
     if !status.success() || !path.exists() {
-        return Err(BrokerError::Install(format!("cargo install exited with {status}")));
+        return Err(BrokerError::Install(format!(
+            "cargo install exited with {status}"
+        )));
     }
     Ok(path)
 }
@@ -97,7 +109,10 @@ impl LocalBroker {
         let port = if port == 0 { free_port()? } else { port };
         let addr = format!("127.0.0.1:{port}");
         let log = data_dir.join("tansu.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(tansu)
             .arg("broker")
             .args(["--listener-url", &format!("tcp://{addr}")])
@@ -110,8 +125,15 @@ impl LocalBroker {
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| BrokerError::Start { path: tansu.to_owned(), detail: e.to_string() })?;
-        let mut broker = Self { child, bootstrap: addr.clone(), log };
+            .map_err(|e| BrokerError::Start {
+                path: tansu.to_owned(),
+                detail: e.to_string(),
+            })?;
+        let mut broker = Self {
+            child,
+            bootstrap: addr.clone(),
+            log,
+        };
         broker.wait_until_ready(Duration::from_secs(30)).await?;
         tracing::info!(bootstrap = %addr, data_dir = %data_dir.display(), "embedded Tansu broker up");
         Ok(broker)
@@ -131,7 +153,10 @@ impl LocalBroker {
                     tail: tail(&self.log, 10),
                 });
             }
-            if tokio::net::TcpStream::connect(&self.bootstrap).await.is_ok() {
+            if tokio::net::TcpStream::connect(&self.bootstrap)
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             if started.elapsed() > limit {
@@ -173,7 +198,9 @@ impl LocalBroker {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn tail(path: &Path, lines: usize) -> String {

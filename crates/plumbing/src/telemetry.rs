@@ -29,7 +29,9 @@ impl Default for TelemetrySettings {
     fn default() -> Self {
         Self {
             log_format: LogFormat::Pretty,
-            log_filter: "info,rdkafka=warn".into(),
+            // rdkafka::client repeats every librdkafka error per retry; librdkafka's own lines
+            // (target `librdkafka`) carry the same news with duplicates suppressed.
+            log_filter: "info,rdkafka::client=off".into(),
             otlp_endpoint: None,
             service_name: "switchboard".into(),
         }
@@ -59,7 +61,9 @@ pub enum TelemetryError {
 pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder().with_resource(
-        opentelemetry_sdk::Resource::builder().with_service_name(settings.service_name.clone()).build(),
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(settings.service_name.clone())
+            .build(),
     );
     if let Some(endpoint) = &settings.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
@@ -81,13 +85,19 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         Ok(from_env) if !from_env.is_empty() => from_env,
         _ => settings.log_filter.clone(),
     };
-    let filter = EnvFilter::try_new(&filter)
-        .map_err(|e| TelemetryError::Filter { filter: filter.clone(), detail: e.to_string() })?;
+    let filter = EnvFilter::try_new(&filter).map_err(|e| TelemetryError::Filter {
+        filter: filter.clone(),
+        detail: e.to_string(),
+    })?;
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = match settings.log_format {
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_target(true).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

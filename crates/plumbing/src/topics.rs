@@ -46,7 +46,11 @@ pub enum TopicError {
     #[error(
         "topic {topic} has {actual} partitions but infra/topics.toml says {declared}; partition counts never change once data exists"
     )]
-    PartitionMismatch { topic: String, declared: i32, actual: i32 },
+    PartitionMismatch {
+        topic: String,
+        declared: i32,
+        actual: i32,
+    },
     #[error("cannot read metadata of topic {topic}: {detail}")]
     Metadata { topic: String, detail: String },
 }
@@ -69,21 +73,39 @@ impl Topics {
         };
         let file: TopicsFile =
             toml::from_str(&text).map_err(|e| TopicError::Invalid(e.to_string()))?;
-        for required in [INTERACTION_COMMANDS, INTERACTION_EVENTS, AGENT_EVENTS, DEAD_LETTER] {
+        for required in [
+            INTERACTION_COMMANDS,
+            INTERACTION_EVENTS,
+            AGENT_EVENTS,
+            DEAD_LETTER,
+        ] {
             if !file.topic.iter().any(|t| t.name == required) {
-                return Err(TopicError::Invalid(format!("topic {required} is not declared")));
+                return Err(TopicError::Invalid(format!(
+                    "topic {required} is not declared"
+                )));
             }
         }
         if let Some(bad) = file.topic.iter().find(|t| t.partitions < 1) {
-            return Err(TopicError::Invalid(format!("topic {} needs at least 1 partition", bad.name)));
+            return Err(TopicError::Invalid(format!(
+                "topic {} needs at least 1 partition",
+                bad.name
+            )));
         }
-        let partitions = |name: &str| file.topic.iter().find(|t| t.name == name).map(|t| t.partitions);
+        let partitions = |name: &str| {
+            file.topic
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.partitions)
+        };
         if partitions(INTERACTION_COMMANDS) != partitions(INTERACTION_EVENTS) {
             return Err(TopicError::Invalid(format!(
                 "{INTERACTION_COMMANDS} and {INTERACTION_EVENTS} must have the same partition count"
             )));
         }
-        Ok(Self { prefix: prefix.to_owned(), specs: file.topic })
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            specs: file.topic,
+        })
     }
 
     /// The full name of a declared topic, e.g. `name(INTERACTION_EVENTS)`.
@@ -96,7 +118,10 @@ impl Topics {
     }
 
     pub fn partitions(&self, topic: &str) -> Option<i32> {
-        self.specs.iter().find(|t| t.name == topic).map(|t| t.partitions)
+        self.specs
+            .iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.partitions)
     }
 
     /// Creates missing topics and checks that existing ones have the declared partition count.
@@ -112,7 +137,11 @@ impl Topics {
             .zip(&names)
             .map(|(spec, name)| {
                 spec.config.iter().fold(
-                    NewTopic::new(name, spec.partitions, TopicReplication::Fixed(replication_factor)),
+                    NewTopic::new(
+                        name,
+                        spec.partitions,
+                        TopicReplication::Fixed(replication_factor),
+                    ),
                     |topic, (k, v)| topic.set(k, v),
                 )
             })
@@ -121,12 +150,18 @@ impl Topics {
         let results = admin
             .create_topics(new_topics.iter(), &options)
             .await
-            .map_err(|e| TopicError::Create { topic: names.join(","), detail: e.to_string() })?;
+            .map_err(|e| TopicError::Create {
+                topic: names.join(","),
+                detail: e.to_string(),
+            })?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(TopicError::Create { topic, detail: code.to_string() });
+                    return Err(TopicError::Create {
+                        topic,
+                        detail: code.to_string(),
+                    });
                 }
             }
         }
@@ -151,14 +186,22 @@ pub fn partition_count<C: rdkafka::ClientContext>(
 ) -> Result<i32, TopicError> {
     let metadata = client
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| TopicError::Metadata { topic: topic.to_owned(), detail: e.to_string() })?;
+        .map_err(|e| TopicError::Metadata {
+            topic: topic.to_owned(),
+            detail: e.to_string(),
+        })?;
     let found = metadata.topics().iter().find(|t| t.name() == topic);
     match found {
-        Some(t) if t.error().is_none() => Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)),
+        Some(t) if t.error().is_none() => {
+            Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+        }
         Some(t) => Err(TopicError::Metadata {
             topic: topic.to_owned(),
             detail: format!("{:?}", t.error()),
         }),
-        None => Err(TopicError::Metadata { topic: topic.to_owned(), detail: "not found".into() }),
+        None => Err(TopicError::Metadata {
+            topic: topic.to_owned(),
+            detail: "not found".into(),
+        }),
     }
 }

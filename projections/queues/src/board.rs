@@ -187,7 +187,9 @@ impl Board {
                 interaction.owner = None;
             }
             EventPayload::PropertiesChanged(p) => {
-                interaction.properties.extend(p.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                interaction
+                    .properties
+                    .extend(p.set.iter().map(|(k, v)| (k.clone(), v.clone())));
                 for key in &p.removed {
                     interaction.properties.remove(key);
                 }
@@ -324,8 +326,11 @@ impl Board {
             if i.lock.is_some() {
                 counts.locked += 1;
             }
-            counts.oldest_queued_at =
-                Some(counts.oldest_queued_at.map_or(i.queued_at, |o| o.min(i.queued_at)));
+            counts.oldest_queued_at = Some(
+                counts
+                    .oldest_queued_at
+                    .map_or(i.queued_at, |o| o.min(i.queued_at)),
+            );
         }
         counts
     }
@@ -335,6 +340,10 @@ fn queue_position(i: &Interaction) -> Option<(String, QueueKey)> {
     let queue = i.queue.as_ref().filter(|_| i.in_queue())?;
     Some((
         queue.clone(),
-        QueueKey { priority: Reverse(i.priority), queued_at: i.queued_at, id: i.id.clone() },
+        QueueKey {
+            priority: Reverse(i.priority),
+            queued_at: i.queued_at,
+            id: i.id.clone(),
+        },
     ))
 }

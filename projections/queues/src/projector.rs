@@ -31,7 +31,9 @@ impl Projection {
 
     /// A read view of the board; hold it briefly.
     pub fn board(&self) -> RwLockReadGuard<'_, Board> {
-        self.board.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.board
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// True once the replay reached the end of the log as it was at start.
@@ -45,7 +47,10 @@ impl Projection {
     }
 
     fn apply(&self, event: &InteractionEvent) {
-        self.board.write().unwrap_or_else(|poisoned| poisoned.into_inner()).apply(event);
+        self.board
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .apply(event);
     }
 }
 

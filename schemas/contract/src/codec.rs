@@ -28,13 +28,27 @@ pub enum ContractError {
     #[error(
         "unknown writer schema fingerprint {fingerprint} for {message}: written by a newer or foreign producer"
     )]
-    UnknownFingerprint { message: &'static str, fingerprint: String },
+    UnknownFingerprint {
+        message: &'static str,
+        fingerprint: String,
+    },
     #[error("record does not match schema {message} ({version}): {detail}")]
-    Malformed { message: &'static str, version: &'static str, detail: String },
+    Malformed {
+        message: &'static str,
+        version: &'static str,
+        detail: String,
+    },
     #[error("cannot encode {message}: {detail}")]
-    Encode { message: &'static str, detail: String },
+    Encode {
+        message: &'static str,
+        detail: String,
+    },
     #[error("invalid schema {name} ({version}): {detail}")]
-    InvalidSchema { name: &'static str, version: &'static str, detail: String },
+    InvalidSchema {
+        name: &'static str,
+        version: &'static str,
+        detail: String,
+    },
 }
 
 /// One schema version a record may have been written with.
@@ -46,7 +60,12 @@ pub struct WriterSchema {
 
 impl fmt::Debug for WriterSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WriterSchema({}, {})", self.version, hex8(&self.fingerprint))
+        write!(
+            f,
+            "WriterSchema({}, {})",
+            self.version,
+            hex8(&self.fingerprint)
+        )
     }
 }
 
@@ -72,7 +91,12 @@ impl SchemaSet {
             .iter()
             .map(|(version, json)| writer_schema(name, version, json))
             .collect::<Result<_, _>>()?;
-        Ok(Self { name, current, header, released })
+        Ok(Self {
+            name,
+            current,
+            header,
+            released,
+        })
     }
 
     pub fn current(&self) -> &Schema {
@@ -94,7 +118,10 @@ impl SchemaSet {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&self.header);
         apache_avro::write_avro_datum_ref(&self.current.schema, value, &mut buf).map_err(|e| {
-            ContractError::Encode { message: self.name, detail: e.to_string() }
+            ContractError::Encode {
+                message: self.name,
+                detail: e.to_string(),
+            }
         })?;
         Ok(buf)
     }
@@ -104,14 +131,21 @@ impl SchemaSet {
             return Err(ContractError::NotSingleObject(format!(
                 "expected marker C3 01 and an 8-byte fingerprint, got {} bytes starting {}",
                 bytes.len(),
-                bytes.iter().take(4).map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
+                bytes
+                    .iter()
+                    .take(4)
+                    .map(|b| format!("{b:02X}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )));
         }
         let fingerprint = &bytes[2..HEADER_LEN];
-        let writer = self.writer(fingerprint).ok_or_else(|| ContractError::UnknownFingerprint {
-            message: self.name,
-            fingerprint: hex8(fingerprint),
-        })?;
+        let writer = self
+            .writer(fingerprint)
+            .ok_or_else(|| ContractError::UnknownFingerprint {
+                message: self.name,
+                fingerprint: hex8(fingerprint),
+            })?;
         let malformed = |detail: String| ContractError::Malformed {
             message: self.name,
             version: writer.version,
@@ -121,7 +155,10 @@ impl SchemaSet {
         let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None)
             .map_err(|e| malformed(e.to_string()))?;
         if !body.is_empty() {
-            return Err(malformed(format!("{} trailing bytes after the record", body.len())));
+            return Err(malformed(format!(
+                "{} trailing bytes after the record",
+                body.len()
+            )));
         }
         apache_avro::from_value(&value).map_err(|e| malformed(e.to_string()))
     }
@@ -138,10 +175,17 @@ fn writer_schema(
         detail: e.to_string(),
     })?;
     let bytes = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
-    let fingerprint = <[u8; 8]>::try_from(bytes.as_slice()).map_err(|_| {
-        ContractError::InvalidSchema { name, version, detail: "fingerprint is not 8 bytes".into() }
-    })?;
-    Ok(WriterSchema { version, schema, fingerprint })
+    let fingerprint =
+        <[u8; 8]>::try_from(bytes.as_slice()).map_err(|_| ContractError::InvalidSchema {
+            name,
+            version,
+            detail: "fingerprint is not 8 bytes".into(),
+        })?;
+    Ok(WriterSchema {
+        version,
+        schema,
+        fingerprint,
+    })
 }
 
 fn hex8(bytes: &[u8]) -> String {

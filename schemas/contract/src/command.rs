@@ -77,8 +77,14 @@ pub enum MediaType {
 }
 
 impl MediaType {
-    pub const ALL: [MediaType; 6] =
-        [Self::Email, Self::Chat, Self::Sms, Self::Mms, Self::Callback, Self::Other];
+    pub const ALL: [MediaType; 6] = [
+        Self::Email,
+        Self::Chat,
+        Self::Sms,
+        Self::Mms,
+        Self::Callback,
+        Self::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,10 +107,13 @@ impl std::fmt::Display for MediaType {
 impl std::str::FromStr for MediaType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            let known: Vec<_> = Self::ALL.iter().map(|m| m.as_str()).collect();
-            format!("unknown media type '{s}' (known: {})", known.join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Self::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown media type '{s}' (known: {})", known.join(", "))
+            })
     }
 }
 

@@ -27,14 +27,18 @@ pub struct InteractionEvent {
 avro_message!(InteractionEvent, "interaction-event", released: ["v1"]);
 
 /// Namespace of the deterministic event ids (UUIDv5).
-const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5b0a_7d2e_4c1f_4e8a_9f3b_6d2c_1a0e_b7c4);
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5b0a_7d2e_4c1f_4e8a_9f3b_6d2c_1a0e_b7c4);
 
 impl InteractionEvent {
     /// The id of the `index`-th event caused by command `command_id`: the same command always
     /// yields the same ids, so a re-emitted event is recognisable as a duplicate.
     pub fn id_for(command_id: &str, index: i32) -> String {
-        uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{command_id}/{index}").as_bytes())
-            .to_string()
+        uuid::Uuid::new_v5(
+            &EVENT_ID_NAMESPACE,
+            format!("{command_id}/{index}").as_bytes(),
+        )
+        .to_string()
     }
 }
 

@@ -8,8 +8,8 @@
 //! (Rabin) fingerprint of the writer's schema, then the Avro binary body. A consumer needs
 //! nothing but the `.avsc` files to decode them.
 
-mod codec;
 pub mod agent;
+mod codec;
 pub mod command;
 pub mod event;
 

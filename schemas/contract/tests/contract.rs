@@ -73,16 +73,31 @@ fn sample_event() -> InteractionEvent {
 /// stranger would compute it from the file alone.
 #[test]
 fn records_carry_the_fingerprint_of_the_avsc_file() {
-    let schema =
-        Schema::parse_str(&std::fs::read_to_string(avro_dir().join("interaction-event.avsc")).unwrap())
-            .unwrap();
+    let schema = Schema::parse_str(
+        &std::fs::read_to_string(avro_dir().join("interaction-event.avsc")).unwrap(),
+    )
+    .unwrap();
     let bytes = sample_event().encode().unwrap();
     assert_eq!(&bytes[..2], &[0xC3, 0x01]);
-    assert_eq!(&bytes[2..10], schema.fingerprint::<apache_avro::rabin::Rabin>().bytes.as_slice());
+    assert_eq!(
+        &bytes[2..10],
+        schema
+            .fingerprint::<apache_avro::rabin::Rabin>()
+            .bytes
+            .as_slice()
+    );
     // The body decodes with the file's schema and no Rust types at all.
     let value = apache_avro::from_avro_datum(&schema, &mut &bytes[10..], None).unwrap();
-    let apache_avro::types::Value::Record(fields) = value else { panic!("not a record") };
-    assert_eq!(fields[1], ("interaction_id".into(), apache_avro::types::Value::String("i-1".into())));
+    let apache_avro::types::Value::Record(fields) = value else {
+        panic!("not a record")
+    };
+    assert_eq!(
+        fields[1],
+        (
+            "interaction_id".into(),
+            apache_avro::types::Value::String("i-1".into())
+        )
+    );
 }
 
 /// The serializer matches struct fields to schema fields by name, so a type that drifts from
@@ -104,7 +119,9 @@ fn a_type_that_drifts_from_the_schema_does_not_encode() {
         issued_by: "test".into(),
         payload: CommandPayload::Stop(Stop { reason: "x".into() }),
     };
-    let err = InteractionCommand::schema_set().encode(&drifted).unwrap_err();
+    let err = InteractionCommand::schema_set()
+        .encode(&drifted)
+        .unwrap_err();
     assert!(matches!(err, ContractError::Encode { .. }), "{err}");
 }
 
@@ -114,7 +131,9 @@ fn unknown_fingerprints_and_missing_markers_are_named_in_the_error() {
     bytes[5] ^= 0xFF;
     let err = InteractionEvent::decode(&bytes).unwrap_err().to_string();
     assert!(err.contains("unknown writer schema fingerprint"), "{err}");
-    let err = InteractionEvent::decode(b"{\"json\": true}").unwrap_err().to_string();
+    let err = InteractionEvent::decode(b"{\"json\": true}")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not an Avro single-object record"), "{err}");
 }
 
@@ -135,7 +154,10 @@ fn every_schema_reads_every_released_version() {
             .filter_map(|dir| {
                 let path = dir.join(format!("{message}.avsc"));
                 let json = std::fs::read_to_string(&path).ok()?;
-                Some((path.display().to_string(), Schema::parse_str(&json).unwrap()))
+                Some((
+                    path.display().to_string(),
+                    Schema::parse_str(&json).unwrap(),
+                ))
             })
             .collect();
         let current = avro_dir().join(format!("{message}.avsc"));
@@ -173,13 +195,26 @@ fn the_codec_knows_every_released_version() {
         v
     };
     let known = |set: &contract::SchemaSet| -> Vec<String> {
-        let mut v: Vec<String> = set.released().iter().map(|w| w.version.to_string()).collect();
+        let mut v: Vec<String> = set
+            .released()
+            .iter()
+            .map(|w| w.version.to_string())
+            .collect();
         v.sort();
         v
     };
-    assert_eq!(known(InteractionCommand::schema_set()), released_on_disk(InteractionCommand::NAME));
-    assert_eq!(known(InteractionEvent::schema_set()), released_on_disk(InteractionEvent::NAME));
-    assert_eq!(known(AgentEvent::schema_set()), released_on_disk(AgentEvent::NAME));
+    assert_eq!(
+        known(InteractionCommand::schema_set()),
+        released_on_disk(InteractionCommand::NAME)
+    );
+    assert_eq!(
+        known(InteractionEvent::schema_set()),
+        released_on_disk(InteractionEvent::NAME)
+    );
+    assert_eq!(
+        known(AgentEvent::schema_set()),
+        released_on_disk(AgentEvent::NAME)
+    );
 }
 
 /// A record written with the oldest released schema decodes with today's types.
@@ -197,9 +232,17 @@ fn records_written_with_released_schemas_decode_today() {
 
 /// Names of the branches of the envelope's `payload` union, in order.
 fn union_branches(schema: &Schema) -> Vec<String> {
-    let Schema::Record(record) = schema else { panic!("envelope is not a record") };
-    let payload = record.fields.iter().find(|f| f.name == "payload").expect("payload field");
-    let Schema::Union(union) = &payload.schema else { panic!("payload is not a union") };
+    let Schema::Record(record) = schema else {
+        panic!("envelope is not a record")
+    };
+    let payload = record
+        .fields
+        .iter()
+        .find(|f| f.name == "payload")
+        .expect("payload field");
+    let Schema::Union(union) = &payload.schema else {
+        panic!("payload is not a union")
+    };
     union
         .variants()
         .iter()
@@ -212,5 +255,7 @@ fn union_branches(schema: &Schema) -> Vec<String> {
 
 fn version_number(dir: &Path) -> u32 {
     let name = dir.file_name().unwrap().to_string_lossy();
-    name.trim_start_matches('v').parse().unwrap_or_else(|_| panic!("released dir {name} is not v<N>"))
+    name.trim_start_matches('v')
+        .parse()
+        .unwrap_or_else(|_| panic!("released dir {name} is not v<N>"))
 }

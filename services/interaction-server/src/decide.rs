@@ -67,7 +67,10 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
         }
         CommandPayload::Lock(l) => {
             if let Some(lock) = &i.lock {
-                return Err(format!("interaction {id} is already locked by {}", lock.holder));
+                return Err(format!(
+                    "interaction {id} is already locked by {}",
+                    lock.holder
+                ));
             }
             if i.status != Status::Waiting {
                 return Err(format!(
@@ -86,7 +89,9 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
                 "interaction {id} is locked by {}, not by {}",
                 lock.holder, u.holder
             )),
-            Some(_) => Ok(vec![EventPayload::Unlocked(Unlocked { holder: u.holder.clone() })]),
+            Some(_) => Ok(vec![EventPayload::Unlocked(Unlocked {
+                holder: u.holder.clone(),
+            })]),
         },
         CommandPayload::Offer(o) => {
             if i.status != Status::Waiting {
@@ -115,8 +120,12 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
         CommandPayload::AcceptOffer(a) => {
             check_offered_to(i, &a.agent_id)?;
             Ok(vec![
-                EventPayload::OfferAccepted(AgentId { agent_id: a.agent_id.clone() }),
-                EventPayload::Assigned(AgentId { agent_id: a.agent_id.clone() }),
+                EventPayload::OfferAccepted(AgentId {
+                    agent_id: a.agent_id.clone(),
+                }),
+                EventPayload::Assigned(AgentId {
+                    agent_id: a.agent_id.clone(),
+                }),
             ])
         }
         CommandPayload::RejectOffer(r) => {
@@ -128,7 +137,9 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
         }
         CommandPayload::TimeOutOffer(a) => {
             check_offered_to(i, &a.agent_id)?;
-            Ok(vec![EventPayload::OfferTimedOut(AgentId { agent_id: a.agent_id.clone() })])
+            Ok(vec![EventPayload::OfferTimedOut(AgentId {
+                agent_id: a.agent_id.clone(),
+            })])
         }
         CommandPayload::RevokeOffer(r) => {
             check_offered_to(i, &r.agent_id)?;
@@ -144,7 +155,10 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
                 return Err(format!("{} owns interaction {id} already", j.agent_id));
             }
             if i.parties.contains_key(&j.agent_id) {
-                return Err(format!("{} is already a party to interaction {id}", j.agent_id));
+                return Err(format!(
+                    "{} is already a party to interaction {id}",
+                    j.agent_id
+                ));
             }
             Ok(vec![EventPayload::PartyJoined(PartyJoined {
                 agent_id: j.agent_id.clone(),
@@ -155,7 +169,9 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
             if !i.parties.contains_key(&a.agent_id) {
                 return Err(format!("{} is not a party to interaction {id}", a.agent_id));
             }
-            Ok(vec![EventPayload::PartyLeft(AgentId { agent_id: a.agent_id.clone() })])
+            Ok(vec![EventPayload::PartyLeft(AgentId {
+                agent_id: a.agent_id.clone(),
+            })])
         }
         CommandPayload::Transfer(t) => {
             check_owned_by(i, &t.from_agent_id)?;
@@ -256,11 +272,19 @@ fn status_name(i: &Interaction) -> &'static str {
 }
 
 fn check_agent(agent: &str) -> Result<(), String> {
-    if agent.trim().is_empty() { Err("agent_id is empty".into()) } else { Ok(()) }
+    if agent.trim().is_empty() {
+        Err("agent_id is empty".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn check_queue(queue: &str) -> Result<(), String> {
-    if queue.trim().is_empty() { Err("queue name is empty".into()) } else { Ok(()) }
+    if queue.trim().is_empty() {
+        Err("queue name is empty".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn check_offered_to(i: &Interaction, agent: &str) -> Result<(), String> {
@@ -270,14 +294,22 @@ fn check_offered_to(i: &Interaction, agent: &str) -> Result<(), String> {
             "interaction {} is offered to {}, not to {agent}",
             i.id, offer.agent_id
         )),
-        None => Err(format!("interaction {} has no pending offer (it is {})", i.id, status_name(i))),
+        None => Err(format!(
+            "interaction {} has no pending offer (it is {})",
+            i.id,
+            status_name(i)
+        )),
     }
 }
 
 fn check_assigned(i: &Interaction) -> Result<&str, String> {
     match (&i.status, &i.owner) {
         (Status::Assigned, Some(owner)) => Ok(owner),
-        _ => Err(format!("interaction {} is not assigned to an agent (it is {})", i.id, status_name(i))),
+        _ => Err(format!(
+            "interaction {} is not assigned to an agent (it is {})",
+            i.id,
+            status_name(i)
+        )),
     }
 }
 
@@ -286,6 +318,9 @@ fn check_owned_by(i: &Interaction, agent: &str) -> Result<(), String> {
     if owner == agent {
         Ok(())
     } else {
-        Err(format!("interaction {} is owned by {owner}, not by {agent}", i.id))
+        Err(format!(
+            "interaction {} is owned by {owner}, not by {agent}",
+            i.id
+        ))
     }
 }

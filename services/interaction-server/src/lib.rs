@@ -6,6 +6,7 @@
 //! Its state per partition ([`partition::PartitionState`]) is rebuilt from the events log when
 //! the partition is assigned; there is no other store.
 
+pub mod client;
 pub mod decide;
 pub mod partition;
 mod server;

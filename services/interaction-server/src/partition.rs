@@ -36,7 +36,10 @@ pub enum Outcome {
     /// Same command id as one applied earlier (a client retry): nothing to write.
     DuplicateCommand,
     /// Write these events, in order; `rejected` tells whether the command was refused.
-    Emit { events: Vec<InteractionEvent>, rejected: bool },
+    Emit {
+        events: Vec<InteractionEvent>,
+        rejected: bool,
+    },
 }
 
 impl PartitionState {
@@ -49,7 +52,10 @@ impl PartitionState {
                 state.duplicate_events += 1;
                 continue;
             }
-            if set.first().is_some_and(|first| first.command_offset != event.command_offset) {
+            if set
+                .first()
+                .is_some_and(|first| first.command_offset != event.command_offset)
+            {
                 // A set that never completed, followed by a later command's events: the
                 // writer moved on, so what is there is all there is.
                 state.commit(std::mem::take(&mut set));

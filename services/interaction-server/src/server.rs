@@ -9,13 +9,13 @@ use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
+use plumbing::Consumer;
 use plumbing::config::KafkaSettings;
 use plumbing::dead_letter::DeadLetters;
 use plumbing::headers::{Lineage, continue_trace};
 use plumbing::kafka::{self, GroupConsumer};
 use plumbing::topics::{self, Topics, partition_count};
 use plumbing::{BorrowedMessage, CancellationToken, Message};
-use plumbing::Consumer;
 use plumbing::{FutureProducer, Offset};
 use tracing::Instrument;
 
@@ -36,8 +36,11 @@ pub async fn run(
     let commands_topic = topics.name(topics::INTERACTION_COMMANDS);
     let events_topic = topics.name(topics::INTERACTION_EVENTS);
     let producer = kafka::producer(kafka_settings)?;
-    let dead_letters =
-        DeadLetters::new(producer.clone(), topics.name(topics::DEAD_LETTER), "interaction-server");
+    let dead_letters = DeadLetters::new(
+        producer.clone(),
+        topics.name(topics::DEAD_LETTER),
+        "interaction-server",
+    );
     let (consumer, rebalances) = kafka::group_consumer(kafka_settings, group_id)?;
 
     let command_partitions = partition_count(consumer.client(), &commands_topic)?;
@@ -48,7 +51,9 @@ pub async fn run(
              they must match (each command's events go to its partition number)"
         );
     }
-    consumer.subscribe(&[&commands_topic]).context("subscribing to commands")?;
+    consumer
+        .subscribe(&[&commands_topic])
+        .context("subscribing to commands")?;
     tracing::info!(%commands_topic, %events_topic, group_id, "interaction server started");
 
     let mut server = Server {
@@ -112,7 +117,11 @@ impl Server<'_> {
                 }
             }
             if self.last_report.elapsed() > Duration::from_secs(10) {
-                tracing::info!(processed = self.processed, in_flight = self.in_flight.len(), "progress");
+                tracing::info!(
+                    processed = self.processed,
+                    in_flight = self.in_flight.len(),
+                    "progress"
+                );
                 self.last_report = Instant::now();
             }
         }
@@ -121,7 +130,8 @@ impl Server<'_> {
     fn acked(&mut self, (partition, offset): (i32, i64)) {
         self.processed += 1;
         // Kafka's committed offset is the next one to read.
-        if let Err(e) = kafka::store_offset(self.consumer, &self.commands_topic, partition, offset + 1)
+        if let Err(e) =
+            kafka::store_offset(self.consumer, &self.commands_topic, partition, offset + 1)
         {
             tracing::debug!(partition, offset, error = %e, "offset not stored (partition revoked?)");
         }
@@ -138,7 +148,7 @@ impl Server<'_> {
         let partition = message.partition();
         let offset = message.offset();
         if !self.partitions.contains_key(&partition) {
-            let state = self.recover(partition).await?;
+            let state = recover(self.kafka_settings, &self.events_topic, partition).await?;
             tracing::info!(
                 partition,
                 resume_at = state.resume_at(),
@@ -183,7 +193,8 @@ impl Server<'_> {
                 }
                 Outcome::DuplicateCommand => {
                     tracing::info!("duplicate command id; already applied, nothing written");
-                    self.in_flight.push_back(Box::pin(async move { Ok((partition, offset)) }));
+                    self.in_flight
+                        .push_back(Box::pin(async move { Ok((partition, offset)) }));
                 }
                 Outcome::Emit { events, rejected } => {
                     if rejected {
@@ -227,9 +238,9 @@ impl Server<'_> {
         }
         self.in_flight.push_back(Box::pin(async move {
             for delivery in deliveries {
-                kafka::delivered(delivery)
-                    .await
-                    .with_context(|| format!("writing events for command at {partition}/{offset}"))?;
+                kafka::delivered(delivery).await.with_context(|| {
+                    format!("writing events for command at {partition}/{offset}")
+                })?;
             }
             Ok((partition, offset))
         }));
@@ -240,38 +251,44 @@ impl Server<'_> {
         let delivery = self.dead_letters.park(message, reason)?;
         let (partition, offset) = (message.partition(), message.offset());
         self.in_flight.push_back(Box::pin(async move {
-            kafka::delivered(delivery).await.context("parking a record in the dead-letter topic")?;
+            kafka::delivered(delivery)
+                .await
+                .context("parking a record in the dead-letter topic")?;
             Ok((partition, offset))
         }));
         Ok(())
     }
+}
 
-    /// Reads the partition's events from offset 0 to the end and rebuilds its state.
-    async fn recover(&self, partition: i32) -> anyhow::Result<PartitionState> {
-        let reader = kafka::reader(self.kafka_settings)?;
-        let high = kafka::high_watermark(&reader, &self.events_topic, partition)?;
-        let mut events = Vec::new();
-        if high > 0 {
-            let mut tpl = plumbing::TopicPartitionList::new();
-            tpl.add_partition_offset(&self.events_topic, partition, Offset::Beginning)?;
-            reader.assign(&tpl)?;
-            loop {
-                let message = reader.recv().await.context("reading interaction events")?;
-                match InteractionEvent::decode(message.payload().unwrap_or_default()) {
-                    Ok(event) => events.push(event),
-                    Err(e) => tracing::error!(
-                        partition,
-                        offset = message.offset(),
-                        error = %e,
-                        "undecodable record in {} (only the interaction server writes there); skipped",
-                        self.events_topic
-                    ),
-                }
-                if message.offset() >= high - 1 {
-                    break;
-                }
+/// Reads a partition's events from offset 0 to the end and rebuilds its state.
+async fn recover(
+    kafka_settings: &KafkaSettings,
+    events_topic: &str,
+    partition: i32,
+) -> anyhow::Result<PartitionState> {
+    let reader = kafka::reader(kafka_settings)?;
+    let high = kafka::high_watermark(&reader, events_topic, partition)?;
+    let mut events = Vec::new();
+    if high > 0 {
+        let mut tpl = plumbing::TopicPartitionList::new();
+        tpl.add_partition_offset(events_topic, partition, Offset::Beginning)?;
+        reader.assign(&tpl)?;
+        loop {
+            let message = reader.recv().await.context("reading interaction events")?;
+            match InteractionEvent::decode(message.payload().unwrap_or_default()) {
+                Ok(event) => events.push(event),
+                Err(e) => tracing::error!(
+                    partition,
+                    offset = message.offset(),
+                    error = %e,
+                    "undecodable record in {} (only the interaction server writes there); skipped",
+                    events_topic
+                ),
+            }
+            if message.offset() >= high - 1 {
+                break;
             }
         }
-        Ok(PartitionState::recover(events))
     }
+    Ok(PartitionState::recover(events))
 }

@@ -37,24 +37,59 @@ fn payload() -> impl Strategy<Value = CommandPayload> {
             remove: vec![],
             priority: Some(p),
         })),
-        (pick(&["router", "sup:1"]), any::<bool>()).prop_map(|(h, sup)| CommandPayload::Lock(Lock {
-            holder: h.into(),
-            holder_kind: if sup { LockHolderKind::Supervisor } else { LockHolderKind::Router },
+        (pick(&["router", "sup:1"]), any::<bool>()).prop_map(|(h, sup)| CommandPayload::Lock(
+            Lock {
+                holder: h.into(),
+                holder_kind: if sup {
+                    LockHolderKind::Supervisor
+                } else {
+                    LockHolderKind::Router
+                },
+            }
+        )),
+        pick(&["router", "sup:1"])
+            .prop_map(|h| CommandPayload::Unlock(Unlock { holder: h.into() })),
+        (agent(), 0..40_000i64).prop_map(|(agent_id, timeout_ms)| CommandPayload::Offer(Offer {
+            agent_id,
+            timeout_ms
         })),
-        pick(&["router", "sup:1"]).prop_map(|h| CommandPayload::Unlock(Unlock { holder: h.into() })),
-        (agent(), 0..40_000i64).prop_map(|(agent_id, timeout_ms)| CommandPayload::Offer(Offer { agent_id, timeout_ms })),
         agent().prop_map(|agent_id| CommandPayload::AcceptOffer(AgentRef { agent_id })),
-        agent().prop_map(|agent_id| CommandPayload::RejectOffer(AgentReason { agent_id, reason: "busy".into() })),
+        agent().prop_map(|agent_id| CommandPayload::RejectOffer(AgentReason {
+            agent_id,
+            reason: "busy".into()
+        })),
         agent().prop_map(|agent_id| CommandPayload::TimeOutOffer(AgentRef { agent_id })),
-        agent().prop_map(|agent_id| CommandPayload::RevokeOffer(AgentReason { agent_id, reason: "logout".into() })),
-        agent().prop_map(|agent_id| CommandPayload::JoinParty(JoinParty { agent_id, role: PartyRole::Consult })),
+        agent().prop_map(|agent_id| CommandPayload::RevokeOffer(AgentReason {
+            agent_id,
+            reason: "logout".into()
+        })),
+        agent().prop_map(|agent_id| CommandPayload::JoinParty(JoinParty {
+            agent_id,
+            role: PartyRole::Consult
+        })),
         agent().prop_map(|agent_id| CommandPayload::LeaveParty(AgentRef { agent_id })),
-        (agent(), proptest::option::of(agent()), proptest::option::of(queue())).prop_map(|(from, to_agent, to_queue)| {
-            CommandPayload::Transfer(Transfer { from_agent_id: from, to_agent_id: to_agent, to_queue })
+        (
+            agent(),
+            proptest::option::of(agent()),
+            proptest::option::of(queue())
+        )
+            .prop_map(|(from, to_agent, to_queue)| {
+                CommandPayload::Transfer(Transfer {
+                    from_agent_id: from,
+                    to_agent_id: to_agent,
+                    to_queue,
+                })
+            }),
+        (agent(), proptest::option::of(queue())).prop_map(|(agent_id, queue)| {
+            CommandPayload::ReturnToQueue(ReturnToQueue { agent_id, queue })
         }),
-        (agent(), proptest::option::of(queue())).prop_map(|(agent_id, queue)| CommandPayload::ReturnToQueue(ReturnToQueue { agent_id, queue })),
-        queue().prop_map(|queue| CommandPayload::MoveToQueue(MoveToQueue { queue, reason: "supervisor".into() })),
-        Just(CommandPayload::Stop(Stop { reason: "done".into() })),
+        queue().prop_map(|queue| CommandPayload::MoveToQueue(MoveToQueue {
+            queue,
+            reason: "supervisor".into()
+        })),
+        Just(CommandPayload::Stop(Stop {
+            reason: "done".into()
+        })),
     ]
 }
 
@@ -62,7 +97,12 @@ fn payload() -> impl Strategy<Value = CommandPayload> {
 /// few reuse an earlier command id (client retries).
 fn commands() -> impl Strategy<Value = Vec<InteractionCommand>> {
     proptest::collection::vec(
-        (pick(&IDS), pick(&["router", "sup:1", "agent:a"]), payload(), 0..10u8),
+        (
+            pick(&IDS),
+            pick(&["router", "sup:1", "agent:a"]),
+            payload(),
+            0..10u8,
+        ),
         1..120,
     )
     .prop_map(|raw| {
@@ -99,7 +139,12 @@ fn run_live(commands: &[InteractionCommand]) -> (PartitionState, Vec<Interaction
 
 fn assert_views_match(board: &Board) -> Result<(), TestCaseError> {
     for queue in board.queue_names() {
-        prop_assert_eq!(board.queue_view(&queue), board.queue_view_from_scratch(&queue), "queue {}", queue);
+        prop_assert_eq!(
+            board.queue_view(&queue),
+            board.queue_view_from_scratch(&queue),
+            "queue {}",
+            queue
+        );
     }
     Ok(())
 }
@@ -206,21 +251,71 @@ fn a_typical_life_and_readable_rejections() {
     });
     let commands = vec![
         cmd(1, "i1", "email-server", submit.clone()),
-        cmd(2, "i1", "router", CommandPayload::Offer(Offer { agent_id: "agent:a".into(), timeout_ms: 30_000 })),
-        cmd(3, "i1", "agent:b", CommandPayload::AcceptOffer(AgentRef { agent_id: "agent:b".into() })),
-        cmd(4, "i1", "agent:a", CommandPayload::AcceptOffer(AgentRef { agent_id: "agent:a".into() })),
+        cmd(
+            2,
+            "i1",
+            "router",
+            CommandPayload::Offer(Offer {
+                agent_id: "agent:a".into(),
+                timeout_ms: 30_000,
+            }),
+        ),
+        cmd(
+            3,
+            "i1",
+            "agent:b",
+            CommandPayload::AcceptOffer(AgentRef {
+                agent_id: "agent:b".into(),
+            }),
+        ),
+        cmd(
+            4,
+            "i1",
+            "agent:a",
+            CommandPayload::AcceptOffer(AgentRef {
+                agent_id: "agent:a".into(),
+            }),
+        ),
         cmd(5, "i1", "email-server", submit),
-        cmd(6, "i9", "router", CommandPayload::Stop(Stop { reason: "x".into() })),
-        cmd(7, "i1", "agent:a", CommandPayload::Stop(Stop { reason: "replied".into() })),
-        cmd(8, "i1", "router", CommandPayload::MoveToQueue(MoveToQueue { queue: "vip".into(), reason: "r".into() })),
+        cmd(
+            6,
+            "i9",
+            "router",
+            CommandPayload::Stop(Stop { reason: "x".into() }),
+        ),
+        cmd(
+            7,
+            "i1",
+            "agent:a",
+            CommandPayload::Stop(Stop {
+                reason: "replied".into(),
+            }),
+        ),
+        cmd(
+            8,
+            "i1",
+            "router",
+            CommandPayload::MoveToQueue(MoveToQueue {
+                queue: "vip".into(),
+                reason: "r".into(),
+            }),
+        ),
     ];
     let (state, log) = run_live(&commands);
     let kinds: Vec<_> = log.iter().map(|e| e.payload.kind()).collect();
     assert_eq!(
         kinds,
         [
-            "Submitted", "PlacedInQueue", "OfferedToAgent", "CommandRejected", "OfferAccepted",
-            "Assigned", "CommandRejected", "CommandRejected", "Stopped", "CommandRejected"
+            "Submitted",
+            "PlacedInQueue",
+            "OfferedToAgent",
+            "CommandRejected",
+            "OfferAccepted",
+            "Assigned",
+            "CommandRejected",
+            "CommandRejected",
+            "Stopped",
+            "CommandRejected"
         ]
     );
     let reasons: Vec<_> = log
@@ -239,5 +334,8 @@ fn a_typical_life_and_readable_rejections() {
             "interaction i1 is stopped (replied)",
         ]
     );
-    assert_eq!(state.board.interaction("i1").map(|i| i.status), Some(queues::board::Status::Stopped));
+    assert_eq!(
+        state.board.interaction("i1").map(|i| i.status),
+        Some(queues::board::Status::Stopped)
+    );
 }

@@ -1,0 +1,286 @@
+//! Flags and subcommands.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use contract::command::{CommandPayload, MediaType, Submit};
+use plumbing::config::{Figment, Serialized, Settings};
+use plumbing::telemetry::LogFormat;
+use plumbing::topics::Topics;
+
+use crate::services;
+
+/// Switchboard: an event-sourced, Kafka-native contact center.
+///
+/// Configuration comes from built-in defaults, then `switchboard.toml` (or --config), then
+/// SWITCHBOARD_* environment variables (`__` between sections, e.g.
+/// SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS=host:9092), then these flags.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML); default: ./switchboard.toml if it exists.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (embedded broker log, local state).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers; empty means the embedded broker.
+    #[arg(long, global = true)]
+    pub bootstrap_servers: Option<String>,
+    /// Prefix for every topic name (isolates deployments sharing a cluster).
+    #[arg(long, global = true)]
+    pub topic_prefix: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Port of the embedded broker on 127.0.0.1 (started by `up`, used by tools).
+    #[arg(long, global = true)]
+    pub broker_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process; starts the embedded Tansu broker (installing it on
+    /// first use) when no Kafka bootstrap servers are configured. Ctrl-C stops it cleanly.
+    Up {
+        /// HTTP address of the API and health endpoints.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// Run one service against the configured Kafka cluster.
+    Run {
+        service: Service,
+        /// HTTP address of the service's API and health endpoints.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// Submit a test interaction (a Submit command) and print its id.
+    Submit {
+        /// Queue to park it in.
+        #[arg(long, default_value = "inbound")]
+        queue: String,
+        /// Media type: email, chat, sms, mms, callback, other.
+        #[arg(long, default_value = "email")]
+        media: MediaType,
+        #[arg(long, default_value_t = 0)]
+        priority: i32,
+        /// A property, as key=value (repeatable).
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+        /// Interaction id; a new UUID when omitted.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Topics from infra/topics.toml.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// The embedded broker (Tansu).
+    Broker {
+        #[command(subcommand)]
+        action: BrokerAction,
+    },
+    /// Print the effective configuration as TOML.
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Service {
+    /// Consumes interaction.commands, writes interaction.events.
+    InteractionServer,
+    /// The queue projection and its HTTP API.
+    Queues,
+    /// The public HTTP API.
+    WebApi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// Create missing topics and check existing ones.
+    Create,
+    /// Print the declared topics.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerAction {
+    /// Install the pinned Tansu version into the user cache if missing, and print its path.
+    Install,
+    /// Print where the Tansu binary is (or would be installed).
+    Path,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got '{s}'"))
+}
+
+impl GlobalArgs {
+    fn settings(&self, http: Option<SocketAddr>) -> anyhow::Result<Settings> {
+        let settings = Settings::load(self.config.as_deref(), |mut f: Figment| {
+            if let Some(v) = &self.data_dir {
+                f = f.merge(Serialized::default("data_dir", v));
+            }
+            if let Some(v) = &self.bootstrap_servers {
+                f = f.merge(Serialized::default("kafka.bootstrap_servers", v));
+            }
+            if let Some(v) = &self.topic_prefix {
+                f = f.merge(Serialized::default("kafka.topic_prefix", v));
+            }
+            if let Some(v) = self.log_format {
+                let format = match v {
+                    LogFormatArg::Pretty => LogFormat::Pretty,
+                    LogFormatArg::Json => LogFormat::Json,
+                };
+                f = f.merge(Serialized::default("telemetry.log_format", format));
+            }
+            if let Some(v) = http {
+                f = f.merge(Serialized::default("http.listen", v));
+            }
+            if let Some(v) = self.broker_port {
+                f = f.merge(Serialized::default("broker.port", v));
+            }
+            f
+        })?;
+        Ok(settings)
+    }
+}
+
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let http = match &cli.command {
+        Command::Up { http } | Command::Run { http, .. } => *http,
+        _ => None,
+    };
+    let mut settings = cli.global.settings(http)?;
+    let _telemetry = plumbing::telemetry::init(&settings.telemetry)?;
+    let topics = Topics::load(
+        settings.kafka.topics_file.as_deref(),
+        &settings.kafka.topic_prefix,
+    )?;
+    match cli.command {
+        Command::Up { .. } => services::up(settings, topics).await,
+        Command::Run { service, .. } => {
+            require_bootstrap(&settings)?;
+            services::run_one(service, settings, topics).await
+        }
+        Command::Submit {
+            queue,
+            media,
+            priority,
+            properties,
+            id,
+        } => {
+            use_embedded_broker_if_unset(&mut settings);
+            let client =
+                interaction_server::client::CommandClient::new(&settings.kafka, &topics, "cli")?;
+            let interaction_id = id.unwrap_or_else(interaction_server::client::uuid_v4);
+            let command = client.command(
+                &interaction_id,
+                CommandPayload::Submit(Submit {
+                    media_type: media,
+                    origin: "cli".into(),
+                    target_queue: queue,
+                    priority,
+                    properties: properties.into_iter().collect::<BTreeMap<_, _>>(),
+                    contact_id: None,
+                    content_ref: None,
+                    parent_interaction_id: None,
+                }),
+            );
+            let (partition, offset) =
+                tokio::time::timeout(std::time::Duration::from_secs(30), client.send(&command))
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "no answer from Kafka at {} within 30 s (is `switchboard up` running?)",
+                            settings.kafka.bootstrap_servers
+                        )
+                    })??;
+            println!("{interaction_id}");
+            tracing::info!(%interaction_id, command_id = %command.command_id, partition, offset, "submitted");
+            Ok(())
+        }
+        Command::Topics {
+            action: TopicsAction::List,
+        } => {
+            for spec in topics.specs() {
+                println!(
+                    "{:<28} partitions={:<3} {}",
+                    topics.name(&spec.name),
+                    spec.partitions,
+                    spec.description
+                );
+            }
+            Ok(())
+        }
+        Command::Topics {
+            action: TopicsAction::Create,
+        } => {
+            use_embedded_broker_if_unset(&mut settings);
+            let admin = plumbing::kafka::admin(&settings.kafka)?;
+            topics
+                .ensure(&admin, settings.kafka.replication_factor)
+                .await?;
+            println!("topics ready on {}", settings.kafka.bootstrap_servers);
+            Ok(())
+        }
+        Command::Broker {
+            action: BrokerAction::Install,
+        } => {
+            let path =
+                plumbing::local_broker::ensure_installed(settings.broker.tansu_bin.as_deref())
+                    .await?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Broker {
+            action: BrokerAction::Path,
+        } => {
+            println!(
+                "{}",
+                plumbing::local_broker::tansu_path(settings.broker.tansu_bin.as_deref()).display()
+            );
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&settings)?);
+            Ok(())
+        }
+    }
+}
+
+fn require_bootstrap(settings: &Settings) -> anyhow::Result<()> {
+    if settings.kafka.bootstrap_servers.trim().is_empty() {
+        bail!(
+            "`run` needs a Kafka cluster: set kafka.bootstrap_servers (or --bootstrap-servers); \
+             `switchboard up` runs everything on an embedded broker instead"
+        );
+    }
+    Ok(())
+}
+
+/// Tools talk to the embedded broker of a running `up` when no cluster is configured.
+fn use_embedded_broker_if_unset(settings: &mut Settings) {
+    if settings.kafka.bootstrap_servers.trim().is_empty() {
+        settings.kafka.bootstrap_servers = format!("127.0.0.1:{}", settings.broker.port);
+    }
+}

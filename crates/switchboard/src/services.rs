@@ -1,0 +1,158 @@
+//! Starting services, together (`up`) or one at a time (`run`), and stopping them cleanly.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use plumbing::CancellationToken;
+use plumbing::config::Settings;
+use plumbing::local_broker::{self, LocalBroker};
+use plumbing::topics::Topics;
+use tokio::task::JoinSet;
+
+use crate::cli::Service;
+
+/// How long services get to finish in-flight work after a shutdown request.
+const GRACE: Duration = Duration::from_secs(20);
+
+pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal();
+    let broker = if settings.kafka.bootstrap_servers.trim().is_empty() {
+        let tansu = local_broker::ensure_installed(settings.broker.tansu_bin.as_deref()).await?;
+        let broker = LocalBroker::start(
+            &tansu,
+            &settings.data_dir.join("broker"),
+            settings.broker.port,
+        )
+        .await?;
+        settings.kafka.bootstrap_servers = broker.bootstrap_servers().to_owned();
+        Some(broker)
+    } else {
+        None
+    };
+    let result = run_services(
+        &settings,
+        &topics,
+        &[Service::InteractionServer, Service::Queues, Service::WebApi],
+        shutdown,
+    )
+    .await;
+    if let Some(broker) = broker {
+        broker.stop().await?;
+    }
+    result
+}
+
+pub async fn run_one(service: Service, settings: Settings, topics: Topics) -> anyhow::Result<()> {
+    run_services(&settings, &topics, &[service], shutdown_on_signal()).await
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = terminate => {},
+        }
+        tracing::info!("shutdown requested; finishing in-flight work");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn run_services(
+    settings: &Settings,
+    topics: &Topics,
+    services: &[Service],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let admin = plumbing::kafka::admin(&settings.kafka)?;
+    topics
+        .ensure(&admin, settings.kafka.replication_factor)
+        .await
+        .with_context(|| format!("preparing topics on {}", settings.kafka.bootstrap_servers))?;
+
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let mut router = plumbing::http::health_routes();
+    for service in services {
+        let (kafka, topics, token) = (settings.kafka.clone(), topics.clone(), shutdown.clone());
+        match service {
+            Service::InteractionServer => {
+                let group = settings.interaction_server.group_id.clone();
+                tasks.spawn(async move {
+                    (
+                        "interaction-server",
+                        interaction_server::run(&kafka, &topics, &group, token).await,
+                    )
+                });
+            }
+            Service::Queues => {
+                let projection = queues::projector::Projection::new();
+                router = router.merge(queues::http::routes(projection.clone()));
+                tasks.spawn(async move {
+                    (
+                        "queues",
+                        queues::projector::run(&kafka, &topics, projection, token).await,
+                    )
+                });
+            }
+            Service::WebApi => {
+                let client =
+                    interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
+                router = router.merge(web_api::routes(client));
+            }
+        }
+    }
+    let (addr, http) = plumbing::http::serve(router, settings.http.listen, shutdown.clone())
+        .await
+        .with_context(|| format!("listening on {}", settings.http.listen))?;
+    tasks.spawn(async move {
+        (
+            "http",
+            http.await.map_err(anyhow::Error::from).and_then(|r| Ok(r?)),
+        )
+    });
+    tracing::info!(http = %format!("http://{addr}"), kafka = %settings.kafka.bootstrap_servers, "switchboard is up");
+    eprintln!(
+        "switchboard is up: http://{addr}  (Kafka at {}; Ctrl-C stops)",
+        settings.kafka.bootstrap_servers
+    );
+
+    let mut failure: Option<anyhow::Error> = None;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        Some(done) = tasks.join_next() => {
+            let (name, result) = done.context("a service task panicked")?;
+            let error = result.err().unwrap_or_else(|| anyhow::anyhow!("stopped unexpectedly"));
+            tracing::error!(service = name, error = %format!("{error:#}"), "service stopped; shutting down");
+            failure = Some(error.context(format!("{name} failed")));
+            shutdown.cancel();
+        }
+    }
+    let finished = tokio::time::timeout(GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((name, Err(e))) => tracing::error!(service = name, error = %format!("{e:#}"), "service failed while stopping"),
+                Ok((name, Ok(()))) => tracing::info!(service = name, "stopped"),
+                Err(e) => tracing::error!(error = %e, "service task panicked"),
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            "services did not stop within {} s; leaving anyway",
+            GRACE.as_secs()
+        );
+    }
+    failure.map_or(Ok(()), Err)
+}
