@@ -106,13 +106,32 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InteractionServerSettings {
+    /// Consumer group (committed offsets; membership only with `assignment = "group"`).
     pub group_id: String,
+    pub assignment: Assignment,
+    /// With `static`: the command partitions this instance owns; all when unset.
+    pub partitions: Option<Vec<i32>>,
+}
+
+/// How an Interaction Server instance gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    /// It owns `partitions` (default all) and starts each where the events log says.
+    /// Without transactional fencing this keeps one writer per partition by construction,
+    /// and a restarted instance resumes at once.
+    Static,
+    /// Kafka consumer-group membership. Two owners can overlap during a rebalance, and Tansu
+    /// 0.6 did not reassign a killed member's partitions; use with a real Kafka only.
+    Group,
 }
 
 impl Default for InteractionServerSettings {
     fn default() -> Self {
         Self {
             group_id: "interaction-server".into(),
+            assignment: Assignment::Static,
+            partitions: None,
         }
     }
 }

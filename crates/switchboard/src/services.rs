@@ -87,11 +87,11 @@ async fn run_services(
         let (kafka, topics, token) = (settings.kafka.clone(), topics.clone(), shutdown.clone());
         match service {
             Service::InteractionServer => {
-                let group = settings.interaction_server.group_id.clone();
+                let own = settings.interaction_server.clone();
                 tasks.spawn(async move {
                     (
                         "interaction-server",
-                        interaction_server::run(&kafka, &topics, &group, token).await,
+                        interaction_server::run(&kafka, &topics, &own, token).await,
                     )
                 });
             }

@@ -10,7 +10,7 @@ use contract::event::InteractionEvent;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use plumbing::Consumer;
-use plumbing::config::KafkaSettings;
+use plumbing::config::{Assignment, InteractionServerSettings, KafkaSettings};
 use plumbing::dead_letter::DeadLetters;
 use plumbing::headers::{Lineage, continue_trace};
 use plumbing::kafka::{self, GroupConsumer};
@@ -30,9 +30,10 @@ type Acked = BoxFuture<'static, anyhow::Result<(i32, i64)>>;
 pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
-    group_id: &str,
+    settings: &InteractionServerSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let group_id = settings.group_id.as_str();
     let commands_topic = topics.name(topics::INTERACTION_COMMANDS);
     let events_topic = topics.name(topics::INTERACTION_EVENTS);
     let producer = kafka::producer(kafka_settings)?;
@@ -51,10 +52,49 @@ pub async fn run(
              they must match (each command's events go to its partition number)"
         );
     }
-    consumer
-        .subscribe(&[&commands_topic])
-        .context("subscribing to commands")?;
-    tracing::info!(%commands_topic, %events_topic, group_id, "interaction server started");
+    let mut partitions = HashMap::new();
+    match settings.assignment {
+        Assignment::Group => {
+            consumer
+                .subscribe(&[&commands_topic])
+                .context("subscribing to commands")?;
+        }
+        Assignment::Static => {
+            let owned: Vec<i32> = match &settings.partitions {
+                Some(list) => list.clone(),
+                None => (0..command_partitions).collect(),
+            };
+            if let Some(bad) = owned.iter().find(|p| !(0..command_partitions).contains(*p)) {
+                bail!("partition {bad} does not exist: {commands_topic} has {command_partitions}");
+            }
+            let mut start = plumbing::TopicPartitionList::new();
+            for &p in &owned {
+                start.add_partition(&commands_topic, p);
+            }
+            // The group's committed offset can be past the log's resume point (records parked
+            // in the dead-letter topic write no event), never before it.
+            let committed = consumer
+                .committed_offsets(start.clone(), Duration::from_secs(10))
+                .unwrap_or_else(|_| start.clone());
+            let mut assignment = plumbing::TopicPartitionList::new();
+            for &p in &owned {
+                let state = recover(kafka_settings, &events_topic, p).await?;
+                let committed = committed
+                    .find_partition(&commands_topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(0);
+                let resume = state.resume_at().max(committed);
+                log_recovered(p, &state, &events_topic);
+                assignment.add_partition_offset(&commands_topic, p, Offset::Offset(resume))?;
+                partitions.insert(p, state);
+            }
+            consumer
+                .assign(&assignment)
+                .context("assigning command partitions")?;
+        }
+    }
+    tracing::info!(%commands_topic, %events_topic, group_id, assignment = ?settings.assignment, "interaction server started");
 
     let mut server = Server {
         kafka_settings,
@@ -63,7 +103,7 @@ pub async fn run(
         dead_letters,
         commands_topic,
         events_topic,
-        partitions: HashMap::new(),
+        partitions,
         in_flight: FuturesOrdered::new(),
         processed: 0,
         last_report: Instant::now(),
@@ -149,14 +189,7 @@ impl Server<'_> {
         let offset = message.offset();
         if !self.partitions.contains_key(&partition) {
             let state = recover(self.kafka_settings, &self.events_topic, partition).await?;
-            tracing::info!(
-                partition,
-                resume_at = state.resume_at(),
-                interactions = state.board.interactions().count(),
-                duplicate_events = state.duplicate_events,
-                "partition state rebuilt from {}",
-                self.events_topic
-            );
+            log_recovered(partition, &state, &self.events_topic);
             self.partitions.insert(partition, state);
         }
         let command = match InteractionCommand::decode(message.payload().unwrap_or_default()) {
@@ -258,6 +291,16 @@ impl Server<'_> {
         }));
         Ok(())
     }
+}
+
+fn log_recovered(partition: i32, state: &PartitionState, events_topic: &str) {
+    tracing::info!(
+        partition,
+        resume_at = state.resume_at(),
+        interactions = state.board.interactions().count(),
+        duplicate_events = state.duplicate_events,
+        "partition state rebuilt from {events_topic}"
+    );
 }
 
 /// Reads a partition's events from offset 0 to the end and rebuilds its state.

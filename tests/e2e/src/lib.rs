@@ -1,0 +1,208 @@
+//! Test harness: a real Tansu broker per test (it starts in milliseconds), topics under a
+//! unique prefix, and helpers to write and read records as the services do.
+//!
+//! Tests read records with rdkafka directly (this crate is allowed to): they check what is
+//! really on the topics, not what the services' own code says is there.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use contract::AvroMessage;
+use contract::command::InteractionCommand;
+use plumbing::config::KafkaSettings;
+use plumbing::local_broker::{self, LocalBroker};
+use plumbing::topics::Topics;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub struct TestEnv {
+    pub broker: Option<LocalBroker>,
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    /// Kept after the run (under `target/e2e-runs/`): broker and service logs to read when
+    /// a test fails.
+    pub dir: RunDir,
+}
+
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+/// A fresh directory under `target/e2e-runs/` for one test's files.
+pub fn run_dir() -> anyhow::Result<RunDir> {
+    let exe = std::env::current_exe()?;
+    let target = exe.ancestors().nth(3).unwrap_or(std::path::Path::new("."));
+    let root = target.join("e2e-runs");
+    std::fs::create_dir_all(&root)?;
+    let dir = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&root)?
+        .keep();
+    eprintln!("test files in {}", dir.display());
+    Ok(RunDir(dir))
+}
+
+impl TestEnv {
+    /// Starts a broker in a temporary directory and creates the topics.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = run_dir()?;
+        let tansu = local_broker::tansu_path(None);
+        let broker = LocalBroker::start(&tansu, &dir.path().join("broker"), 0).await?;
+        let kafka = KafkaSettings {
+            bootstrap_servers: broker.bootstrap_servers().to_owned(),
+            topic_prefix: format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            ..KafkaSettings::default()
+        };
+        let topics = Topics::load(None, &kafka.topic_prefix)?;
+        topics.ensure(&plumbing::kafka::admin(&kafka)?, 1).await?;
+        Ok(Self {
+            broker: Some(broker),
+            kafka,
+            topics,
+            dir,
+        })
+    }
+
+    pub fn topic(&self, name: &str) -> String {
+        self.topics.name(name)
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        plumbing::kafka::producer(&self.kafka).unwrap()
+    }
+
+    /// Writes raw bytes to a topic, keyed, as any client could.
+    pub async fn produce_raw(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    /// Writes a command keyed by its interaction id.
+    pub async fn produce_command(&self, producer: &FutureProducer, command: &InteractionCommand) {
+        let topic = self.topic(plumbing::topics::INTERACTION_COMMANDS);
+        self.produce_raw(
+            producer,
+            &topic,
+            &command.interaction_id,
+            &command.encode().unwrap(),
+        )
+        .await;
+    }
+
+    /// Every record of `topic`, per partition in offset order, as it is on the broker now.
+    pub fn read_all(&self, topic: &str) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka.bootstrap_servers)
+            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut out = Vec::new();
+        for p in 0..partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            if high == 0 {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+            consumer.assign(&tpl).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out reading {topic}/{p} up to {high}"
+                );
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        let done = m.offset() >= high - 1;
+                        out.push(m.detach());
+                        if done {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => panic!("reading {topic}: {e}"),
+                    None => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes every record of a topic as `T`, panicking on anything undecodable.
+    pub fn read_decoded<T: AvroMessage>(&self, topic: &str) -> Vec<(i32, i64, T)> {
+        self.read_all(topic)
+            .into_iter()
+            .map(|m| {
+                let v = T::decode(m.payload().unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("{topic} {}/{}: {e}", m.partition(), m.offset()));
+                (m.partition(), m.offset(), v)
+            })
+            .collect()
+    }
+
+    /// Polls `check` every 200 ms until it returns true or `limit` passes.
+    pub async fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A header's value as text.
+pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
+    message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+/// The `switchboard` binary built with the workspace (`cargo test --workspace` builds it).
+pub fn switchboard_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/switchboard
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("switchboard");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p switchboard` (scripts/test does) before these tests",
+        bin.display()
+    );
+    bin
+}
