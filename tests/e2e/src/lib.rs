@@ -53,6 +53,13 @@ pub fn run_dir() -> anyhow::Result<RunDir> {
 impl TestEnv {
     /// Starts a broker in a temporary directory and creates the topics.
     pub async fn start() -> anyhow::Result<Self> {
+        // As every binary does: spans carry trace context, so records get a traceparent.
+        // The guard lives as long as the test process (dropping it shuts tracing down).
+        static TELEMETRY: std::sync::OnceLock<Option<plumbing::telemetry::TelemetryGuard>> =
+            std::sync::OnceLock::new();
+        TELEMETRY.get_or_init(|| {
+            plumbing::telemetry::init(&plumbing::telemetry::TelemetrySettings::default()).ok()
+        });
         let dir = run_dir()?;
         let tansu = local_broker::tansu_path(None);
         let broker = LocalBroker::start(&tansu, &dir.path().join("broker"), 0).await?;
@@ -92,6 +99,25 @@ impl TestEnv {
                 FutureRecord::to(topic).key(key).payload(payload),
                 Duration::from_secs(10),
             )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    /// Writes raw bytes with headers.
+    pub async fn produce_with_headers(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) {
+        let headers = headers.iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) })
+        });
+        producer
+            .send(FutureRecord::to(topic).key(key).payload(payload).headers(headers), Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .unwrap();
