@@ -42,10 +42,15 @@ fn base_config(settings: &KafkaSettings) -> Result<ClientConfig, KafkaSetupError
     }
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.bootstrap_servers);
-    for (k, v) in &settings.client {
+    overlay(&mut config, &settings.client);
+    Ok(config)
+}
+
+/// Applies configured librdkafka settings over Switchboard's defaults.
+fn overlay(config: &mut ClientConfig, configured: &std::collections::BTreeMap<String, String>) {
+    for (k, v) in configured {
         config.set(k, v);
     }
-    Ok(config)
 }
 
 /// An idempotent producer (`acks=all`, murmur2 partitioner).
@@ -57,9 +62,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaSetupEr
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000");
-    for (k, v) in &settings.producer {
-        config.set(k, v);
-    }
+    overlay(&mut config, &settings.producer);
     config.create().map_err(|source| KafkaSetupError::Client {
         what: "producer",
         source,
@@ -132,9 +135,7 @@ pub fn group_consumer(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000");
-    for (k, v) in &settings.consumer {
-        config.set(k, v);
-    }
+    overlay(&mut config, &settings.consumer);
     let log = RebalanceLog::default();
     let consumer =
         config
@@ -158,9 +159,7 @@ pub fn reader(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaSetupErro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
-    for (k, v) in &settings.consumer {
-        config.set(k, v);
-    }
+    overlay(&mut config, &settings.consumer);
     config.create().map_err(|source| KafkaSetupError::Client {
         what: "reader",
         source,

@@ -40,6 +40,27 @@ pub enum BrokerError {
     Io(#[from] std::io::Error),
 }
 
+/// Consumer settings for talking to Tansu 0.6, applied unless configured otherwise:
+/// - its Fetch sleeps about half of `fetch.wait.max.ms` even when it has data;
+/// - it fills a partition's response one SQL query per record (headers) over a window of the
+///   whole remaining partition, so librdkafka's default 50 MB fetch on a long log outlives the
+///   request timeout and is retried forever; small fetches always come back.
+pub const TANSU_CONSUMER_TUNING: [(&str, &str); 3] = [
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.max.bytes", "1048576"),
+    ("max.partition.fetch.bytes", "262144"),
+];
+
+/// Adds [`TANSU_CONSUMER_TUNING`] to `settings` where it does not set those keys itself.
+pub fn tune_for_tansu(settings: &mut crate::config::KafkaSettings) {
+    for (key, value) in TANSU_CONSUMER_TUNING {
+        settings
+            .consumer
+            .entry(key.to_owned())
+            .or_insert_with(|| value.to_owned());
+    }
+}
+
 /// Where the pinned Tansu binary lives: `$SWITCHBOARD_TANSU_BIN`, else the user cache.
 pub fn tansu_path(configured: Option<&Path>) -> PathBuf {
     if let Some(path) = configured {

@@ -25,6 +25,7 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
         )
         .await?;
         settings.kafka.bootstrap_servers = broker.bootstrap_servers().to_owned();
+        local_broker::tune_for_tansu(&mut settings.kafka);
         Some(broker)
     } else {
         None

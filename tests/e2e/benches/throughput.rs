@@ -1,7 +1,9 @@
 //! `cargo bench -p e2e --bench throughput [-- N]`: figures on the local Tansu broker.
 //! - commands/s through the Interaction Server: N Submit commands are on the topic before it
 //!   starts; timed from start to the last event acknowledged (including its recovery scan);
-//! - the queue projection's replay rate: events/s from offset 0 until caught up.
+//! - the queue projection's replay rate: events/s from offset 0 until caught up, through the
+//!   broker (bounded by Tansu's fetch path, see `local_broker::TANSU_CONSUMER_TUNING`) and as a
+//!   pure fold from memory.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use contract::AvroMessage;
 use contract::command::{CommandPayload, InteractionCommand, MediaType, Submit};
+use contract::event::InteractionEvent;
 use e2e::TestEnv;
 use plumbing::CancellationToken;
 use plumbing::config::InteractionServerSettings;
@@ -18,19 +21,34 @@ use rdkafka::producer::FutureRecord;
 
 fn events_written(env: &TestEnv, consumer: &BaseConsumer) -> i64 {
     let topic = env.topic(INTERACTION_EVENTS);
-    (0..6).map(|p| consumer.fetch_watermarks(&topic, p, Duration::from_secs(5)).unwrap().1).sum()
+    // A busy broker may answer late; count that partition as 0 and poll again.
+    (0..6)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                .map_or(0, |w| w.1)
+        })
+        .sum()
 }
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20_000);
     let env = TestEnv::start().await.unwrap();
-    println!("broker: Tansu {} (sqlite) at {}", plumbing::local_broker::TANSU_VERSION, env.kafka.bootstrap_servers);
+    println!(
+        "broker: Tansu {} (sqlite) at {}",
+        plumbing::local_broker::TANSU_VERSION,
+        env.kafka.bootstrap_servers
+    );
 
     let producer = env.producer();
     let topic = env.topic(INTERACTION_COMMANDS);
     let started = Instant::now();
     let mut pending = Vec::with_capacity(n);
+    let mut commands = Vec::with_capacity(n);
     for i in 0..n {
         let command = InteractionCommand {
             command_id: format!("bench-{i}"),
@@ -49,9 +67,14 @@ async fn main() {
             }),
         };
         let payload = command.encode().unwrap();
+        commands.push(command.clone());
         pending.push(
             producer
-                .send_result(FutureRecord::to(&topic).key(&command.interaction_id).payload(&payload))
+                .send_result(
+                    FutureRecord::to(&topic)
+                        .key(&command.interaction_id)
+                        .payload(&payload),
+                )
                 .map_err(|(e, _)| e)
                 .unwrap(),
         );
@@ -60,7 +83,10 @@ async fn main() {
         p.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
     let produce = started.elapsed().as_secs_f64();
-    println!("produced {n} commands in {produce:.2} s ({:.0} commands/s, idempotent producer, acks=all)", n as f64 / produce);
+    println!(
+        "produced {n} commands in {produce:.2} s ({:.0} commands/s, idempotent producer, acks=all)",
+        n as f64 / produce
+    );
 
     let watermarks: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &env.kafka.bootstrap_servers)
@@ -71,12 +97,21 @@ async fn main() {
     let server = {
         let (kafka, topics, token) = (env.kafka.clone(), env.topics.clone(), shutdown.clone());
         tokio::spawn(async move {
-            interaction_server::run(&kafka, &topics, &InteractionServerSettings::default(), token).await
+            interaction_server::run(
+                &kafka,
+                &topics,
+                &InteractionServerSettings::default(),
+                token,
+            )
+            .await
         })
     };
     let expected = 2 * n as i64; // Submitted + PlacedInQueue
     while events_written(&env, &watermarks) < expected {
-        assert!(started.elapsed() < Duration::from_secs(600), "interaction server too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "interaction server too slow"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let through = started.elapsed().as_secs_f64();
@@ -92,11 +127,19 @@ async fn main() {
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let task = {
-        let (kafka, topics, token, p) = (env.kafka.clone(), env.topics.clone(), shutdown.clone(), projection.clone());
+        let (kafka, topics, token, p) = (
+            env.kafka.clone(),
+            env.topics.clone(),
+            shutdown.clone(),
+            projection.clone(),
+        );
         tokio::spawn(async move { queues::projector::run(&kafka, &topics, p, token).await })
     };
     while !projection.caught_up() {
-        assert!(started.elapsed() < Duration::from_secs(600), "replay too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "replay too slow"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let replay = started.elapsed().as_secs_f64();
@@ -108,4 +151,32 @@ async fn main() {
     );
     shutdown.cancel();
     task.await.unwrap().unwrap();
+
+    // The projection's own fold rate, without the broker: the same events, derived in memory
+    // by the server's decision code from the same commands.
+    let mut state = interaction_server::partition::PartitionState::default();
+    let mut events: Vec<InteractionEvent> = Vec::with_capacity(2 * n);
+    for (offset, command) in commands.iter().enumerate() {
+        if let interaction_server::partition::Outcome::Emit {
+            events: emitted, ..
+        } = state.handle(0, offset as i64, command)
+        {
+            events.extend(emitted);
+        }
+    }
+    let rounds = 5;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let mut board = queues::board::Board::new();
+        for e in &events {
+            board.apply(e);
+        }
+        assert_eq!(board.events_applied(), events.len() as u64);
+    }
+    let fold = started.elapsed().as_secs_f64() / rounds as f64;
+    println!(
+        "queue projection fold (in memory, no broker): {} events in {fold:.3} s = {:.0} events/s",
+        events.len(),
+        events.len() as f64 / fold
+    );
 }

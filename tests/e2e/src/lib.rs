@@ -63,11 +63,12 @@ impl TestEnv {
         let dir = run_dir()?;
         let tansu = local_broker::tansu_path(None);
         let broker = LocalBroker::start(&tansu, &dir.path().join("broker"), 0).await?;
-        let kafka = KafkaSettings {
+        let mut kafka = KafkaSettings {
             bootstrap_servers: broker.bootstrap_servers().to_owned(),
             topic_prefix: format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             ..KafkaSettings::default()
         };
+        local_broker::tune_for_tansu(&mut kafka);
         let topics = Topics::load(None, &kafka.topic_prefix)?;
         topics.ensure(&plumbing::kafka::admin(&kafka)?, 1).await?;
         Ok(Self {
@@ -113,11 +114,22 @@ impl TestEnv {
         payload: &[u8],
         headers: &[(&str, &str)],
     ) {
-        let headers = headers.iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) })
-        });
+        let headers = headers
+            .iter()
+            .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(rdkafka::message::Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
         producer
-            .send(FutureRecord::to(topic).key(key).payload(payload).headers(headers), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
             .await
             .map_err(|(e, _)| e)
             .unwrap();

@@ -10,7 +10,11 @@ use e2e::{run_dir, switchboard_bin};
 use serde_json::Value;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Up {
@@ -36,7 +40,11 @@ async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16) -> Up {
     let base = format!("http://127.0.0.1:{http}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        assert!(Instant::now() < deadline, "`up` not ready within 60 s; see {}", data.display());
+        assert!(
+            Instant::now() < deadline,
+            "`up` not ready within 60 s; see {}",
+            data.display()
+        );
         if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await {
             if r.status().is_success() {
                 break;
@@ -50,13 +58,22 @@ async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16) -> Up {
 async fn stop(mut up: Up) {
     let pid = nix::unistd::Pid::from_raw(up.child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), up.child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "`up` exited with {status} after SIGINT");
 }
 
 async fn interaction(base: &str, id: &str) -> Option<Value> {
-    let r = reqwest::get(format!("{base}/interactions/{id}")).await.unwrap();
-    if r.status() == 404 { None } else { Some(r.json().await.unwrap()) }
+    let r = reqwest::get(format!("{base}/interactions/{id}"))
+        .await
+        .unwrap();
+    if r.status() == 404 {
+        None
+    } else {
+        Some(r.json().await.unwrap())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,25 +107,41 @@ async fn submitted_over_http_survives_a_restart() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     let reason: Value = bad.json().await.unwrap();
-    assert!(reason["error"].as_str().unwrap().contains("unknown media type 'fax'"), "{reason}");
+    assert!(
+        reason["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown media type 'fax'"),
+        "{reason}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let shown = loop {
         if let Some(i) = interaction(&first.base, &id).await {
             break i;
         }
-        assert!(Instant::now() < deadline, "interaction never reached the queue projection");
+        assert!(
+            Instant::now() < deadline,
+            "interaction never reached the queue projection"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(shown["status"], "waiting");
     assert_eq!(shown["queue"], "inbound");
-    let queue: Value = reqwest::get(format!("{}/queues/inbound", first.base)).await.unwrap().json().await.unwrap();
+    let queue: Value = reqwest::get(format!("{}/queues/inbound", first.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(queue["counts"]["waiting"], 1);
     assert_eq!(queue["interactions"][0]["id"], id.as_str());
     stop(first).await;
 
     let second = up(dir.path(), 2, http, broker).await;
-    let again = interaction(&second.base, &id).await.expect("interaction still there after restart");
+    let again = interaction(&second.base, &id)
+        .await
+        .expect("interaction still there after restart");
     assert_eq!(again, shown);
     stop(second).await;
 }
