@@ -14,22 +14,8 @@ use contract::command::{CommandPayload, InteractionCommand, MediaType, Submit};
 use contract::event::InteractionEvent;
 use e2e::TestEnv;
 use plumbing::CancellationToken;
-use plumbing::config::InteractionServerSettings;
-use plumbing::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use plumbing::topics::INTERACTION_COMMANDS;
 use rdkafka::producer::FutureRecord;
-
-fn events_written(env: &TestEnv, consumer: &BaseConsumer) -> i64 {
-    let topic = env.topic(INTERACTION_EVENTS);
-    // A busy broker may answer late; count that partition as 0 and poll again.
-    (0..6)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(&topic, p, Duration::from_secs(5))
-                .map_or(0, |w| w.1)
-        })
-        .sum()
-}
 
 #[tokio::main]
 async fn main() {
@@ -88,26 +74,10 @@ async fn main() {
         n as f64 / produce
     );
 
-    let watermarks: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.kafka.bootstrap_servers)
-        .create()
-        .unwrap();
-    let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let server = {
-        let (kafka, topics, token) = (env.kafka.clone(), env.topics.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            interaction_server::run(
-                &kafka,
-                &topics,
-                &InteractionServerSettings::default(),
-                token,
-            )
-            .await
-        })
-    };
+    let (shutdown, server) = env.spawn_interaction_server();
     let expected = 2 * n as i64; // Submitted + PlacedInQueue
-    while events_written(&env, &watermarks) < expected {
+    while env.events_written() < expected {
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "interaction server too slow"

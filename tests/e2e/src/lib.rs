@@ -205,6 +205,43 @@ impl TestEnv {
             .collect()
     }
 
+    /// Runs the Interaction Server in this process until the returned token is cancelled.
+    pub fn spawn_interaction_server(
+        &self,
+    ) -> (
+        plumbing::CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let shutdown = plumbing::CancellationToken::new();
+        let (kafka, topics, token) = (self.kafka.clone(), self.topics.clone(), shutdown.clone());
+        let task = tokio::spawn(async move {
+            let settings = plumbing::config::InteractionServerSettings::default();
+            interaction_server::run(&kafka, &topics, &settings, token).await
+        });
+        (shutdown, task)
+    }
+
+    /// Records on `interaction.events` now, from the partitions' high watermarks. A busy
+    /// broker may answer late: that partition counts as 0 and the caller polls again.
+    pub fn events_written(&self) -> i64 {
+        let topic = self.topic(plumbing::topics::INTERACTION_EVENTS);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka.bootstrap_servers)
+            .create()
+            .unwrap();
+        let partitions = self
+            .topics
+            .partitions(plumbing::topics::INTERACTION_EVENTS)
+            .unwrap_or(0);
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                    .map_or(0, |w| w.1)
+            })
+            .sum()
+    }
+
     /// Polls `check` every 200 ms until it returns true or `limit` passes.
     pub async fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + limit;

@@ -12,7 +12,6 @@ use contract::event::InteractionEvent;
 use e2e::{TestEnv, switchboard_bin};
 use interaction_server::partition::{Outcome, PartitionState};
 use plumbing::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const INTERACTIONS: usize = 250;
 
@@ -98,22 +97,6 @@ fn start_server(env: &TestEnv, run: usize) -> tokio::process::Child {
         .unwrap()
 }
 
-fn events_written(env: &TestEnv) -> i64 {
-    let topic = env.topic(INTERACTION_EVENTS);
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.kafka.bootstrap_servers)
-        .create()
-        .unwrap();
-    (0..6)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(&topic, p, Duration::from_secs(5))
-                .map(|(_, h)| h)
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 /// What an uninterrupted server writes for the commands as they sit on the topic.
 fn expected_log(env: &TestEnv) -> HashMap<i32, Vec<InteractionEvent>> {
     let mut states: HashMap<i32, PartitionState> = HashMap::new();
@@ -180,7 +163,7 @@ async fn killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
         env.wait_for(
             "events to be written before the kill",
             Duration::from_secs(120),
-            || events_written(&env) >= threshold,
+            || env.events_written() >= threshold,
         )
         .await;
         server.start_kill().unwrap();
@@ -194,7 +177,7 @@ async fn killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     env.wait_for(
         "every command to be reflected",
         Duration::from_secs(180),
-        || events_written(&env) >= expected_total as i64,
+        || env.events_written() >= expected_total as i64,
     )
     .await;
     // Give a duplicate, if one were coming, the chance to land before checking.

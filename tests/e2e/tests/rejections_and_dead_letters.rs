@@ -10,8 +10,6 @@ use contract::AvroMessage;
 use contract::command::*;
 use contract::event::{EventPayload, InteractionEvent};
 use e2e::{TestEnv, header};
-use plumbing::CancellationToken;
-use plumbing::config::InteractionServerSettings;
 use plumbing::dead_letter;
 use plumbing::topics::{DEAD_LETTER, INTERACTION_COMMANDS, INTERACTION_EVENTS};
 
@@ -28,19 +26,7 @@ fn command(n: u32, id: &str, by: &str, payload: CommandPayload) -> InteractionCo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_dead_letters_and_headers() {
     let env = TestEnv::start().await.unwrap();
-    let shutdown = CancellationToken::new();
-    let server = {
-        let (kafka, topics, token) = (env.kafka.clone(), env.topics.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            interaction_server::run(
-                &kafka,
-                &topics,
-                &InteractionServerSettings::default(),
-                token,
-            )
-            .await
-        })
-    };
+    let (shutdown, server) = env.spawn_interaction_server();
     let producer = env.producer();
     let submit = CommandPayload::Submit(Submit {
         media_type: MediaType::Sms,
