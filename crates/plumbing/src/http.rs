@@ -7,11 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 /// `GET /health/live`: the process is up and serving.
 pub fn health_routes() -> Router {
-    Router::new().route("/health/live", get(|| async { Json(serde_json_ok()) }))
-}
-
-fn serde_json_ok() -> std::collections::BTreeMap<&'static str, &'static str> {
-    [("status", "ok")].into_iter().collect()
+    Router::new().route(
+        "/health/live",
+        get(|| async { Json(std::collections::BTreeMap::from([("status", "ok")])) }),
+    )
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address and the serving task,

@@ -210,12 +210,6 @@ impl LocalBroker {
         }
         Ok(())
     }
-
-    /// Kills the broker at once (SIGKILL), as a crash would.
-    pub async fn kill(mut self) -> Result<(), BrokerError> {
-        self.child.kill().await?;
-        Ok(())
-    }
 }
 
 fn free_port() -> std::io::Result<u16> {
