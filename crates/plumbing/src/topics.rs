@@ -16,6 +16,7 @@ pub const INTERACTION_COMMANDS: &str = "interaction.commands";
 pub const INTERACTION_EVENTS: &str = "interaction.events";
 pub const AGENT_EVENTS: &str = "agent.events";
 pub const CHAT_EVENTS: &str = "chat.events";
+pub const UCS_EVENTS: &str = "ucs.events";
 pub const DEAD_LETTER: &str = "deadletter";
 
 #[derive(Debug, Clone, Deserialize)]

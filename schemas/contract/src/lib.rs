@@ -9,9 +9,11 @@
 //! nothing but the `.avsc` files to decode them.
 
 pub mod agent;
+pub mod chat;
 mod codec;
 pub mod command;
 pub mod event;
+pub mod ucs;
 
 pub use codec::{AvroMessage, ContractError, SchemaSet, WriterSchema};
 

@@ -7,6 +7,8 @@ use apache_avro::{Schema, schema_compatibility::SchemaCompatibility};
 use contract::{
     AvroMessage, ContractError,
     agent::AgentEvent,
+    chat::ChatEvent,
+    ucs::UcsEvent,
     command::{CommandPayload, InteractionCommand, Stop},
     event::InteractionEvent,
 };
@@ -16,7 +18,13 @@ fn avro_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../avro")
 }
 
-const MESSAGES: [&str; 3] = ["interaction-command", "interaction-event", "agent-event"];
+const MESSAGES: [&str; 5] = [
+    "interaction-command",
+    "interaction-event",
+    "agent-event",
+    "ucs-event",
+    "chat-event",
+];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -37,6 +45,18 @@ proptest! {
     fn agent_events_round_trip(event: AgentEvent) {
         let bytes = event.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(AgentEvent::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, event);
+    }
+
+    #[test]
+    fn ucs_events_round_trip(event: UcsEvent) {
+        let bytes = event.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(UcsEvent::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, event);
+    }
+
+    #[test]
+    fn chat_events_round_trip(event: ChatEvent) {
+        let bytes = event.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(ChatEvent::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, event);
     }
 
     /// What a stranger wrote is an error with a reason, never a panic.
@@ -214,6 +234,14 @@ fn the_codec_knows_every_released_version() {
     assert_eq!(
         known(AgentEvent::schema_set()),
         released_on_disk(AgentEvent::NAME)
+    );
+    assert_eq!(
+        known(UcsEvent::schema_set()),
+        released_on_disk(UcsEvent::NAME)
+    );
+    assert_eq!(
+        known(ChatEvent::schema_set()),
+        released_on_disk(ChatEvent::NAME)
     );
 }
 
