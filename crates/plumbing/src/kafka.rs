@@ -239,3 +239,62 @@ pub async fn delivered(future: DeliveryFuture) -> Result<(i32, i64), KafkaError>
         Err(_) => Err(KafkaError::Canceled),
     }
 }
+
+/// The partition Kafka's default partitioner (Java's, and librdkafka's `murmur2_random`, which
+/// the producer here is set to) puts `key` in: `(murmur2(key) & 0x7fffffff) % partitions`.
+/// Written out because rdkafka does not expose librdkafka's partitioners; tools use it to read
+/// one interaction's partition instead of scanning all of them. Checked against the real
+/// producer in `tests/e2e/tests/ucs_audit.rs`.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    let positive = (murmur2(key) as u32) & 0x7fff_ffff;
+    (positive % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's `Utils.murmur2`.
+pub fn murmur2(key: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ (key.len() as u32);
+    let mut chunks = key.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::murmur2;
+
+    /// The cases of Kafka's `UtilsTest.testMurmur2`.
+    #[test]
+    fn murmur2_matches_kafka() {
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc"), 479470107);
+    }
+}

@@ -1,6 +1,7 @@
 //! Flags and subcommands.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -100,6 +101,41 @@ pub enum Command {
     },
     /// Print the effective configuration as TOML.
     Config,
+    /// The Universal Contact Server's database.
+    Ucs {
+        #[command(subcommand)]
+        action: UcsAction,
+    },
+    /// Print one interaction's whole timeline from the Kafka log (not from UCS): every command
+    /// and the events it caused, in order.
+    Audit {
+        interaction_id: String,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a topic's records as JSON lines, decoded with the schemas in schemas/avro.
+    Tail {
+        /// Topic name as in infra/topics.toml (e.g. interaction.events), with or without prefix.
+        topic: String,
+        /// Keep waiting for new records instead of stopping at the end.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        max: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UcsAction {
+    /// Replay every topic from offset 0 into a fresh database and report how long it took.
+    Rebuild {
+        /// Database to build (must be new or empty): sqlite://PATH or postgres://...;
+        /// default: a new SQLite file in the data directory.
+        #[arg(long)]
+        into: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -110,6 +146,8 @@ pub enum Service {
     Queues,
     /// The public HTTP API.
     WebApi,
+    /// The Universal Contact Server: SQL read model, blobs, contact API.
+    Ucs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +301,51 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&settings)?);
+            Ok(())
+        }
+        Command::Ucs {
+            action: UcsAction::Rebuild { into },
+        } => {
+            use_embedded_broker_if_unset(&mut settings);
+            let into = match into {
+                Some(url) => url,
+                None => format!(
+                    "sqlite://{}",
+                    settings
+                        .data_dir
+                        .join(format!("ucs-rebuild-{}.db", contract::now_millis()))
+                        .display()
+                ),
+            };
+            eprintln!("rebuilding UCS into {into} from {}", settings.kafka.bootstrap_servers);
+            let report = ucs::rebuild(&settings, &topics, &into, plumbing::CancellationToken::new()).await?;
+            println!(
+                "rebuilt {} from {} records in {:.1} s ({:.0} records/s; {} skipped, {} duplicates)",
+                report.database,
+                report.records,
+                report.seconds,
+                report.records as f64 / report.seconds.max(1e-9),
+                report.skipped,
+                report.duplicates
+            );
+            Ok(())
+        }
+        Command::Audit { interaction_id, json } => {
+            use_embedded_broker_if_unset(&mut settings);
+            let audit = crate::tools::audit(&settings.kafka, &topics, &interaction_id).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &audit)?;
+                writeln!(out)?;
+            } else {
+                crate::tools::print_audit(&audit, &mut out)?;
+            }
+            Ok(())
+        }
+        Command::Tail { topic, follow, max } => {
+            use_embedded_broker_if_unset(&mut settings);
+            let mut out = std::io::stdout();
+            crate::tools::tail(&settings.kafka, &topics, &topic, follow, max, &mut out).await?;
             Ok(())
         }
     }

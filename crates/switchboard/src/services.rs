@@ -33,7 +33,12 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
     let result = run_services(
         &settings,
         &topics,
-        &[Service::InteractionServer, Service::Queues, Service::WebApi],
+        &[
+            Service::InteractionServer,
+            Service::Queues,
+            Service::WebApi,
+            Service::Ucs,
+        ],
         shutdown,
     )
     .await;
@@ -110,6 +115,19 @@ async fn run_services(
                 let client =
                     interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
                 router = router.merge(web_api::routes(client));
+            }
+            Service::Ucs => {
+                let (routes, projector) = ucs::service(settings, &topics).await?;
+                router = router.merge(routes);
+                tasks.spawn(async move {
+                    (
+                        "ucs",
+                        projector
+                            .run(ucs::Until::Shutdown, token)
+                            .await
+                            .map_err(anyhow::Error::from),
+                    )
+                });
             }
         }
     }
