@@ -5,6 +5,9 @@
 //! really on the topics, not what the services' own code says is there.
 #![allow(clippy::unwrap_used)]
 
+pub mod fixtures;
+pub mod sql;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -133,6 +136,40 @@ impl TestEnv {
             .await
             .map_err(|(e, _)| e)
             .unwrap();
+    }
+
+    /// Writes fixture records (all in flight at once) and waits for every acknowledgement.
+    pub async fn produce_fixture(&self, producer: &FutureProducer, records: &[fixtures::FixtureRecord]) {
+        let names: Vec<String> = records.iter().map(|r| self.topic(r.topic)).collect();
+        let deliveries: Vec<_> = records
+            .iter()
+            .zip(&names)
+            .map(|(r, topic)| {
+                producer.send(
+                    FutureRecord::to(topic).key(&r.key).payload(&r.payload),
+                    Duration::from_secs(60),
+                )
+            })
+            .collect();
+        for d in futures::future::join_all(deliveries).await {
+            d.map_err(|(e, _)| e).unwrap();
+        }
+    }
+
+    /// Settings for a service process against this broker (tuned for Tansu, topics prefixed).
+    pub fn settings(&self, data_dir: &std::path::Path) -> plumbing::config::Settings {
+        plumbing::config::Settings {
+            data_dir: data_dir.to_owned(),
+            kafka: self.kafka.clone(),
+            ..plumbing::config::Settings::default()
+        }
+    }
+
+    /// Writes `settings` as a config file for a `switchboard` process and returns its path.
+    pub fn write_config(&self, settings: &plumbing::config::Settings, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, toml::to_string_pretty(settings).unwrap()).unwrap();
+        path
     }
 
     /// Writes a command keyed by its interaction id.
