@@ -365,5 +365,6 @@ fn require_bootstrap(settings: &Settings) -> anyhow::Result<()> {
 fn use_embedded_broker_if_unset(settings: &mut Settings) {
     if settings.kafka.bootstrap_servers.trim().is_empty() {
         settings.kafka.bootstrap_servers = format!("127.0.0.1:{}", settings.broker.port);
+        plumbing::local_broker::tune_for_tansu(&mut settings.kafka);
     }
 }
