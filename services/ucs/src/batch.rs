@@ -12,7 +12,7 @@ use contract::event::InteractionEvent;
 use contract::ucs::{UcsEvent, UcsPayload};
 use sqlx::{AnyConnection, Row};
 
-use crate::db::{Backend, Bulk, Db, DbError, Value, placeholders};
+use crate::db::{Backend, Bulk, Db, DbError, Value, in_list};
 use crate::model::{
     AGENT_COLUMNS, AgentRow, HISTORY_COLUMNS, INTERACTION_COLUMNS, InteractionRow, json,
 };
@@ -151,7 +151,7 @@ async fn project_interactions(
         let sql = format!(
             "SELECT {} FROM interactions WHERE id IN ({})",
             INTERACTION_COLUMNS.join(", "),
-            placeholders(chunk.len())
+            in_list(db.backend, chunk.len())
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for id in chunk {
@@ -167,7 +167,7 @@ async fn project_interactions(
     for chunk in event_ids.chunks(IN_CHUNK) {
         let sql = format!(
             "SELECT event_id FROM interaction_history WHERE event_id IN ({})",
-            placeholders(chunk.len())
+            in_list(db.backend, chunk.len())
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for id in chunk {
@@ -243,7 +243,7 @@ async fn project_agents(
         let sql = format!(
             "SELECT {} FROM agents WHERE id IN ({})",
             AGENT_COLUMNS.join(", "),
-            placeholders(chunk.len())
+            in_list(db.backend, chunk.len())
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for id in chunk {
