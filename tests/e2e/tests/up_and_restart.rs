@@ -136,6 +136,20 @@ async fn submitted_over_http_survives_a_restart() {
         .unwrap();
     assert_eq!(queue["counts"]["waiting"], 1);
     assert_eq!(queue["interactions"][0]["id"], id.as_str());
+    // UCS runs in `up` too, on SQLite in the data directory, and records the interaction.
+    let detail_url = format!("{}/v1/interactions/{id}/detail", first.base);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = reqwest::get(&detail_url).await.unwrap();
+        if r.status() == 200 {
+            let detail: Value = r.json().await.unwrap();
+            assert_eq!(detail["subject"], "Where is my order?");
+            break;
+        }
+        assert!(Instant::now() < deadline, "interaction never reached UCS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dir.path().join("data/ucs.db").exists());
     stop(first).await;
 
     let second = up(dir.path(), 2, http, broker).await;
