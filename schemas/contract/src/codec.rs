@@ -12,10 +12,9 @@
 
 use std::fmt;
 
-use apache_avro::{
-    Schema,
-    headers::{HeaderBuilder, RabinFingerprintHeader},
-};
+use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
+use digest::Digest;
 use serde::{Serialize, de::DeserializeOwned};
 
 const MARKER: [u8; 2] = [0xC3, 0x01];
@@ -56,6 +55,9 @@ pub struct WriterSchema {
     pub version: &'static str,
     pub schema: Schema,
     fingerprint: [u8; 8],
+    /// What apache-avro's own `fingerprint` gives (see [`canonical_form`]); records written
+    /// before the fix carry it, so it is still accepted on read.
+    legacy_fingerprint: [u8; 8],
 }
 
 impl fmt::Debug for WriterSchema {
@@ -86,7 +88,8 @@ impl SchemaSet {
         released: &[(&'static str, &'static str)],
     ) -> Result<Self, ContractError> {
         let current = writer_schema(name, "current", current)?;
-        let header = RabinFingerprintHeader::from_schema(&current.schema).build_header();
+        let mut header = MARKER.to_vec();
+        header.extend_from_slice(&current.fingerprint);
         let released = released
             .iter()
             .map(|(version, json)| writer_schema(name, version, json))
@@ -112,6 +115,11 @@ impl SchemaSet {
         std::iter::once(&self.current)
             .chain(self.released.iter().rev())
             .find(|w| w.fingerprint == fingerprint)
+            .or_else(|| {
+                std::iter::once(&self.current)
+                    .chain(self.released.iter().rev())
+                    .find(|w| w.legacy_fingerprint == fingerprint)
+            })
     }
 
     pub fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, ContractError> {
@@ -174,18 +182,52 @@ fn writer_schema(
         version,
         detail: e.to_string(),
     })?;
-    let bytes = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
-    let fingerprint =
-        <[u8; 8]>::try_from(bytes.as_slice()).map_err(|_| ContractError::InvalidSchema {
-            name,
-            version,
-            detail: "fingerprint is not 8 bytes".into(),
-        })?;
+    let invalid = |detail: &str| ContractError::InvalidSchema {
+        name,
+        version,
+        detail: detail.to_owned(),
+    };
+    let fingerprint = fingerprint(&schema);
+    let legacy_fingerprint = <[u8; 8]>::try_from(
+        schema
+            .fingerprint::<Rabin>()
+            .bytes
+            .as_slice(),
+    )
+    .map_err(|_| invalid("fingerprint is not 8 bytes"))?;
     Ok(WriterSchema {
         version,
         schema,
         fingerprint,
+        legacy_fingerprint,
     })
+}
+
+/// The Parsing Canonical Form of the Avro specification, whose CRC-64-AVRO is the fingerprint
+/// in every record. apache-avro 0.21 keeps a primitive that had a logical type as
+/// `{"type":"long"}`; the specification, Java's `SchemaNormalization` and fastavro reduce it to
+/// `"long"`. Without this fix a consumer in another language could not find the schema of a
+/// record by its fingerprint.
+pub fn canonical_form(schema: &Schema) -> String {
+    let mut form = schema.canonical_form();
+    for primitive in [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ] {
+        form = form.replace(
+            &format!(r#"{{"type":"{primitive}"}}"#),
+            &format!(r#""{primitive}""#),
+        );
+    }
+    form
+}
+
+/// The fingerprint records written with `schema` carry (CRC-64-AVRO of [`canonical_form`],
+/// as its 8 bytes appear after the marker).
+pub fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let digest = Rabin::digest(canonical_form(schema));
+    let mut out = [0; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
 }
 
 fn hex8(bytes: &[u8]) -> String {

@@ -15,7 +15,7 @@ pub mod command;
 pub mod event;
 pub mod ucs;
 
-pub use codec::{AvroMessage, ContractError, SchemaSet, WriterSchema};
+pub use codec::{AvroMessage, ContractError, SchemaSet, WriterSchema, canonical_form, fingerprint};
 
 /// Current time in milliseconds since the Unix epoch, as used by every `timestamp-millis` field.
 pub fn now_millis() -> i64 {

@@ -99,13 +99,7 @@ fn records_carry_the_fingerprint_of_the_avsc_file() {
     .unwrap();
     let bytes = sample_event().encode().unwrap();
     assert_eq!(&bytes[..2], &[0xC3, 0x01]);
-    assert_eq!(
-        &bytes[2..10],
-        schema
-            .fingerprint::<apache_avro::rabin::Rabin>()
-            .bytes
-            .as_slice()
-    );
+    assert_eq!(&bytes[2..10], contract::fingerprint(&schema).as_slice());
     // The body decodes with the file's schema and no Rust types at all.
     let value = apache_avro::from_avro_datum(&schema, &mut &bytes[10..], None).unwrap();
     let apache_avro::types::Value::Record(fields) = value else {
@@ -118,6 +112,42 @@ fn records_carry_the_fingerprint_of_the_avsc_file() {
             apache_avro::types::Value::String("i-1".into())
         )
     );
+}
+
+/// Fingerprints as another implementation computes them from the released files (fastavro
+/// 1.13: `fingerprint(to_parsing_canonical_form(parse_schema(...)), "CRC-64-AVRO")`, hex in
+/// record byte order). Released files never change, so neither may these.
+#[test]
+fn fingerprints_match_other_avro_implementations() {
+    let pinned = [
+        ("v1/agent-event.avsc", "181e2f342747721a"),
+        ("v1/interaction-command.avsc", "55a535381c83294d"),
+        ("v1/interaction-event.avsc", "c0db10406259ca4b"),
+        ("v2/chat-event.avsc", "2504316a43efeef8"),
+        ("v2/ucs-event.avsc", "11ad36de273d39fa"),
+    ];
+    for (file, hex) in pinned {
+        let path = avro_dir().join("released").join(file);
+        let schema = Schema::parse_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let ours: String = contract::fingerprint(&schema)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(ours, hex, "{}", path.display());
+        assert!(!contract::canonical_form(&schema).contains(r#"{"type":"long"}"#));
+    }
+}
+
+/// Records written before the canonical-form fix carry apache-avro's own fingerprint; they
+/// still decode.
+#[test]
+fn records_with_the_legacy_fingerprint_still_decode() {
+    let schema = InteractionEvent::schema_set().current().clone();
+    let legacy = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let mut bytes = vec![0xC3, 0x01];
+    bytes.extend_from_slice(&legacy);
+    apache_avro::write_avro_datum_ref(&schema, &sample_event(), &mut bytes).unwrap();
+    assert_eq!(InteractionEvent::decode(&bytes).unwrap(), sample_event());
 }
 
 /// The serializer matches struct fields to schema fields by name, so a type that drifts from
@@ -250,10 +280,8 @@ fn the_codec_knows_every_released_version() {
 fn records_written_with_released_schemas_decode_today() {
     let set = InteractionEvent::schema_set();
     let oldest = &set.released()[0];
-    let header = apache_avro::headers::HeaderBuilder::build_header(
-        &apache_avro::headers::RabinFingerprintHeader::from_schema(&oldest.schema),
-    );
-    let mut bytes = header;
+    let mut bytes = vec![0xC3, 0x01];
+    bytes.extend_from_slice(&contract::fingerprint(&oldest.schema));
     apache_avro::write_avro_datum_ref(&oldest.schema, &sample_event(), &mut bytes).unwrap();
     assert_eq!(InteractionEvent::decode(&bytes).unwrap(), sample_event());
 }
