@@ -248,14 +248,13 @@ impl Board {
         }
         let after = queue_position(interaction);
         if before != after {
-            if let Some((queue, key)) = before {
-                if let Some(set) = self.queues.get_mut(&queue) {
+            if let Some((queue, key)) = before
+                && let Some(set) = self.queues.get_mut(&queue) {
                     set.remove(&key);
                     if set.is_empty() {
                         self.queues.remove(&queue);
                     }
                 }
-            }
             if let Some((queue, key)) = after {
                 self.queues.entry(queue).or_default().insert(key);
             }

@@ -1,5 +1,6 @@
 //! The `.avsc` files are the contract: these tests prove the Rust types follow them and that
 //! every schema still reads everything written under a released version.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -100,11 +100,10 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
                     status_name(i)
                 ));
             }
-            if let Some(lock) = &i.lock {
-                if lock.holder_kind == LockHolderKind::Supervisor || lock.holder != by {
+            if let Some(lock) = &i.lock
+                && (lock.holder_kind == LockHolderKind::Supervisor || lock.holder != by) {
                     return Err(format!("interaction {id} is locked by {}", lock.holder));
                 }
-            }
             check_agent(&o.agent_id)?;
             if !(1..=MAX_OFFER_TIMEOUT_MS).contains(&o.timeout_ms) {
                 return Err(format!(
@@ -224,11 +223,10 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
                     status_name(i)
                 ));
             }
-            if let Some(lock) = &i.lock {
-                if lock.holder != by {
+            if let Some(lock) = &i.lock
+                && lock.holder != by {
                     return Err(format!("interaction {id} is locked by {}", lock.holder));
                 }
-            }
             if i.queue.as_deref() == Some(m.queue.as_str()) {
                 return Err(format!("interaction {id} is already in queue {}", m.queue));
             }

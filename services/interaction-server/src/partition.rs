@@ -127,11 +127,10 @@ impl PartitionState {
         }
         self.seen_commands.insert(command.command_id.clone());
         self.resume_at = offset + 1;
-        if let Some((partial_offset, present)) = self.partial.take() {
-            if partial_offset == offset {
+        if let Some((partial_offset, present)) = self.partial.take()
+            && partial_offset == offset {
                 events.retain(|e| !present.contains(&e.index));
             }
-        }
         Outcome::Emit { events, rejected }
     }
 }

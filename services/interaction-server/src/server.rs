@@ -230,13 +230,12 @@ impl Server<'_> {
                         .push_back(Box::pin(async move { Ok((partition, offset)) }));
                 }
                 Outcome::Emit { events, rejected } => {
-                    if rejected {
-                        if let Some(contract::event::EventPayload::CommandRejected(r)) =
+                    if rejected
+                        && let Some(contract::event::EventPayload::CommandRejected(r)) =
                             events.first().map(|e| &e.payload)
                         {
                             tracing::info!(reason = %r.reason, "command rejected");
                         }
-                    }
                     self.emit(partition, offset, &command, events)?;
                 }
             }

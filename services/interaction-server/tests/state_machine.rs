@@ -1,4 +1,5 @@
 //! Properties of the interaction state machine and its recovery, over random command streams.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 

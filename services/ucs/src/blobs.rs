@@ -156,6 +156,7 @@ pub mod bytes_chunk {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

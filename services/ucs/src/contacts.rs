@@ -80,6 +80,7 @@ pub fn normalise(kind: IdentityKind, raw: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -45,11 +45,10 @@ async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16) -> Up {
             "`up` not ready within 60 s; see {}",
             data.display()
         );
-        if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await {
-            if r.status().is_success() {
+        if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await
+            && r.status().is_success() {
                 break;
             }
-        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Up { child, base }
