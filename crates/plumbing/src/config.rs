@@ -25,6 +25,9 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub interaction_server: InteractionServerSettings,
     pub ucs: UcsSettings,
+    pub router: RouterSettings,
+    pub stats: StatsSettings,
+    pub desk: DeskSettings,
 }
 
 impl Default for Settings {
@@ -37,6 +40,9 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             interaction_server: InteractionServerSettings::default(),
             ucs: UcsSettings::default(),
+            router: RouterSettings::default(),
+            stats: StatsSettings::default(),
+            desk: DeskSettings::default(),
         }
     }
 }
@@ -179,6 +185,78 @@ impl UcsSettings {
         self.blob_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("blobs"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterSettings {
+    /// The interaction workflow (queues and strategies); unset: the built-in
+    /// `infra/workflow/workflow.toml`.
+    pub workflow: Option<PathBuf>,
+    /// How often the router looks again without a new event (offer and queue timeouts).
+    pub tick_ms: u64,
+    /// Producer `linger.ms` for the router's commands: low, routing is latency-bound.
+    pub linger_ms: u32,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            workflow: None,
+            tick_ms: 100,
+            linger_ms: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsSettings {
+    /// An interaction answered within this many seconds of entering its queue counts towards
+    /// the service level.
+    pub service_level_threshold_s: u64,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        Self { service_level_threshold_s: 20 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeskSettings {
+    /// Agents and supervisors who may log in to the desk (TOML, `[[user]]` with an argon2
+    /// `password_hash`); unset: `<data_dir>/desk-users.toml`.
+    pub users_file: Option<PathBuf>,
+    /// Key that signs session tokens; unset: a random key kept in `<data_dir>/desk-secret`.
+    pub session_secret_file: Option<PathBuf>,
+    pub session_hours: u64,
+    /// Queue where released replies go (the workflow's QA step usually watches it).
+    pub outbound_queue: String,
+    /// Queue a supervisor's QA return sends a reply to (routed back to its author).
+    pub qa_returned_queue: String,
+    /// Queue an approved reply goes to, for the channel to send.
+    pub send_queue: String,
+    /// An agent whose every event stream has been closed this long is logged out.
+    pub disconnect_grace_s: u64,
+    /// Largest reply text accepted, in bytes.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for DeskSettings {
+    fn default() -> Self {
+        Self {
+            users_file: None,
+            session_secret_file: None,
+            session_hours: 12,
+            outbound_queue: "outbound".into(),
+            qa_returned_queue: "qa-returned".into(),
+            send_queue: "outbound-send".into(),
+            disconnect_grace_s: 30,
+            max_reply_bytes: 64 * 1024,
+        }
     }
 }
 

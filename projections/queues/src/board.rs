@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use contract::event::{EventPayload, InteractionEvent, LockHolderKind, MediaType, PartyRole};
+use contract::event::{AgentId, AgentReason, EventPayload, InteractionEvent, LockHolderKind, MediaType, PartyRole};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +62,8 @@ pub struct Interaction {
     /// Consulting or conferenced agents besides the owner.
     pub parties: BTreeMap<String, PartyRole>,
     pub stop_reason: Option<String>,
+    /// Agents who rejected, let time out or lost an offer of it (the router prefers others).
+    pub declined_by: BTreeSet<String>,
     pub updated_at: i64,
     pub rejected_commands: u32,
 }
@@ -165,6 +167,7 @@ impl Board {
                     owner: None,
                     parties: BTreeMap::new(),
                     stop_reason: None,
+                    declined_by: BTreeSet::new(),
                     updated_at: at,
                     rejected_commands: 0,
                 },
@@ -214,9 +217,10 @@ impl Board {
                 });
             }
             EventPayload::OfferAccepted(_) => interaction.offer = None,
-            EventPayload::OfferRejected(_)
-            | EventPayload::OfferTimedOut(_)
-            | EventPayload::OfferRevoked(_) => {
+            EventPayload::OfferRejected(AgentReason { agent_id, .. })
+            | EventPayload::OfferTimedOut(AgentId { agent_id })
+            | EventPayload::OfferRevoked(AgentReason { agent_id, .. }) => {
+                interaction.declined_by.insert(agent_id.clone());
                 interaction.offer = None;
                 interaction.status = Status::Waiting;
             }

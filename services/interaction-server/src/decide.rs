@@ -2,7 +2,7 @@
 //! they cause. Pure: the same board and command always give the same answer, which is what
 //! lets a restarted server re-derive exactly the events it would have written.
 
-use contract::command::{CommandPayload, InteractionCommand, LockHolderKind};
+use contract::command::{CommandPayload, InteractionCommand};
 use contract::event::{
     AgentId, AgentReason, CommandRejected, EventPayload, Locked, OfferedToAgent, PartyJoined,
     PlacedInQueue, PropertiesChanged, ReturnedToQueue, Stopped, Submitted, Transferred, Unlocked,
@@ -100,10 +100,12 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
                     status_name(i)
                 ));
             }
+            // Only the lock holder may offer a locked interaction (a supervisor pulling it).
             if let Some(lock) = &i.lock
-                && (lock.holder_kind == LockHolderKind::Supervisor || lock.holder != by) {
-                    return Err(format!("interaction {id} is locked by {}", lock.holder));
-                }
+                && lock.holder != by
+            {
+                return Err(format!("interaction {id} is locked by {}", lock.holder));
+            }
             check_agent(&o.agent_id)?;
             if !(1..=MAX_OFFER_TIMEOUT_MS).contains(&o.timeout_ms) {
                 return Err(format!(

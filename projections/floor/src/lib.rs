@@ -1,0 +1,17 @@
+//! The floor: what the router, the desk and the statistics need to know, folded from the log.
+//!
+//! - [`floor`]: interactions (the queue [`queues::board::Board`]) and agents, with each agent's
+//!   load derived from the board, never counted separately, so the two cannot disagree.
+//! - [`stats`]: the Stat Server role: queue and agent statistics over time.
+//! - [`projector`]: replays `interaction.events` and `agent.events` from offset 0, then follows.
+//! - [`http`]: the statistics API.
+//!
+//! Everything here is rebuilt at start; nothing is stored.
+
+pub mod floor;
+pub mod http;
+pub mod projector;
+pub mod stats;
+
+pub use floor::{Agent, Floor, Touched};
+pub use projector::SharedFloor;

@@ -1,0 +1,148 @@
+//! Keeps a [`Floor`] current from `interaction.events` and `agent.events`: replays both from
+//! offset 0 at start (the floor lives in memory, so the replay is the rebuild), then follows.
+//! Readers wait on [`SharedFloor::changed`] or subscribe to what each event touched.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+use anyhow::Context;
+use contract::AvroMessage;
+use contract::agent::AgentEvent;
+use contract::event::InteractionEvent;
+use plumbing::config::KafkaSettings;
+use plumbing::kafka;
+use plumbing::topics::{self, Topics};
+use plumbing::{CancellationToken, Consumer, Message, Offset};
+use tokio::sync::{broadcast, watch};
+
+use crate::floor::{Floor, Touched};
+
+pub struct SharedFloor {
+    floor: RwLock<Floor>,
+    caught_up: AtomicBool,
+    undecodable: AtomicU64,
+    version: watch::Sender<u64>,
+    touched: broadcast::Sender<Arc<Touched>>,
+}
+
+impl SharedFloor {
+    pub fn new(service_level_threshold_ms: i64) -> Arc<Self> {
+        Arc::new(Self {
+            floor: RwLock::new(Floor::new(service_level_threshold_ms)),
+            caught_up: AtomicBool::new(false),
+            undecodable: AtomicU64::new(0),
+            version: watch::channel(0).0,
+            touched: broadcast::channel(4096).0,
+        })
+    }
+
+    /// A read view; hold it briefly (the projector waits for it).
+    pub fn read(&self) -> RwLockReadGuard<'_, Floor> {
+        self.floor.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// True once the replay reached the end of both topics as they were at start.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable.load(Ordering::Relaxed)
+    }
+
+    /// Ticks after every applied event (the value is the number of events applied).
+    pub fn changed(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// What each event touched, for push to the agents involved. Slow subscribers lag and
+    /// are told so by the channel; they re-read the floor.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Touched>> {
+        self.touched.subscribe()
+    }
+
+    pub fn apply_interaction_event(&self, event: &InteractionEvent) {
+        let touched = self
+            .floor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .apply_interaction_event(event);
+        self.announce(touched);
+    }
+
+    pub fn apply_agent_event(&self, event: &AgentEvent) {
+        let touched = self
+            .floor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .apply_agent_event(event);
+        self.announce(touched);
+    }
+
+    fn announce(&self, touched: Touched) {
+        self.version.send_modify(|v| *v += 1);
+        if self.caught_up() {
+            let _ = self.touched.send(Arc::new(touched));
+        }
+    }
+}
+
+/// Follows both topics into `floor` until `shutdown`.
+pub async fn run(
+    kafka_settings: &KafkaSettings,
+    topics: &Topics,
+    floor: Arc<SharedFloor>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let reader = kafka::reader(kafka_settings)?;
+    let interaction_topic = topics.name(topics::INTERACTION_EVENTS);
+    let agent_topic = topics.name(topics::AGENT_EVENTS);
+    let mut remaining: Vec<(String, i32, i64)> = Vec::new();
+    let mut assignment = plumbing::TopicPartitionList::new();
+    for topic in [&interaction_topic, &agent_topic] {
+        let partitions = topics::partition_count(reader.client(), topic)?;
+        for p in 0..partitions {
+            let high = kafka::high_watermark(&reader, topic, p)?;
+            if high > 0 {
+                remaining.push((topic.clone(), p, high));
+            }
+            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    reader.assign(&assignment)?;
+    if remaining.is_empty() {
+        floor.caught_up.store(true, Ordering::Release);
+        floor.version.send_modify(|_| {});
+    }
+    let started = Instant::now();
+    let mut replayed: u64 = 0;
+    tracing::info!(records = ?remaining.iter().map(|r| r.2).sum::<i64>(), "floor replaying interaction and agent events from offset 0");
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            message = reader.recv() => message.context("reading interaction and agent events")?,
+        };
+        let bytes = message.payload().unwrap_or_default();
+        let decoded = if message.topic() == interaction_topic {
+            InteractionEvent::decode(bytes).map(|e| floor.apply_interaction_event(&e))
+        } else {
+            AgentEvent::decode(bytes).map(|e| floor.apply_agent_event(&e))
+        };
+        if let Err(e) = decoded {
+            floor.undecodable.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %e, "undecodable record skipped by the floor projection");
+        }
+        if !floor.caught_up() {
+            replayed += 1;
+            let (t, p, o) = (message.topic(), message.partition(), message.offset());
+            remaining.retain(|(rt, rp, high)| !(rt == t && *rp == p && o + 1 >= *high));
+            if remaining.is_empty() {
+                floor.caught_up.store(true, Ordering::Release);
+                floor.version.send_modify(|_| {});
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(records = replayed, seconds = secs, "floor projection caught up");
+            }
+        }
+    }
+}
