@@ -114,6 +114,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The interaction workflow (queues and strategies).
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
+    },
+    /// Desk users and sessions.
+    Desk {
+        #[command(subcommand)]
+        action: DeskAction,
+    },
     /// Print a topic's records as JSON lines, decoded with the schemas in schemas/avro.
     Tail {
         /// Topic name as in infra/topics.toml (e.g. interaction.events), with or without prefix.
@@ -125,6 +135,48 @@ pub enum Command {
         #[arg(long)]
         max: Option<usize>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowAction {
+    /// Validate a workflow file (default: the configured or built-in one) and report the
+    /// classifier's accuracy on its held-out examples.
+    Check { file: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeskAction {
+    /// Add or replace a desk user in the users file (the password is read from stdin).
+    AddUser {
+        id: String,
+        #[arg(long, value_enum, default_value = "agent")]
+        role: RoleArg,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Skills as name=level, comma separated (e.g. english=5,billing=3).
+        #[arg(long, value_parser = parse_levels, default_value = "")]
+        skills: BTreeMap<String, i32>,
+        /// Capacity per media as media=count (e.g. email=3,chat=1).
+        #[arg(long, value_parser = parse_levels, default_value = "email=3,chat=1")]
+        capacity: BTreeMap<String, i32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Agent,
+    Supervisor,
+}
+
+fn parse_levels(s: &str) -> Result<BTreeMap<String, i32>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').ok_or_else(|| format!("expected name=number, got '{p}'"))?;
+            let v: i32 = v.trim().parse().map_err(|_| format!("'{v}' in '{p}' is not a number"))?;
+            Ok((k.trim().to_owned(), v))
+        })
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +200,12 @@ pub enum Service {
     WebApi,
     /// The Universal Contact Server: SQL read model, blobs, contact API.
     Ucs,
+    /// The interaction workflow router (stateless; rebuilds the floor from the topics).
+    Router,
+    /// The agent and supervisor desk API (sessions, offers, replies, QA, push events).
+    Desk,
+    /// Queue and agent statistics (the Stat Server role).
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,6 +398,57 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             } else {
                 crate::tools::print_audit(&audit, &mut out)?;
             }
+            Ok(())
+        }
+        Command::Workflow {
+            action: WorkflowAction::Check { file },
+        } => {
+            let file = file.or(settings.router.workflow.clone());
+            let loaded = router::load_workflow(file.as_deref())?;
+            println!("{}: valid", loaded.source);
+            for q in &loaded.workflow.queues {
+                let steps: Vec<&str> = q.steps.iter().map(|s| s.name()).collect();
+                println!("  queue {:<16} {}", q.name, steps.join(" -> "));
+            }
+            if let Some(e) = loaded.evaluation {
+                println!(
+                    "classifier: trained on {}, {} of {} held-out examples right ({:.1}% accuracy)",
+                    e.trained_on,
+                    e.correct,
+                    e.held_out,
+                    e.accuracy * 100.0
+                );
+            }
+            Ok(())
+        }
+        Command::Desk {
+            action: DeskAction::AddUser { id, role, name, skills, capacity },
+        } => {
+            let path = settings.desk.users_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-users.toml"));
+            let mut users = desk::users::Users::load(&path)?;
+            eprintln!("password for {id} (read from stdin):");
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.len() < 8 {
+                bail!("the password must have at least 8 characters");
+            }
+            users.upsert(desk::users::User {
+                id: id.clone(),
+                name,
+                role: match role {
+                    RoleArg::Agent => desk::users::Role::Agent,
+                    RoleArg::Supervisor => desk::users::Role::Supervisor,
+                },
+                password_hash: desk::users::hash_password(password)?,
+                skills,
+                capacity,
+                place: None,
+            });
+            users.save(&path)?;
+            // Check what was written reads back (media names, ids).
+            desk::users::Users::load(&path)?;
+            println!("{id} saved in {}", path.display());
             Ok(())
         }
         Command::Tail { topic, follow, max } => {

@@ -38,6 +38,9 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
             Service::Queues,
             Service::WebApi,
             Service::Ucs,
+            Service::Router,
+            Service::Desk,
+            Service::Stats,
         ],
         shutdown,
     )
@@ -89,6 +92,16 @@ async fn run_services(
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let mut router = plumbing::http::health_routes();
+    // Router, desk and statistics share one floor projection in a process.
+    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats)) {
+        let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
+        let floor = floor::SharedFloor::new(threshold_ms);
+        let (kafka, topics, token, f) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), floor.clone());
+        tasks.spawn(async move { ("floor", floor::projector::run(&kafka, &topics, f, token).await) });
+        Some(floor)
+    } else {
+        None
+    };
     for service in services {
         let (kafka, topics, token) = (settings.kafka.clone(), topics.clone(), shutdown.clone());
         match service {
@@ -115,6 +128,22 @@ async fn run_services(
                 let client =
                     interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
                 router = router.merge(web_api::routes(client));
+            }
+            Service::Router => {
+                let floor = floor.clone().context("floor")?;
+                let loaded = router::load_workflow(settings.router.workflow.as_deref())?;
+                let service = router::Router::new(&kafka, &topics, &settings.router, loaded, floor);
+                router = router.merge(service.routes());
+                tasks.spawn(async move { ("router", service.run(token).await) });
+            }
+            Service::Desk => {
+                let floor = floor.clone().context("floor")?;
+                let desk = desk::Desk::new(settings, &topics, floor)?;
+                router = router.merge(desk.routes());
+            }
+            Service::Stats => {
+                let floor = floor.clone().context("floor")?;
+                router = router.merge(floor::http::routes(floor));
             }
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;

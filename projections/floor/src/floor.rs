@@ -103,6 +103,12 @@ impl Agent {
 pub struct Touched {
     pub interaction_id: Option<String>,
     pub agents: BTreeSet<String>,
+    /// The command (or agent event's cause) behind the event.
+    pub causation_id: Option<String>,
+    /// Set when the event is the Interaction Server refusing the command: its reason.
+    pub rejected: Option<String>,
+    /// The last event of its command's set: the floor now shows the command's whole outcome.
+    pub last_of_set: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -176,6 +182,12 @@ impl Floor {
         let mut touched = Touched {
             interaction_id: Some(id.to_owned()),
             agents: BTreeSet::new(),
+            causation_id: Some(event.causation_id.clone()),
+            rejected: match &event.payload {
+                contract::event::EventPayload::CommandRejected(r) => Some(r.reason.clone()),
+                _ => None,
+            },
+            last_of_set: event.index + 1 >= event.set_size,
         };
         if let Some(media) = media {
             if offer_before != offer_after {
@@ -265,6 +277,9 @@ impl Floor {
         Touched {
             interaction_id: None,
             agents: BTreeSet::from([event.agent_id.clone()]),
+            causation_id: event.causation_id.clone(),
+            rejected: None,
+            last_of_set: true,
         }
     }
 

@@ -1,0 +1,106 @@
+//! Session tokens: `user.role.expiry.signature`, the signature an HMAC-SHA256 over the rest
+//! with the desk's secret. Stateless, so any desk instance (or a restarted one) accepts a token
+//! another issued, and nothing about sessions has to be stored.
+
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::users::Role;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Clone)]
+pub struct SessionKeys {
+    secret: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    pub expires_at: i64,
+}
+
+impl SessionKeys {
+    pub fn new(secret: Vec<u8>) -> Self {
+        Self { secret }
+    }
+
+    /// Reads the secret at `path`, or creates one there (256 random bits from the OS CSPRNG).
+    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        match std::fs::read(path) {
+            Ok(secret) if secret.len() >= 32 => Ok(Self::new(secret)),
+            Ok(_) => Err(std::io::Error::other(format!("{} holds fewer than 32 bytes", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret: Vec<u8> = (0..2).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(path, &secret)?;
+                Ok(Self::new(secret))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn issue(&self, user: &str, role: Role, expires_at: i64) -> String {
+        let body = format!("{user}.{}.{expires_at}", role_name(role));
+        format!("{body}.{}", self.sign(&body))
+    }
+
+    /// The session a token stands for, or why it is refused.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Session, &'static str> {
+        let (body, signature) = token.rsplit_once('.').ok_or("malformed session token")?;
+        let expected = hex::decode(signature).map_err(|_| "malformed session token")?;
+        let mut mac = HmacSha256::new_from_slice(&self.secret).map_err(|_| "session key unusable")?;
+        mac.update(body.as_bytes());
+        mac.verify_slice(&expected).map_err(|_| "invalid session token")?;
+        let mut parts = body.rsplitn(3, '.');
+        let expires_at: i64 = parts.next().and_then(|e| e.parse().ok()).ok_or("malformed session token")?;
+        let role = match parts.next() {
+            Some("agent") => Role::Agent,
+            Some("supervisor") => Role::Supervisor,
+            _ => return Err("malformed session token"),
+        };
+        let user = parts.next().ok_or("malformed session token")?.to_owned();
+        if now >= expires_at {
+            return Err("session expired; log in again");
+        }
+        Ok(Session { user, role, expires_at })
+    }
+
+    fn sign(&self, body: &str) -> String {
+        // new_from_slice accepts any key length for HMAC.
+        let mut mac = HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(body.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Agent => "agent",
+        Role::Supervisor => "supervisor",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_and_tampering_is_refused() {
+        let keys = SessionKeys::new(vec![7; 32]);
+        let token = keys.issue("ann.lee", Role::Agent, 1000);
+        assert_eq!(keys.verify(&token, 10).unwrap(), Session { user: "ann.lee".into(), role: Role::Agent, expires_at: 1000 });
+        assert_eq!(keys.verify(&token, 1000), Err("session expired; log in again"));
+        let forged = token.replacen("agent", "supervisor", 1);
+        assert_eq!(keys.verify(&forged, 10), Err("invalid session token"));
+        let other = SessionKeys::new(vec![8; 32]);
+        assert_eq!(other.verify(&token, 10), Err("invalid session token"));
+        assert_eq!(keys.verify("nonsense", 10), Err("malformed session token"));
+    }
+}

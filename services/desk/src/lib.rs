@@ -1,0 +1,625 @@
+//! The desk: what agents and supervisors use, over HTTP with JSON, authenticated by signed
+//! session tokens ([`auth`]) for the users in the users file ([`users`]).
+//!
+//! Every action becomes an event or command on the log: agent states go to `agent.events`,
+//! interaction actions to `interaction.commands`. The desk then waits for the Interaction
+//! Server's outcome on the floor and answers with it: `200` and the interaction as it now is,
+//! or `409` with the Interaction Server's reason. Bad requests are `400`/`401`/`403`/`404` with
+//! a reason; nothing the client sends can crash the desk.
+//!
+//! Push: `GET /v1/desk/events` (server-sent events) streams offers and changes to the agent's
+//! interactions (every change, for supervisors). An agent whose every stream has been closed
+//! for `disconnect_grace_s` is logged out; the router then revokes their offers and applies the
+//! workflow's logout policy to what they hold.
+
+pub mod auth;
+pub mod users;
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use contract::AvroMessage;
+use contract::agent::{AgentEvent, AgentPayload, LoggedIn, LoggedOut, NotReady, Ready};
+use contract::command::{
+    AgentReason, AgentRef, ChangeProperties, CommandPayload, JoinParty, Lock, LockHolderKind, MediaType,
+    MoveToQueue, Offer, PartyRole, ReturnToQueue, Stop, Submit, Transfer, Unlock,
+};
+use floor::SharedFloor;
+use futures::Stream;
+use interaction_server::client::CommandClient;
+use plumbing::FutureProducer;
+use plumbing::config::{DeskSettings, Settings};
+use plumbing::headers::Lineage;
+use plumbing::kafka;
+use plumbing::topics::{self, Topics};
+use queues::board::{Interaction, Status};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Session, SessionKeys};
+use crate::users::{Role, Users};
+
+/// How long the desk waits for the Interaction Server's outcome of a command.
+const OUTCOME_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Desk {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: DeskSettings,
+    users_file: PathBuf,
+    users: Users,
+    keys: SessionKeys,
+    floor: Arc<SharedFloor>,
+    commands: CommandClient,
+    producer: FutureProducer,
+    agent_topic: String,
+    /// Open event streams per agent (for disconnect detection).
+    streams: Mutex<HashMap<String, u64>>,
+}
+
+impl Desk {
+    pub fn new(settings: &Settings, topics: &Topics, floor: Arc<SharedFloor>) -> anyhow::Result<Self> {
+        let desk = &settings.desk;
+        let users_file = desk.users_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-users.toml"));
+        let users = Users::load(&users_file)?;
+        if users.users.is_empty() {
+            tracing::warn!(file = %users_file.display(), "no desk users: add one with `switchboard desk add-user`");
+        }
+        let secret_file = desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
+        let keys = SessionKeys::load_or_create(&secret_file)
+            .map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings: desk.clone(),
+                users_file,
+                users,
+                keys,
+                floor,
+                commands: CommandClient::new(&settings.kafka, topics, "desk")?,
+                producer: kafka::producer(&settings.kafka)?,
+                agent_topic: topics.name(topics::AGENT_EVENTS),
+                streams: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route("/v1/desk/login", post(login))
+            .route("/v1/desk/state", post(change_state))
+            .route("/v1/desk/me", get(me))
+            .route("/v1/desk/events", get(events))
+            .route("/v1/desk/interactions/{id}", get(interaction))
+            .route("/v1/desk/interactions/{id}/{action}", post(act))
+            .route("/v1/desk/queues", get(queues_summary))
+            .route("/v1/desk/queues/{queue}", get(queue_view))
+            .with_state(self.clone())
+    }
+}
+
+/// A refusal with the reason a person reads.
+#[derive(Debug)]
+pub struct DeskError(StatusCode, String);
+
+impl DeskError {
+    fn bad(message: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl IntoResponse for DeskError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<JsonRejection> for DeskError {
+    fn from(e: JsonRejection) -> Self {
+        Self(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text()))
+    }
+}
+
+type DeskResult = Result<Response, DeskError>;
+
+impl FromRequestParts<Desk> for Session {
+    type Rejection = DeskError;
+
+    async fn from_request_parts(parts: &mut Parts, desk: &Desk) -> Result<Self, Self::Rejection> {
+        let from_header = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        // EventSource cannot set headers: the events stream also takes ?token=.
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
+        });
+        let token = from_header
+            .or(from_query)
+            .ok_or_else(|| DeskError(StatusCode::UNAUTHORIZED, "log in first: no session token (Authorization: Bearer ...)".into()))?;
+        desk.inner
+            .keys
+            .verify(&token, contract::now_millis())
+            .map_err(|why| DeskError(StatusCode::UNAUTHORIZED, why.into()))
+    }
+}
+
+fn supervisor_only(session: &Session) -> Result<(), DeskError> {
+    if session.role == Role::Supervisor {
+        Ok(())
+    } else {
+        Err(DeskError(StatusCode::FORBIDDEN, "only a supervisor may do this".into()))
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    user: String,
+    password: String,
+}
+
+async fn login(State(desk): State<Desk>, body: Result<Json<LoginRequest>, JsonRejection>) -> DeskResult {
+    let Json(request) = body?;
+    let inner = &desk.inner;
+    let user = inner.users.get(&request.user).filter(|u| users::verify_password(u, &request.password));
+    let Some(user) = user else {
+        return Err(DeskError(StatusCode::UNAUTHORIZED, "unknown user or wrong password".into()));
+    };
+    let hours = i64::try_from(inner.settings.session_hours).unwrap_or(12);
+    let expires_at = contract::now_millis() + hours * 3_600_000;
+    let token = inner.keys.issue(&user.id, user.role, expires_at);
+    if user.role == Role::Agent {
+        desk.agent_event(&user.id, AgentPayload::LoggedIn(LoggedIn {
+            place: user.place.clone(),
+            skills: user.skills.clone(),
+            capacity: user.capacity.clone(),
+        }))
+        .await?;
+    }
+    Ok(Json(json!({ "token": token, "user": user.id, "role": user.role, "expires_at": expires_at })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateRequest {
+    /// "ready", "not_ready" or "logged_out".
+    state: String,
+    /// Media it applies to (default: every media the agent has capacity for).
+    #[serde(default)]
+    media: Vec<String>,
+    reason: Option<String>,
+}
+
+async fn change_state(State(desk): State<Desk>, session: Session, body: Result<Json<StateRequest>, JsonRejection>) -> DeskResult {
+    let Json(request) = body?;
+    let user = desk.inner.users.get(&session.user).ok_or_else(|| DeskError(StatusCode::FORBIDDEN, "user no longer exists".into()))?;
+    for m in &request.media {
+        m.parse::<MediaType>().map_err(DeskError::bad)?;
+    }
+    let media = if request.media.is_empty() { user.capacity.keys().cloned().collect() } else { request.media };
+    let payload = match request.state.as_str() {
+        "ready" => AgentPayload::Ready(Ready { media }),
+        "not_ready" => AgentPayload::NotReady(NotReady {
+            media,
+            reason: request.reason.unwrap_or_else(|| "not given".into()),
+        }),
+        "logged_out" => AgentPayload::LoggedOut(LoggedOut { reason: request.reason }),
+        other => return Err(DeskError::bad(format!("unknown state {other:?}: use ready, not_ready or logged_out"))),
+    };
+    desk.agent_event(&session.user, payload).await?;
+    Ok(Json(json!({ "state": request.state })).into_response())
+}
+
+async fn me(State(desk): State<Desk>, session: Session) -> DeskResult {
+    let floor = desk.inner.floor.read();
+    let agent = floor.agent(&session.user);
+    let board = floor.board();
+    let detail = |ids: Vec<&String>| -> Vec<&Interaction> { ids.into_iter().filter_map(|id| board.interaction(id)).collect() };
+    Ok(Json(json!({
+        "user": session.user,
+        "role": session.role,
+        "state": agent.map(|a| a.state_name()),
+        "agent": agent,
+        "offers": detail(agent.map(|a| a.offers.keys().collect()).unwrap_or_default()),
+        "owned": detail(agent.map(|a| a.owned.keys().collect()).unwrap_or_default()),
+        "consulting": detail(agent.map(|a| a.parties.iter().collect()).unwrap_or_default()),
+    }))
+    .into_response())
+}
+
+async fn interaction(State(desk): State<Desk>, session: Session, Path(id): Path<String>) -> DeskResult {
+    let floor = desk.inner.floor.read();
+    let i = floor.board().interaction(&id).ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
+    let involved = i.owner.as_deref() == Some(&session.user)
+        || i.offer.as_ref().is_some_and(|o| o.agent_id == session.user)
+        || i.parties.contains_key(&session.user);
+    if !involved && session.role != Role::Supervisor {
+        return Err(DeskError(StatusCode::FORBIDDEN, format!("interaction {id} is not yours")));
+    }
+    Ok(Json(i).into_response())
+}
+
+async fn queues_summary(State(desk): State<Desk>, session: Session) -> DeskResult {
+    supervisor_only(&session)?;
+    Ok(Json(json!({ "queues": desk.inner.floor.read().board().queue_summaries() })).into_response())
+}
+
+async fn queue_view(State(desk): State<Desk>, session: Session, Path(queue): Path<String>) -> DeskResult {
+    supervisor_only(&session)?;
+    Ok(Json(desk.inner.floor.read().board().queue_view(&queue)).into_response())
+}
+
+/// Body of every interaction action; each action reads the fields it needs.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionRequest {
+    reason: Option<String>,
+    agent: Option<String>,
+    queue: Option<String>,
+    text: Option<String>,
+    role: Option<PartyRole>,
+    priority: Option<i32>,
+    decision: Option<String>,
+    comment: Option<String>,
+}
+
+async fn act(
+    State(desk): State<Desk>,
+    session: Session,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> DeskResult {
+    let request: ActionRequest = match body {
+        Some(Json(v)) => serde_json::from_value(v).map_err(|e| DeskError::bad(format!("invalid request body: {e}")))?,
+        None => ActionRequest::default(),
+    };
+    let me = session.user.clone();
+    let current = desk
+        .inner
+        .floor
+        .read()
+        .board()
+        .interaction(&id)
+        .cloned()
+        .ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
+    let need = |field: Option<String>, name: &str| field.filter(|v| !v.trim().is_empty()).ok_or_else(|| DeskError::bad(format!("`{name}` is required for {action}")));
+    let steps: Vec<CommandPayload> = match action.as_str() {
+        "accept" => vec![CommandPayload::AcceptOffer(AgentRef { agent_id: me.clone() })],
+        "reject" => vec![CommandPayload::RejectOffer(AgentReason {
+            agent_id: me.clone(),
+            reason: request.reason.unwrap_or_else(|| "rejected by agent".into()),
+        })],
+        "transfer" => match (request.agent, request.queue) {
+            (Some(agent), None) => vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: Some(agent), to_queue: None })],
+            (None, Some(queue)) => vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: None, to_queue: Some(queue) })],
+            _ => return Err(DeskError::bad("transfer needs exactly one of `agent` and `queue`")),
+        },
+        "consult" => vec![CommandPayload::JoinParty(JoinParty {
+            agent_id: need(request.agent, "agent")?,
+            role: request.role.unwrap_or(PartyRole::Consult),
+        })],
+        "leave" => vec![CommandPayload::LeaveParty(AgentRef { agent_id: request.agent.unwrap_or_else(|| me.clone()) })],
+        "return" => vec![CommandPayload::ReturnToQueue(ReturnToQueue { agent_id: me.clone(), queue: request.queue })],
+        "draft" => {
+            let text = need(request.text, "text")?;
+            check_owner(&current, &me)?;
+            desk.check_reply_size(&text)?;
+            vec![set_properties([("draft_text", text)])]
+        }
+        "release" => {
+            check_owner(&current, &me)?;
+            let text = request.text.or_else(|| current.properties.get("draft_text").cloned()).filter(|t| !t.trim().is_empty());
+            let text = text.ok_or_else(|| DeskError::bad("nothing to release: save a draft or send `text`"))?;
+            desk.check_reply_size(&text)?;
+            return desk.release(&session, &current, text).await;
+        }
+        "done" => {
+            check_owner(&current, &me)?;
+            vec![CommandPayload::Stop(Stop { reason: request.reason.unwrap_or_else(|| "done".into()) })]
+        }
+        // Supervisor actions.
+        "move" => {
+            supervisor_only(&session)?;
+            vec![CommandPayload::MoveToQueue(MoveToQueue { queue: need(request.queue, "queue")?, reason: format!("moved by supervisor {me}") })]
+        }
+        "lock" => {
+            supervisor_only(&session)?;
+            vec![CommandPayload::Lock(Lock { holder: me.clone(), holder_kind: LockHolderKind::Supervisor })]
+        }
+        "unlock" => {
+            supervisor_only(&session)?;
+            vec![CommandPayload::Unlock(Unlock { holder: me.clone() })]
+        }
+        "priority" => {
+            supervisor_only(&session)?;
+            let priority = request.priority.ok_or_else(|| DeskError::bad("`priority` is required"))?;
+            vec![CommandPayload::ChangeProperties(ChangeProperties { set: BTreeMap::new(), remove: vec![], priority: Some(priority) })]
+        }
+        "pull" => {
+            supervisor_only(&session)?;
+            if current.status != Status::Waiting {
+                return Err(DeskError(StatusCode::CONFLICT, format!("interaction {id} is not waiting in a queue (the router may be offering it); try again")));
+            }
+            // Locked first, so the router cannot offer it to someone else in between.
+            let mut steps = Vec::new();
+            if current.lock.as_ref().is_none_or(|l| l.holder != me) {
+                steps.push(CommandPayload::Lock(Lock { holder: me.clone(), holder_kind: LockHolderKind::Supervisor }));
+            }
+            steps.push(CommandPayload::Offer(Offer { agent_id: me.clone(), timeout_ms: 60_000 }));
+            steps.push(CommandPayload::AcceptOffer(AgentRef { agent_id: me.clone() }));
+            steps
+        }
+        "qa" => {
+            supervisor_only(&session)?;
+            let settings = &desk.inner.settings;
+            match request.decision.as_deref() {
+                Some("approve") => vec![
+                    set_properties([("qa_status", "approved".to_owned()), ("qa_reviewer", me.clone())]),
+                    CommandPayload::MoveToQueue(MoveToQueue { queue: settings.send_queue.clone(), reason: format!("QA approved by {me}") }),
+                ],
+                Some("return") => vec![
+                    set_properties([
+                        ("qa_status", "returned".to_owned()),
+                        ("qa_reviewer", me.clone()),
+                        ("qa_comment", need(request.comment, "comment")?),
+                    ]),
+                    CommandPayload::MoveToQueue(MoveToQueue { queue: settings.qa_returned_queue.clone(), reason: format!("QA returned by {me}") }),
+                ],
+                _ => return Err(DeskError::bad("`decision` must be \"approve\" or \"return\"")),
+            }
+        }
+        other => return Err(DeskError(StatusCode::NOT_FOUND, format!("unknown action {other:?}"))),
+    };
+    desk.run_commands(&session, &id, steps).await
+}
+
+fn check_owner(i: &Interaction, me: &str) -> Result<(), DeskError> {
+    if i.owner.as_deref() == Some(me) {
+        Ok(())
+    } else {
+        Err(DeskError(StatusCode::CONFLICT, format!("interaction {} is not assigned to you", i.id)))
+    }
+}
+
+fn set_properties<const N: usize>(pairs: [(&str, String); N]) -> CommandPayload {
+    CommandPayload::ChangeProperties(ChangeProperties {
+        set: pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        remove: vec![],
+        priority: None,
+    })
+}
+
+impl Desk {
+    fn check_reply_size(&self, text: &str) -> Result<(), DeskError> {
+        let max = self.inner.settings.max_reply_bytes;
+        if text.len() > max {
+            return Err(DeskError(StatusCode::PAYLOAD_TOO_LARGE, format!("reply is {} bytes; the limit is {max}", text.len())));
+        }
+        Ok(())
+    }
+
+    /// An agent's reply leaves: a new outbound interaction (child of the one answered) in the
+    /// outbound queue, where the workflow decides on QA. A reply returned by QA goes back there
+    /// itself, with its new text.
+    async fn release(&self, session: &Session, current: &Interaction, text: String) -> DeskResult {
+        let settings = &self.inner.settings;
+        let is_returned_reply = current.properties.get("author_agent").is_some() && current.parent_interaction_id.is_some();
+        if is_returned_reply {
+            let steps = vec![
+                set_properties([("reply_text", text), ("qa_status", "resubmitted".to_owned())]),
+                CommandPayload::Transfer(Transfer { from_agent_id: session.user.clone(), to_agent_id: None, to_queue: Some(settings.outbound_queue.clone()) }),
+            ];
+            return self.run_commands(session, &current.id, steps).await;
+        }
+        let reply_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:reply:{}:{}", current.id, contract::now_millis()).as_bytes()).to_string();
+        let mut properties = BTreeMap::from([
+            ("author_agent".to_owned(), session.user.clone()),
+            ("reply_to_interaction".to_owned(), current.id.clone()),
+            ("reply_text".to_owned(), text),
+        ]);
+        if let Some(subject) = current.properties.get("subject") {
+            properties.insert("subject".into(), format!("Re: {subject}"));
+        }
+        if let Some(from) = current.properties.get("from") {
+            properties.insert("to".into(), from.clone());
+        }
+        let submit = CommandPayload::Submit(Submit {
+            media_type: current.media_type,
+            origin: "desk".into(),
+            target_queue: settings.outbound_queue.clone(),
+            priority: current.priority,
+            properties,
+            contact_id: current.contact_id.clone(),
+            content_ref: None,
+            parent_interaction_id: Some(current.id.clone()),
+        });
+        let response = self.run_commands(session, &reply_id, vec![submit]).await?;
+        // The parent keeps a pointer to its reply.
+        self.run_commands(session, &current.id, vec![set_properties([("reply_interaction", reply_id)])]).await?;
+        Ok(response)
+    }
+
+    /// Sends each command in turn, waiting for its outcome; stops at the first refusal.
+    async fn run_commands(&self, session: &Session, id: &str, steps: Vec<CommandPayload>) -> DeskResult {
+        for payload in steps {
+            let mut command = self.inner.commands.command(id, payload);
+            command.issued_by = session.user.clone();
+            let mut outcomes = self.inner.floor.subscribe();
+            self.inner
+                .commands
+                .send(&command)
+                .await
+                .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, format!("could not send the command: {e}")))?;
+            let wait = async {
+                loop {
+                    match outcomes.recv().await {
+                        Ok(t) if t.causation_id.as_deref() == Some(&command.command_id) => {
+                            if let Some(reason) = &t.rejected {
+                                return Err(DeskError(StatusCode::CONFLICT, reason.clone()));
+                            }
+                            if t.last_of_set {
+                                return Ok(());
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            return Err(DeskError(StatusCode::SERVICE_UNAVAILABLE, "the desk is shutting down".into()));
+                        }
+                    }
+                }
+            };
+            match tokio::time::timeout(OUTCOME_TIMEOUT, wait).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(DeskError(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("command {} is on the log but its outcome was not seen within {} s", command.command_id, OUTCOME_TIMEOUT.as_secs()),
+                    ));
+                }
+            }
+        }
+        let floor = self.inner.floor.read();
+        Ok(Json(json!({ "interaction": floor.board().interaction(id) })).into_response())
+    }
+
+    async fn agent_event(&self, agent: &str, payload: AgentPayload) -> Result<(), DeskError> {
+        let event = AgentEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            agent_id: agent.to_owned(),
+            occurred_at: contract::now_millis(),
+            causation_id: None,
+            payload,
+        };
+        let bytes = event.encode().map_err(|e| DeskError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let headers = Lineage::new(agent).schema(AgentEvent::NAME).to_headers();
+        let delivery = kafka::send(&self.inner.producer, &self.inner.agent_topic, None, agent, &bytes, headers)
+            .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        kafka::delivered(delivery).await.map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        Ok(())
+    }
+
+    fn stream_opened(&self, agent: &str) {
+        let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        *streams.entry(agent.to_owned()).or_default() += 1;
+    }
+
+    /// On the last stream closing, logs the agent out after the grace period unless a new
+    /// stream opened meanwhile.
+    fn stream_closed(&self, agent: &str) {
+        let remaining = {
+            let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let n = streams.entry(agent.to_owned()).or_default();
+            *n = n.saturating_sub(1);
+            *n
+        };
+        if remaining > 0 {
+            return;
+        }
+        let desk = self.clone();
+        let agent = agent.to_owned();
+        let grace = Duration::from_secs(self.inner.settings.disconnect_grace_s);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let still_gone = desk.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).get(&agent).copied().unwrap_or(0) == 0;
+            let logged_in = desk.inner.floor.read().agent(&agent).is_some_and(|a| a.logged_in);
+            if still_gone && logged_in {
+                tracing::info!(%agent, "agent disconnected; logging out");
+                if let Err(e) = desk
+                    .agent_event(&agent, AgentPayload::LoggedOut(LoggedOut { reason: Some("disconnected".into()) }))
+                    .await
+                {
+                    tracing::warn!(%agent, error = %e.1, "could not log out a disconnected agent");
+                }
+            }
+        });
+    }
+
+    pub fn users_file(&self) -> &std::path::Path {
+        &self.inner.users_file
+    }
+}
+
+/// Closes the agent's stream count when the SSE stream is dropped.
+struct StreamGuard {
+    desk: Desk,
+    agent: String,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.desk.stream_closed(&self.agent);
+    }
+}
+
+async fn events(
+    State(desk): State<Desk>,
+    session: Session,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let me = session.user.clone();
+    let supervisor = session.role == Role::Supervisor;
+    let mut touched = desk.inner.floor.subscribe();
+    desk.stream_opened(&me);
+    let guard = StreamGuard { desk: desk.clone(), agent: me.clone() };
+    let floor = desk.inner.floor.clone();
+    let stream = async_stream(move |tx| async move {
+        let _guard = guard;
+        let hello = json!({ "type": "hello", "user": me });
+        if tx.send(Event::default().event("hello").data(hello.to_string())).await.is_err() {
+            return;
+        }
+        loop {
+            let t = match touched.recv().await {
+                Ok(t) => t,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx.send(Event::default().event("lagged").data(json!({ "missed": n }).to_string())).await;
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if !(supervisor || t.agents.contains(&me)) {
+                continue;
+            }
+            let data = {
+                let f = floor.read();
+                let interaction = t.interaction_id.as_deref().and_then(|id| f.board().interaction(id));
+                let kind = match interaction {
+                    Some(i) if i.offer.as_ref().is_some_and(|o| o.agent_id == me) => "offer",
+                    Some(_) => "interaction",
+                    None => "agent",
+                };
+                (kind, json!({ "interaction": interaction, "agent": f.agent(&me) }))
+            };
+            if tx.send(Event::default().event(data.0).data(data.1.to_string())).await.is_err() {
+                return;
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// A stream fed by a task through a channel; the task ends when the client goes away.
+fn async_stream<F, Fut>(body: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(body(tx));
+    futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok)
+}
