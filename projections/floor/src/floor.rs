@@ -35,6 +35,9 @@ pub struct Agent {
     pub idle_since: i64,
     pub handled: u64,
     pub updated_at: i64,
+    /// When the agent last logged out (None: still in, or never logged in: a supervisor who
+    /// pulled an interaction is an owner without agent events).
+    pub logged_out_at: Option<i64>,
 }
 
 impl Agent {
@@ -53,6 +56,7 @@ impl Agent {
             idle_since: at,
             handled: 0,
             updated_at: at,
+            logged_out_at: None,
         }
     }
 
@@ -245,6 +249,7 @@ impl Floor {
         match &event.payload {
             AgentPayload::LoggedIn(l) => {
                 agent.logged_in = true;
+                agent.logged_out_at = None;
                 agent.place = l.place.clone();
                 agent.skills = l.skills.clone();
                 agent.capacity = l.capacity.clone();
@@ -268,6 +273,7 @@ impl Floor {
             }
             AgentPayload::LoggedOut(_) => {
                 agent.logged_in = false;
+                agent.logged_out_at = Some(at);
                 agent.ready.clear();
                 agent.not_ready.clear();
             }

@@ -107,6 +107,7 @@ impl Desk {
             .route("/v1/desk/interactions/{id}/{action}", post(act))
             .route("/v1/desk/queues", get(queues_summary))
             .route("/v1/desk/queues/{queue}", get(queue_view))
+            .route("/health/ready/desk", get(ready))
             .with_state(self.clone())
     }
 }
@@ -252,6 +253,14 @@ async fn interaction(State(desk): State<Desk>, session: Session, Path(id): Path<
         return Err(DeskError(StatusCode::FORBIDDEN, format!("interaction {id} is not yours")));
     }
     Ok(Json(i).into_response())
+}
+
+async fn ready(State(desk): State<Desk>) -> Response {
+    if desk.inner.floor.caught_up() {
+        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "replaying the floor" }))).into_response()
+    }
 }
 
 async fn queues_summary(State(desk): State<Desk>, session: Session) -> DeskResult {

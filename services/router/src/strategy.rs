@@ -129,7 +129,7 @@ pub fn plan(floor: &Floor, workflow: &Workflow, model: Option<&NaiveBayes>, pend
         match i.status {
             Status::Offered => {
                 if let Some(offer) = &i.offer {
-                    let agent_gone = floor.agent(&offer.agent_id).is_none_or(|a| !a.logged_in);
+                    let agent_gone = floor.agent(&offer.agent_id).is_some_and(|a| a.logged_out_at.is_some());
                     if agent_gone {
                         out.push(Planned::on(
                             i,
@@ -151,7 +151,7 @@ pub fn plan(floor: &Floor, workflow: &Workflow, model: Option<&NaiveBayes>, pend
             Status::Assigned => {
                 if workflow.on_agent_logout == LogoutPolicy::Requeue
                     && let Some(owner) = &i.owner
-                    && floor.agent(owner).is_some_and(|a| !a.logged_in)
+                    && floor.agent(owner).is_some_and(|a| a.logged_out_at.is_some())
                 {
                     out.push(Planned::on(
                         i,

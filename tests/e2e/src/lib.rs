@@ -186,7 +186,12 @@ impl TestEnv {
 
     /// Every record of `topic`, per partition in offset order, as it is on the broker now.
     pub fn read_all(&self, topic: &str) -> Vec<OwnedMessage> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        // Small fetches: Tansu answers librdkafka's default 50 MB fetch very slowly.
+        for (k, v) in self.kafka.client.iter().chain(&self.kafka.consumer) {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer = config
             .set("bootstrap.servers", &self.kafka.bootstrap_servers)
             .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
@@ -228,6 +233,26 @@ impl TestEnv {
             }
         }
         out
+    }
+
+    /// Follows `interaction.events` from the beginning in the background: the returned list
+    /// grows as events arrive (cheaper than re-reading the topic to watch progress).
+    pub fn follow_interaction_events(&self) -> std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, contract::event::InteractionEvent)>>> {
+        use plumbing::Message as _;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let topic = self.topic(plumbing::topics::INTERACTION_EVENTS);
+        let partitions = self.topics.partitions(plumbing::topics::INTERACTION_EVENTS).unwrap();
+        let reader = plumbing::kafka::reader(&self.kafka).unwrap();
+        plumbing::kafka::assign_all(&reader, &topic, partitions, Offset::Beginning).unwrap();
+        let out = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(m) = reader.recv().await {
+                let event = contract::event::InteractionEvent::decode(m.payload().unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("undecodable interaction event {}/{}: {e}", m.partition(), m.offset()));
+                out.lock().unwrap().push((m.partition(), m.offset(), event));
+            }
+        });
+        seen
     }
 
     /// Decodes every record of a topic as `T`, panicking on anything undecodable.

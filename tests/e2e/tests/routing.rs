@@ -1,0 +1,484 @@
+//! The router, the desk and the Interaction Server on a real broker, with scripted agents
+//! working through the desk's HTTP API: 200 interactions of mixed media, 20 agents with mixed
+//! skills and capacities who accept, reject and let offers time out; a supervisor who pulls an
+//! interaction and returns a reply from QA; the router SIGKILLed and restarted mid-run. The
+//! verdict comes from replaying the event log, not from what the services say.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use contract::command::{CommandPayload, MediaType, Submit};
+use contract::event::{EventPayload, InteractionEvent};
+use e2e::{TestEnv, switchboard_bin};
+use interaction_server::client::CommandClient;
+use serde_json::{Value, json};
+
+const INTERACTIONS: usize = 200;
+const AGENTS: usize = 20;
+const PASSWORD: &str = "correct horse battery";
+
+const WORKFLOW: &str = r#"
+offer_timeout_s = 2
+on_agent_logout = "requeue"
+
+[classifier]
+examples = "classifier-examples.jsonl"
+min_confidence = 0.5
+
+[[queue]]
+name = "inbound"
+steps = [
+  { type = "screen", field = "subject", regex = "(?i)^out of office", stop = "screened: automatic reply" },
+  { type = "classify" },
+  { type = "respond", standard_response = "acknowledgement", media = ["email"], queue = "outbound-send" },
+  { type = "route", skills = { english = 1 }, policy = "longest_idle" },
+]
+
+[[queue]]
+name = "chat"
+steps = [{ type = "route", skills = { chat = 1 }, policy = "least_busy" }]
+
+[[queue]]
+name = "outbound"
+steps = [{ type = "qa", sample_percent = 100, review_queue = "qa-review", send_queue = "outbound-send" }]
+
+[[queue]]
+name = "qa-returned"
+steps = [{ type = "route", to_agent_property = "author_agent" }]
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(config: &Path, service: &str, log: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(switchboard_bin())
+        .arg("--config")
+        .arg(config)
+        .args(["run", service])
+        .env("RUST_LOG", "info,router=debug")
+        .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let started = Instant::now();
+    loop {
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{url} not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Agent `n`'s skills and capacity: mixed on purpose.
+fn agent_profile(n: usize) -> (BTreeMap<String, i32>, BTreeMap<String, i32>) {
+    let mut skills = BTreeMap::from([("english".to_owned(), 1 + (n % 5) as i32)]);
+    if n % 3 != 0 {
+        skills.insert("chat".into(), 1);
+    }
+    let capacity = BTreeMap::from([
+        ("email".to_owned(), 1 + (n % 3) as i32),
+        ("chat".to_owned(), if n % 3 != 0 { 1 + (n % 2) as i32 } else { 0 }),
+        ("sms".to_owned(), 1),
+    ]);
+    (skills, capacity)
+}
+
+/// What a scripted agent does with an offer: deterministic per (agent, interaction).
+fn choice(agent: &str, interaction: &str) -> u8 {
+    let h = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{agent}/{interaction}").as_bytes());
+    h.as_bytes()[0] % 10
+}
+
+struct Desk {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Desk {
+    async fn login(&self, user: &str) -> String {
+        let r = self.http.post(format!("{}/v1/desk/login", self.base)).json(&json!({"user": user, "password": PASSWORD})).send().await.unwrap();
+        assert!(r.status().is_success(), "login {user}: {}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A scripted agent: ready for its media; accepts most offers, rejects some, ignores some
+/// (they time out); works a little; replies to some e-mails; marks them done.
+async fn scripted_agent(desk: Arc<Desk>, id: String, stop: Arc<AtomicBool>, released: Arc<AtomicUsize>) {
+    let token = desk.login(&id).await;
+    let (status, body) = desk.post(&token, "/v1/desk/state", json!({"state": "ready"})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut ignored = BTreeSet::new();
+    let mut held_since: HashMap<String, Instant> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let (status, me) = desk.get(&token, "/v1/desk/me").await;
+        assert_eq!(status, 200, "{me}");
+        for offer in me["offers"].as_array().unwrap() {
+            let iid = offer["id"].as_str().unwrap().to_owned();
+            if ignored.contains(&iid) {
+                continue;
+            }
+            let returned_reply = offer["properties"]["qa_status"] == "returned";
+            match choice(&id, &iid) {
+                0 if !returned_reply => {
+                    // 409 is fine: the offer may have timed out meanwhile.
+                    desk.post(&token, &format!("/v1/desk/interactions/{iid}/reject"), json!({"reason": "busy"})).await;
+                }
+                1 if !returned_reply => {
+                    ignored.insert(iid);
+                }
+                _ => {
+                    let (s, b) = desk.post(&token, &format!("/v1/desk/interactions/{iid}/accept"), json!({})).await;
+                    if s != 200 {
+                        eprintln!("{id}: accept {iid}: {s} {b}");
+                    }
+                }
+            }
+        }
+        for owned in me["owned"].as_array().unwrap() {
+            let iid = owned["id"].as_str().unwrap().to_owned();
+            let since = *held_since.entry(iid.clone()).or_insert_with(Instant::now);
+            if since.elapsed() < Duration::from_millis(150) {
+                continue;
+            }
+            let props = &owned["properties"];
+            if props["qa_status"] == "returned" {
+                let (s, b) = desk
+                    .post(&token, &format!("/v1/desk/interactions/{iid}/release"), json!({"text": "Corrected answer, as the reviewer asked."}))
+                    .await;
+                assert_eq!(s, 200, "re-release of a returned reply: {b}");
+                continue;
+            }
+            let replies = owned["media_type"] == "email" && choice("reply", &iid) < 2 && props.get("reply_interaction").is_none();
+            if replies {
+                let (s, b) = desk.post(&token, &format!("/v1/desk/interactions/{iid}/draft"), json!({"text": "Thank you, we are on it."})).await;
+                assert_eq!(s, 200, "draft: {b}");
+                let (s, b) = desk.post(&token, &format!("/v1/desk/interactions/{iid}/release"), json!({})).await;
+                assert_eq!(s, 200, "release: {b}");
+                released.fetch_add(1, Ordering::Relaxed);
+            }
+            let (s, b) = desk.post(&token, &format!("/v1/desk/interactions/{iid}/done"), json!({})).await;
+            assert_eq!(s, 200, "done: {b}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// QA: approves every reply in review except the first, which goes back with a comment.
+async fn supervisor(desk: Arc<Desk>, stop: Arc<AtomicBool>, returned: Arc<std::sync::Mutex<Option<String>>>) {
+    let token = desk.login("sue").await;
+    while !stop.load(Ordering::Relaxed) {
+        let (status, view) = desk.get(&token, "/v1/desk/queues/qa-review").await;
+        assert_eq!(status, 200, "{view}");
+        for i in view["interactions"].as_array().unwrap() {
+            let iid = i["id"].as_str().unwrap().to_owned();
+            let first = { returned.lock().unwrap().is_none() };
+            let body = if first && i["properties"]["qa_status"] != "resubmitted" {
+                *returned.lock().unwrap() = Some(iid.clone());
+                json!({"decision": "return", "comment": "Please name the order number."})
+            } else {
+                json!({"decision": "approve"})
+            };
+            let (s, b) = desk.post(&token, &format!("/v1/desk/interactions/{iid}/qa"), body).await;
+            assert!(s == 200 || s == 409, "qa: {s} {b}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn media_of(n: usize) -> MediaType {
+    match n % 20 {
+        0..=11 => MediaType::Email,
+        12..=16 => MediaType::Chat,
+        _ => MediaType::Sms,
+    }
+}
+
+const SUBJECTS: [&str; 5] = [
+    "Charged twice for my invoice",
+    "Where is my parcel, tracking not updated",
+    "The app crashes after the update",
+    "Please change the email on my account",
+    "I want to cancel my subscription",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_interaction_reaches_one_agent_exactly_once() {
+    let env = TestEnv::start().await.unwrap();
+    let (stop_server, server) = env.spawn_interaction_server();
+    let dir = env.dir.path().to_owned();
+
+    std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/workflow/classifier-examples.jsonl"),
+        dir.join("classifier-examples.jsonl"),
+    )
+    .unwrap();
+    let mut users = desk::users::Users::default();
+    let hash = desk::users::hash_password(PASSWORD).unwrap();
+    let mut capacity_of: HashMap<String, BTreeMap<String, i32>> = HashMap::new();
+    for n in 0..AGENTS {
+        let (skills, capacity) = agent_profile(n);
+        capacity_of.insert(format!("agent-{n:02}"), capacity.clone());
+        users.upsert(desk::users::User {
+            id: format!("agent-{n:02}"),
+            name: String::new(),
+            role: desk::users::Role::Agent,
+            password_hash: hash.clone(),
+            skills,
+            capacity,
+            place: None,
+        });
+    }
+    users.upsert(desk::users::User {
+        id: "sue".into(),
+        name: "Sue Visor".into(),
+        role: desk::users::Role::Supervisor,
+        password_hash: hash.clone(),
+        skills: BTreeMap::new(),
+        capacity: BTreeMap::new(),
+        place: None,
+    });
+    users.save(&dir.join("desk-users.toml")).unwrap();
+
+    let desk_port = free_port();
+    let router_port = free_port();
+    let mut settings = env.settings(&dir.join("data"));
+    settings.router.workflow = Some(dir.join("workflow.toml"));
+    settings.router.tick_ms = 50;
+    settings.desk.users_file = Some(dir.join("desk-users.toml"));
+    settings.http.listen = ([127, 0, 0, 1], desk_port).into();
+    let desk_config = env.write_config(&settings, "desk.toml");
+    settings.http.listen = ([127, 0, 0, 1], router_port).into();
+    let router_config = env.write_config(&settings, "router.toml");
+
+    let _desk_process = spawn(&desk_config, "desk", &dir.join("desk.log"));
+    let mut router_process = spawn(&router_config, "router", &dir.join("router.log"));
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
+    wait_ready(&http, &format!("http://127.0.0.1:{router_port}/health/ready/router")).await;
+
+    let seen = env.follow_interaction_events();
+    let desk = Arc::new(Desk { http: http.clone(), base: format!("http://127.0.0.1:{desk_port}") });
+    let stop = Arc::new(AtomicBool::new(false));
+    let released = Arc::new(AtomicUsize::new(0));
+    let returned = Arc::new(std::sync::Mutex::new(None));
+    let mut agents = Vec::new();
+    for n in 0..AGENTS {
+        agents.push(tokio::spawn(scripted_agent(desk.clone(), format!("agent-{n:02}"), stop.clone(), released.clone())));
+    }
+    let supervisor_task = tokio::spawn(supervisor(desk.clone(), stop.clone(), returned.clone()));
+
+    // The interactions, plus one parked in a queue without a strategy for the supervisor to pull.
+    let client = CommandClient::new(&env.kafka, &env.topics, "test").unwrap();
+    let mut ids = Vec::new();
+    for n in 0..INTERACTIONS {
+        let media = media_of(n);
+        let id = format!("routing-{n:03}");
+        let queue = if media == MediaType::Chat { "chat" } else { "inbound" };
+        let command = client.command(
+            &id,
+            CommandPayload::Submit(Submit {
+                media_type: media,
+                origin: "test".into(),
+                target_queue: queue.into(),
+                priority: (n % 4) as i32,
+                properties: BTreeMap::from([
+                    ("subject".to_owned(), SUBJECTS[n % SUBJECTS.len()].to_owned()),
+                    ("from".to_owned(), format!("customer{n}@example.com")),
+                ]),
+                contact_id: None,
+                content_ref: None,
+                parent_interaction_id: None,
+            }),
+        );
+        client.send(&command).await.unwrap();
+        ids.push(id);
+        if n % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let vip = "routing-vip";
+    client
+        .send(&client.command(
+            vip,
+            CommandPayload::Submit(Submit {
+                media_type: MediaType::Email,
+                origin: "test".into(),
+                target_queue: "vip".into(),
+                priority: 9,
+                properties: BTreeMap::new(),
+                contact_id: None,
+                content_ref: None,
+                parent_interaction_id: None,
+            }),
+        ))
+        .await
+        .unwrap();
+
+    let stopped_count = |_: &TestEnv| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, e)| e.interaction_id.starts_with("routing-") && matches!(e.payload, EventPayload::Stopped(_)))
+            .count()
+    };
+
+    // Kill the router once a third is done, restart it a moment later.
+    env.wait_for("a third of the interactions done", Duration::from_secs(90), || stopped_count(&env) >= INTERACTIONS / 3).await;
+    router_process.start_kill().unwrap();
+    router_process.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _router_again = spawn(&router_config, "router", &dir.join("router.log"));
+    wait_ready(&http, &format!("http://127.0.0.1:{router_port}/health/ready/router")).await;
+
+    // The supervisor pulls the parked interaction and closes it.
+    let sue = desk.login("sue").await;
+    let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{vip}/pull"), json!({})).await;
+    assert_eq!(s, 200, "pull: {b}");
+    assert_eq!(b["interaction"]["owner"], "sue", "{b}");
+    let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{vip}/done"), json!({})).await;
+    assert_eq!(s, 200, "done after pull: {b}");
+
+    env.wait_for("every interaction done", Duration::from_secs(300), || stopped_count(&env) >= INTERACTIONS + 1).await;
+    // The returned reply must come back approved.
+    let returned_id = returned.lock().unwrap().clone().expect("a reply reached QA review");
+    env.wait_for("the returned reply approved after rework", Duration::from_secs(120), || {
+        seen.lock().unwrap().iter().any(|(_, _, e)| {
+            e.interaction_id == returned_id
+                && matches!(&e.payload, EventPayload::PlacedInQueue(p) if p.queue == "outbound-send")
+        })
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for a in agents {
+        a.await.unwrap();
+    }
+    supervisor_task.await.unwrap();
+    stop_server.cancel();
+    server.await.unwrap().unwrap();
+
+    // The verdict, from the whole log.
+    let written = usize::try_from(env.events_written()).unwrap();
+    env.wait_for("every event read back", Duration::from_secs(60), || seen.lock().unwrap().len() >= written).await;
+    let events = seen.lock().unwrap().clone();
+    verify_log(&events, &ids, vip, &capacity_of, &returned_id);
+    assert!(released.load(Ordering::Relaxed) > 0, "some replies were released");
+}
+
+fn verify_log(
+    events: &[(i32, i64, InteractionEvent)],
+    ids: &[String],
+    vip: &str,
+    capacity_of: &HashMap<String, BTreeMap<String, i32>>,
+    returned_reply: &str,
+) {
+    // Per interaction, in log order (one partition per interaction): one owner at a time,
+    // exactly one stop.
+    let mut by_interaction: BTreeMap<&str, Vec<&InteractionEvent>> = BTreeMap::new();
+    for (_, _, e) in events {
+        by_interaction.entry(e.interaction_id.as_str()).or_default().push(e);
+    }
+    let mut timed_out_then_handled = 0;
+    for id in ids.iter().map(String::as_str).chain([vip]) {
+        let life = by_interaction.get(id).unwrap_or_else(|| panic!("{id} has no events"));
+        let mut owner: Option<&str> = None;
+        let mut stops = 0;
+        let mut timed_out = false;
+        for e in life {
+            match &e.payload {
+                EventPayload::Assigned(a) => {
+                    assert!(owner.is_none(), "{id} assigned to {} while {owner:?} owns it", a.agent_id);
+                    owner = Some(&a.agent_id);
+                }
+                EventPayload::Transferred(_) | EventPayload::ReturnedToQueue(_) => owner = None,
+                EventPayload::OfferTimedOut(_) => timed_out = true,
+                EventPayload::Stopped(s) => {
+                    stops += 1;
+                    assert_eq!(Some(s.stopped_by.as_str()), owner, "{id} stopped by its owner");
+                    owner = None;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(stops, 1, "{id} stopped exactly once");
+        if timed_out {
+            timed_out_then_handled += 1;
+        }
+    }
+    assert!(timed_out_then_handled > 0, "some offers timed out and were requeued, then handled");
+    let vip_life = &by_interaction[vip];
+    assert!(vip_life.iter().any(|e| matches!(&e.payload, EventPayload::Assigned(a) if a.agent_id == "sue")), "pulled by the supervisor");
+    let rejected = events.iter().filter(|(_, _, e)| matches!(e.payload, EventPayload::OfferRejected(_))).count();
+    assert!(rejected > 0, "some offers were rejected");
+    let reply = &by_interaction[returned_reply];
+    assert!(reply.iter().any(|e| matches!(&e.payload, EventPayload::PlacedInQueue(p) if p.queue == "qa-returned")), "QA returned a reply");
+
+    // Capacity, across partitions in time order; at equal times releases come before offers
+    // (the router only offers after it has seen the release).
+    let mut ordered: Vec<&InteractionEvent> = events.iter().map(|(_, _, e)| e).collect();
+    let acquires = |e: &InteractionEvent| matches!(e.payload, EventPayload::OfferedToAgent(_));
+    ordered.sort_by_key(|e| (e.occurred_at, acquires(e)));
+    let mut media_of: HashMap<&str, MediaType> = HashMap::new();
+    // Agent to interactions it holds (offered or owned).
+    let mut holding: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut peak: HashMap<(String, MediaType), i32> = HashMap::new();
+    for e in ordered {
+        let id = e.interaction_id.as_str();
+        match &e.payload {
+            EventPayload::Submitted(s) => {
+                media_of.insert(id, s.media_type);
+            }
+            EventPayload::OfferedToAgent(o) => {
+                holding.entry(o.agent_id.clone()).or_default().insert(id.to_owned());
+                let media = media_of[id];
+                let load = holding[&o.agent_id].iter().filter(|i| media_of.get(i.as_str()) == Some(&media)).count() as i32;
+                let key = (o.agent_id.clone(), media);
+                let p = peak.entry(key).or_default();
+                *p = (*p).max(load);
+                if let Some(capacity) = capacity_of.get(&o.agent_id) {
+                    let cap = capacity.get(media.as_str()).copied().unwrap_or(0);
+                    assert!(load <= cap, "{} holds {load} {media} interactions (capacity {cap}) at {}", o.agent_id, e.occurred_at);
+                }
+            }
+            EventPayload::OfferRejected(r) | EventPayload::OfferRevoked(r) => {
+                holding.entry(r.agent_id.clone()).or_default().remove(id);
+            }
+            EventPayload::OfferTimedOut(a) => {
+                holding.entry(a.agent_id.clone()).or_default().remove(id);
+            }
+            EventPayload::Stopped(_) | EventPayload::Transferred(_) | EventPayload::ReturnedToQueue(_) => {
+                for h in holding.values_mut() {
+                    h.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+    eprintln!("peak load per agent and media: {:?}", peak.iter().filter(|(_, v)| **v > 1).count());
+}
