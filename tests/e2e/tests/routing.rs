@@ -482,3 +482,155 @@ fn verify_log(
     }
     eprintln!("peak load per agent and media: {:?}", peak.iter().filter(|(_, v)| **v > 1).count());
 }
+
+/// Bad desk requests get a 4xx with a reason; bad workflow files are refused at start with the
+/// queue and step named; an agent's event stream pushes the offer routed to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_and_workflows_get_clear_errors_and_offers_are_pushed() {
+    let env = TestEnv::start().await.unwrap();
+    let (stop_server, server) = env.spawn_interaction_server();
+    let dir = env.dir.path().to_owned();
+    std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/workflow/classifier-examples.jsonl"),
+        dir.join("classifier-examples.jsonl"),
+    )
+    .unwrap();
+    let hash = desk::users::hash_password(PASSWORD).unwrap();
+    let mut users = desk::users::Users::default();
+    for (id, role) in [("ann", desk::users::Role::Agent), ("sue", desk::users::Role::Supervisor)] {
+        users.upsert(desk::users::User {
+            id: id.into(),
+            name: String::new(),
+            role,
+            password_hash: hash.clone(),
+            skills: BTreeMap::from([("english".to_owned(), 3)]),
+            capacity: BTreeMap::from([("email".to_owned(), 2)]),
+            place: None,
+        });
+    }
+    users.save(&dir.join("desk-users.toml")).unwrap();
+
+    // A broken workflow: the router refuses to start and says where.
+    std::fs::write(dir.join("bad-workflow.toml"), "[[queue]]\nname = \"inbound\"\nsteps = [{ type = \"route\" }, { type = \"screen\", field = \"subject\", regex = \"(\", stop = \"x\" }]\n").unwrap();
+    let mut settings = env.settings(&dir.join("data"));
+    settings.router.workflow = Some(dir.join("bad-workflow.toml"));
+    let bad_config = env.write_config(&settings, "bad.toml");
+    let out = std::process::Command::new(switchboard_bin())
+        .arg("--config")
+        .arg(&bad_config)
+        .args(["run", "router"])
+        .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "router started with a bad workflow");
+    assert!(stderr.contains(r#"queue "inbound", step 1 (route): route must be the last step"#), "{stderr}");
+    let out = std::process::Command::new(switchboard_bin()).args(["workflow", "check"]).arg(dir.join("bad-workflow.toml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad-workflow.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let port = free_port();
+    settings.router.workflow = Some(dir.join("workflow.toml"));
+    settings.desk.users_file = Some(dir.join("desk-users.toml"));
+    settings.http.listen = ([127, 0, 0, 1], port).into();
+    let config = env.write_config(&settings, "good.toml");
+    let _router = spawn(&config, "router", &dir.join("router.log"));
+    let mut desk_settings = settings.clone();
+    let desk_port = free_port();
+    desk_settings.http.listen = ([127, 0, 0, 1], desk_port).into();
+    let desk_config = env.write_config(&desk_settings, "desk.toml");
+    let _desk = spawn(&desk_config, "desk", &dir.join("desk.log"));
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/router")).await;
+    let desk = Desk { http: http.clone(), base: format!("http://127.0.0.1:{desk_port}") };
+
+    let r = http.post(format!("{}/v1/desk/login", desk.base)).json(&json!({"user": "ann", "password": "wrong"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(format!("{}/v1/desk/me", desk.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("log in first"));
+    let (s, b) = desk.get("ann.agent.99999999999999.00", "/v1/desk/me").await;
+    assert_eq!((s, b["error"].as_str().unwrap()), (401, "invalid session token"));
+
+    let ann = desk.login("ann").await;
+    let (s, b) = desk.post(&ann, "/v1/desk/state", json!({"state": "asleep"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("unknown state"), "{b}");
+    let (s, b) = desk.post(&ann, "/v1/desk/state", json!({"state": "ready", "media": ["fax"]})).await;
+    assert_eq!(s, 400, "{b}");
+    let r = http.post(format!("{}/v1/desk/state", desk.base)).bearer_auth(&ann).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let (s, _) = desk.post(&ann, "/v1/desk/interactions/nope/accept", json!({})).await;
+    assert_eq!(s, 404);
+
+    // Push: the offer routed to ann arrives on her event stream.
+    let mut stream = http.get(format!("{}/v1/desk/events?token={ann}", desk.base)).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let (s, b) = desk.post(&ann, "/v1/desk/state", json!({"state": "ready"})).await;
+    assert_eq!(s, 200, "{b}");
+    let client = CommandClient::new(&env.kafka, &env.topics, "test").unwrap();
+    let id = "pushed-1";
+    let submit = |id: &str, queue: &str| {
+        client.command(
+            id,
+            CommandPayload::Submit(Submit {
+                media_type: MediaType::Email,
+                origin: "test".into(),
+                target_queue: queue.into(),
+                priority: 0,
+                properties: BTreeMap::from([("subject".to_owned(), "Where is my parcel".to_owned())]),
+                contact_id: None,
+                content_ref: None,
+                parent_interaction_id: None,
+            }),
+        )
+    };
+    client.send(&submit(id, "inbound")).await.unwrap();
+    let mut received = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !received.contains("event: offer") {
+        assert!(Instant::now() < deadline, "no offer pushed; stream so far: {received}");
+        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(received.contains(id), "{received}");
+
+    // Actions refused by the Interaction Server come back as 409 with its reason; role checks
+    // as 403; size limits as 413.
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/done"), json!({})).await;
+    assert_eq!(s, 409, "done before accepting: {b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/move"), json!({"queue": "x"})).await;
+    assert_eq!((s, b["error"].as_str().unwrap()), (403, "only a supervisor may do this"));
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/accept"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["interaction"]["owner"], "ann");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/accept"), json!({})).await;
+    assert_eq!(s, 409, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("no pending offer"), "{b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/draft"), json!({"text": "x".repeat(70_000)})).await;
+    assert_eq!(s, 413, "{b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/release"), json!({})).await;
+    assert_eq!(s, 400, "release with no draft: {b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/transfer"), json!({})).await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/fly"), json!({})).await;
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/accept"), json!({"colour": "red"})).await;
+    assert_eq!(s, 400, "unknown field: {b}");
+
+    // A supervisor cannot lock what an agent holds: the Interaction Server says why.
+    let sue = desk.login("sue").await;
+    let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{id}/lock"), json!({})).await;
+    assert_eq!(s, 409, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("only a waiting interaction can be locked"), "{b}");
+    let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{id}/qa"), json!({"decision": "maybe"})).await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{id}/done"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
+
+    stop_server.cancel();
+    server.await.unwrap().unwrap();
+}
