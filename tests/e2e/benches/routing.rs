@@ -1,0 +1,176 @@
+//! `cargo bench -p e2e --bench routing [-- N [RATE]]`: the router on the local Tansu broker.
+//! - N interactions submitted at RATE per second (default 1000 at 100/s) to 20 ready agents
+//!   with room for all of them; latency from `Submitted` to `OfferedToAgent` (both stamped by
+//!   the Interaction Server, one clock) p50 / p99 / max, and routing decisions (offers) per
+//!   second over the run. The router's producer lingers 1 ms (`router.linger_ms`).
+//! - the pure decision: `strategy::plan` over a floor of N waiting interactions, offers/s.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use contract::AvroMessage;
+use contract::agent::{AgentEvent, AgentPayload, LoggedIn, Ready};
+use contract::command::{CommandPayload, MediaType, Submit};
+use contract::event::{EventPayload, InteractionEvent};
+use e2e::TestEnv;
+use interaction_server::client::CommandClient;
+use plumbing::CancellationToken;
+use rdkafka::producer::FutureRecord;
+
+const WORKFLOW: &str = r#"
+offer_timeout_s = 600
+[[queue]]
+name = "inbound"
+steps = [{ type = "route", skills = { english = 1 }, policy = "longest_idle" }]
+"#;
+
+fn agent_events(n: usize, at: i64) -> Vec<AgentEvent> {
+    (0..n)
+        .flat_map(|a| {
+            let id = format!("bench-agent-{a}");
+            [
+                AgentPayload::LoggedIn(LoggedIn {
+                    place: None,
+                    skills: BTreeMap::from([("english".to_owned(), 3)]),
+                    capacity: BTreeMap::from([("email".to_owned(), 100_000)]),
+                }),
+                AgentPayload::Ready(Ready { media: vec!["email".into()] }),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(move |(i, payload)| AgentEvent {
+                event_id: format!("{id}-{i}"),
+                agent_id: id.clone(),
+                occurred_at: at + i as i64,
+                causation_id: None,
+                payload,
+            })
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
+    let n = args.next().unwrap_or(1000);
+    let rate = args.next().unwrap_or(100);
+    let env = TestEnv::start().await.unwrap();
+    println!("broker: Tansu {} at {}", plumbing::local_broker::TANSU_VERSION, env.kafka.bootstrap_servers);
+    let (stop_server, server) = env.spawn_interaction_server();
+    let producer = env.producer();
+    for e in agent_events(20, contract::now_millis()) {
+        let topic = env.topic(plumbing::topics::AGENT_EVENTS);
+        producer
+            .send(FutureRecord::to(&topic).key(&e.agent_id).payload(&e.encode().unwrap()), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let floor = floor::SharedFloor::new(20_000);
+    let shutdown = CancellationToken::new();
+    let (kafka, topics) = (env.kafka.clone(), env.topics.clone());
+    let (f, token) = (floor.clone(), shutdown.clone());
+    let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, token).await });
+    let workflow = router::workflow::Workflow::from_toml(WORKFLOW).unwrap();
+    let loaded = router::LoadedWorkflow { workflow: workflow.clone(), model: None, evaluation: None, source: "bench".into() };
+    let settings = plumbing::config::RouterSettings { tick_ms: 50, ..Default::default() };
+    let service = router::Router::new(&env.kafka, &env.topics, &settings, loaded, floor.clone());
+    let token = shutdown.clone();
+    let routing = tokio::spawn(async move { service.run(token).await });
+
+    let client = CommandClient::new(&env.kafka, &env.topics, "bench").unwrap();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let started = Instant::now();
+    let mut sends = Vec::new();
+    for i in 0..n {
+        let target = started + interval * i as u32;
+        tokio::time::sleep_until(target.into()).await;
+        let command = client.command(
+            &format!("bench-{i}"),
+            CommandPayload::Submit(Submit {
+                media_type: MediaType::Email,
+                origin: "bench".into(),
+                target_queue: "inbound".into(),
+                priority: (i % 3) as i32,
+                properties: BTreeMap::new(),
+                contact_id: None,
+                content_ref: None,
+                parent_interaction_id: None,
+            }),
+        );
+        let client = client.clone();
+        sends.push(tokio::spawn(async move { client.send(&command).await.unwrap() }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let offered = floor.read().board().interactions().filter(|i| i.offer.is_some()).count();
+        if offered >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {offered} of {n} offered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    routing.await.unwrap().unwrap();
+    follower.await.unwrap().unwrap();
+    stop_server.cancel();
+    server.await.unwrap().unwrap();
+
+    let events = env.read_decoded::<InteractionEvent>(&env.topic(plumbing::topics::INTERACTION_EVENTS));
+    let mut submitted: HashMap<&str, i64> = HashMap::new();
+    let mut offered: HashMap<&str, i64> = HashMap::new();
+    for (_, _, e) in &events {
+        match &e.payload {
+            EventPayload::Submitted(_) => {
+                submitted.insert(&e.interaction_id, e.occurred_at);
+            }
+            EventPayload::OfferedToAgent(_) => {
+                offered.entry(&e.interaction_id).or_insert(e.occurred_at);
+            }
+            _ => {}
+        }
+    }
+    println!("events read back: {} ({} submitted, {} offered)", events.len(), submitted.len(), offered.len());
+    let mut latencies: Vec<i64> = offered.iter().map(|(id, at)| at - submitted[id]).collect();
+    latencies.sort_unstable();
+    let first = submitted.values().min().copied().unwrap_or(0);
+    let last = offered.values().max().copied().unwrap_or(0);
+    println!(
+        "routing on the broker: {n} interactions at {rate}/s to 20 agents: {} offers in {:.2} s = {:.0} decisions/s; \
+         submitted -> offered p50 {} ms, p99 {} ms, max {} ms",
+        latencies.len(),
+        (last - first) as f64 / 1000.0,
+        latencies.len() as f64 / ((last - first) as f64 / 1000.0).max(1e-9),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0),
+    );
+
+    // The decision alone: a floor of n waiting interactions and 20 agents, planned in memory.
+    let mut f = floor::Floor::new(20_000);
+    for e in agent_events(20, 0) {
+        f.apply_agent_event(&e);
+    }
+    for (_, _, e) in events.iter().filter(|(_, _, e)| matches!(e.payload, EventPayload::Submitted(_) | EventPayload::PlacedInQueue(_))) {
+        f.apply_interaction_event(e);
+    }
+    let started = Instant::now();
+    let planned = router::strategy::plan(&f, &workflow, None, &router::strategy::Pending::default(), contract::now_millis());
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "strategy::plan in memory: {} offers for {n} waiting interactions in {:.1} ms = {:.0} decisions/s",
+        planned.len(),
+        seconds * 1000.0,
+        planned.len() as f64 / seconds.max(1e-9)
+    );
+}
