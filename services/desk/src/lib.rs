@@ -427,7 +427,7 @@ impl Desk {
     /// itself, with its new text.
     async fn release(&self, session: &Session, current: &Interaction, text: String) -> DeskResult {
         let settings = &self.inner.settings;
-        let is_returned_reply = current.properties.get("author_agent").is_some() && current.parent_interaction_id.is_some();
+        let is_returned_reply = current.properties.contains_key("author_agent") && current.parent_interaction_id.is_some();
         if is_returned_reply {
             let steps = vec![
                 set_properties([("reply_text", text), ("qa_status", "resubmitted".to_owned())]),

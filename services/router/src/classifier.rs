@@ -177,13 +177,13 @@ impl NaiveBayes {
 /// Trains on four fifths of `examples` and measures accuracy on the rest (every fifth, so the
 /// split is the same on every run).
 pub fn evaluate(examples: &[Example]) -> Evaluation {
-    let (held, train): (Vec<(usize, &Example)>, Vec<(usize, &Example)>) =
-        examples.iter().enumerate().partition(|(i, _)| i % 5 == 4);
-    let train: Vec<Example> = train.into_iter().map(|(_, e)| e.clone()).collect();
+    let held: Vec<&Example> = examples.iter().skip(4).step_by(5).collect();
+    let train: Vec<Example> =
+        examples.iter().enumerate().filter(|(i, _)| i % 5 != 4).map(|(_, e)| e.clone()).collect();
     let model = NaiveBayes::train(&train);
     let correct = held
         .iter()
-        .filter(|(_, e)| model.predict(&e.text).is_some_and(|p| p.category == e.category))
+        .filter(|e| model.predict(&e.text).is_some_and(|p| p.category == e.category))
         .count();
     Evaluation {
         trained_on: train.len(),

@@ -225,6 +225,7 @@ pub fn plan(floor: &Floor, workflow: &Workflow, model: Option<&NaiveBayes>, pend
     out
 }
 
+#[allow(clippy::large_enum_variant)] // one per interaction per plan, short-lived
 enum Next<'a> {
     Command(Planned),
     Route {
