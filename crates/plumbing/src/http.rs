@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
 use tokio_util::sync::CancellationToken;
 
@@ -11,6 +13,16 @@ pub fn health_routes() -> Router {
         "/health/live",
         get(|| async { Json(std::collections::BTreeMap::from([("status", "ok")])) }),
     )
+}
+
+/// The answer of every `/health/ready/...` endpoint: `200 {"status": "ready"}`, or while the
+/// service is still catching up `503 {"status": not_yet}`.
+pub fn readiness(ready: bool, not_yet: &str) -> Response {
+    if ready {
+        (StatusCode::OK, Json(std::collections::BTreeMap::from([("status", "ready")]))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(std::collections::BTreeMap::from([("status", not_yet)]))).into_response()
+    }
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address and the serving task,

@@ -31,7 +31,7 @@ async fn queue_stats(State(floor): State<Arc<SharedFloor>>) -> Json<serde_json::
     let f = floor.read();
     Json(json!({
         "now": now,
-        "queues": f.stats().queue_views(now, f.board().interactions()),
+        "queues": f.stats().queue_views(now, &f.board().queue_summaries()),
     }))
 }
 
@@ -54,9 +54,5 @@ async fn agent(State(floor): State<Arc<SharedFloor>>, Path(id): Path<String>) ->
 }
 
 async fn ready(State(floor): State<Arc<SharedFloor>>) -> Response {
-    if floor.caught_up() {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "replaying" }))).into_response()
-    }
+    plumbing::http::readiness(floor.caught_up(), "replaying")
 }

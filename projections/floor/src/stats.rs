@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use contract::event::{EventPayload, InteractionEvent};
-use queues::board::{Interaction, Status};
+use queues::board::{Interaction, QueueCounts, QueueSummary, Status};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -136,36 +136,21 @@ impl Stats {
         self.queues.entry(queue.to_owned()).or_default()
     }
 
-    /// Every queue seen, with live counts from `board`-derived `waiting` data.
-    pub fn queue_views<'a>(
-        &self,
-        now: i64,
-        interactions: impl Iterator<Item = &'a Interaction>,
-    ) -> Vec<QueueStatsView> {
-        let mut live: BTreeMap<&str, (usize, usize, Option<i64>)> = BTreeMap::new();
-        for i in interactions {
-            if let (Some(q), Status::Waiting | Status::Offered) = (&i.queue, i.status) {
-                let entry = live.entry(q.as_str()).or_default();
-                if i.status == Status::Offered {
-                    entry.1 += 1;
-                } else {
-                    entry.0 += 1;
-                }
-                entry.2 = Some(entry.2.map_or(i.queued_at, |o: i64| o.min(i.queued_at)));
-            }
-        }
+    /// Every queue seen, with the live counts the board keeps in its queue index.
+    pub fn queue_views(&self, now: i64, live: &[QueueSummary]) -> Vec<QueueStatsView> {
+        let live: BTreeMap<&str, &QueueCounts> = live.iter().map(|q| (q.queue.as_str(), &q.counts)).collect();
         let names: std::collections::BTreeSet<&str> =
             self.queues.keys().map(String::as_str).chain(live.keys().copied()).collect();
         names
             .into_iter()
             .map(|q| {
                 let totals = self.queues.get(q).cloned().unwrap_or_default();
-                let (waiting, offered, oldest) = live.get(q).copied().unwrap_or_default();
+                let counts = live.get(q).copied().cloned().unwrap_or_default();
                 QueueStatsView {
                     queue: q.to_owned(),
-                    waiting,
-                    offered,
-                    oldest_wait_ms: oldest.map(|o| (now - o).max(0)),
+                    waiting: counts.waiting,
+                    offered: counts.offered,
+                    oldest_wait_ms: counts.oldest_queued_at.map(|o| (now - o).max(0)),
                     average_handle_ms: (totals.handled > 0)
                         .then(|| totals.handle_ms_total / i64::try_from(totals.handled).unwrap_or(i64::MAX)),
                     service_level: (totals.answered > 0)

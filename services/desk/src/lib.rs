@@ -256,11 +256,7 @@ async fn interaction(State(desk): State<Desk>, session: Session, Path(id): Path<
 }
 
 async fn ready(State(desk): State<Desk>) -> Response {
-    if desk.inner.floor.caught_up() {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "replaying the floor" }))).into_response()
-    }
+    plumbing::http::readiness(desk.inner.floor.caught_up(), "replaying the floor")
 }
 
 async fn queues_summary(State(desk): State<Desk>, session: Session) -> DeskResult {

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router as HttpRouter};
 use floor::SharedFloor;
@@ -254,9 +253,5 @@ async fn status(State((s, loaded)): State<StatusState>) -> Json<serde_json::Valu
 }
 
 async fn ready(State((s, _)): State<StatusState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "rebuilding the floor" }))).into_response()
-    }
+    plumbing::http::readiness(s.ready.load(Ordering::Acquire), "rebuilding the floor")
 }

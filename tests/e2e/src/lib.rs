@@ -327,6 +327,27 @@ pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
     })
 }
 
+/// A free TCP port on 127.0.0.1 (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `switchboard --config CONFIG run SERVICE`, its log appended to `log`, killed when dropped.
+pub fn spawn_service(config: &std::path::Path, service: &str, log: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(switchboard_bin())
+        .arg("--config")
+        .arg(config)
+        .args(["run", service])
+        .env("RUST_LOG", "info,router=debug")
+        .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// The `switchboard` binary built with the workspace (`cargo test --workspace` builds it).
 pub fn switchboard_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

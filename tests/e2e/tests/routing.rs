@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use contract::command::{CommandPayload, MediaType, Submit};
+use desk::users::Role;
 use contract::event::{EventPayload, InteractionEvent};
-use e2e::{TestEnv, switchboard_bin};
+use e2e::{TestEnv, free_port, spawn_service, switchboard_bin};
 use interaction_server::client::CommandClient;
 use serde_json::{Value, json};
 
@@ -52,24 +52,6 @@ name = "qa-returned"
 steps = [{ type = "route", to_agent_property = "author_agent" }]
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn(config: &Path, service: &str, log: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(switchboard_bin())
-        .arg("--config")
-        .arg(config)
-        .args(["run", service])
-        .env("RUST_LOG", "info,router=debug")
-        .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 async fn wait_ready(http: &reqwest::Client, url: &str) {
     let started = Instant::now();
@@ -100,6 +82,26 @@ fn agent_profile(n: usize) -> (BTreeMap<String, i32>, BTreeMap<String, i32>) {
 fn choice(agent: &str, interaction: &str) -> u8 {
     let h = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{agent}/{interaction}").as_bytes());
     h.as_bytes()[0] % 10
+}
+
+/// Writes the test workflow with its classifier examples, and a desk users file of
+/// `(id, role, skills, capacity)`, every password [`PASSWORD`], into `dir`.
+/// Skill or media name to a level or count.
+type Levels = BTreeMap<String, i32>;
+
+fn write_workflow_and_users(dir: &Path, people: Vec<(String, Role, Levels, Levels)>) {
+    std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/workflow/classifier-examples.jsonl"),
+        dir.join("classifier-examples.jsonl"),
+    )
+    .unwrap();
+    let hash = desk::users::hash_password(PASSWORD).unwrap();
+    let mut users = desk::users::Users::default();
+    for (id, role, skills, capacity) in people {
+        users.upsert(desk::users::User { id, name: String::new(), role, password_hash: hash.clone(), skills, capacity, place: None });
+    }
+    users.save(&dir.join("desk-users.toml")).unwrap();
 }
 
 struct Desk {
@@ -233,38 +235,15 @@ async fn every_interaction_reaches_one_agent_exactly_once() {
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
 
-    std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/workflow/classifier-examples.jsonl"),
-        dir.join("classifier-examples.jsonl"),
-    )
-    .unwrap();
-    let mut users = desk::users::Users::default();
-    let hash = desk::users::hash_password(PASSWORD).unwrap();
+    let mut people = Vec::new();
     let mut capacity_of: HashMap<String, BTreeMap<String, i32>> = HashMap::new();
     for n in 0..AGENTS {
         let (skills, capacity) = agent_profile(n);
         capacity_of.insert(format!("agent-{n:02}"), capacity.clone());
-        users.upsert(desk::users::User {
-            id: format!("agent-{n:02}"),
-            name: String::new(),
-            role: desk::users::Role::Agent,
-            password_hash: hash.clone(),
-            skills,
-            capacity,
-            place: None,
-        });
+        people.push((format!("agent-{n:02}"), Role::Agent, skills, capacity));
     }
-    users.upsert(desk::users::User {
-        id: "sue".into(),
-        name: "Sue Visor".into(),
-        role: desk::users::Role::Supervisor,
-        password_hash: hash.clone(),
-        skills: BTreeMap::new(),
-        capacity: BTreeMap::new(),
-        place: None,
-    });
-    users.save(&dir.join("desk-users.toml")).unwrap();
+    people.push(("sue".into(), Role::Supervisor, BTreeMap::new(), BTreeMap::new()));
+    write_workflow_and_users(&dir, people);
 
     let desk_port = free_port();
     let router_port = free_port();
@@ -277,8 +256,8 @@ async fn every_interaction_reaches_one_agent_exactly_once() {
     settings.http.listen = ([127, 0, 0, 1], router_port).into();
     let router_config = env.write_config(&settings, "router.toml");
 
-    let _desk_process = spawn(&desk_config, "desk", &dir.join("desk.log"));
-    let mut router_process = spawn(&router_config, "router", &dir.join("router.log"));
+    let _desk_process = spawn_service(&desk_config, "desk", &dir.join("desk.log"));
+    let mut router_process = spawn_service(&router_config, "router", &dir.join("router.log"));
     let http = reqwest::Client::new();
     wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
     wait_ready(&http, &format!("http://127.0.0.1:{router_port}/health/ready/router")).await;
@@ -354,7 +333,7 @@ async fn every_interaction_reaches_one_agent_exactly_once() {
     router_process.start_kill().unwrap();
     router_process.wait().await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let _router_again = spawn(&router_config, "router", &dir.join("router.log"));
+    let _router_again = spawn_service(&router_config, "router", &dir.join("router.log"));
     wait_ready(&http, &format!("http://127.0.0.1:{router_port}/health/ready/router")).await;
 
     // The supervisor pulls the parked interaction and closes it.
@@ -447,7 +426,6 @@ fn verify_log(
     let mut media_of: HashMap<&str, MediaType> = HashMap::new();
     // Agent to interactions it holds (offered or owned).
     let mut holding: HashMap<String, BTreeSet<String>> = HashMap::new();
-    let mut peak: HashMap<(String, MediaType), i32> = HashMap::new();
     for e in ordered {
         let id = e.interaction_id.as_str();
         match &e.payload {
@@ -458,9 +436,6 @@ fn verify_log(
                 holding.entry(o.agent_id.clone()).or_default().insert(id.to_owned());
                 let media = media_of[id];
                 let load = holding[&o.agent_id].iter().filter(|i| media_of.get(i.as_str()) == Some(&media)).count() as i32;
-                let key = (o.agent_id.clone(), media);
-                let p = peak.entry(key).or_default();
-                *p = (*p).max(load);
                 if let Some(capacity) = capacity_of.get(&o.agent_id) {
                     let cap = capacity.get(media.as_str()).copied().unwrap_or(0);
                     assert!(load <= cap, "{} holds {load} {media} interactions (capacity {cap}) at {}", o.agent_id, e.occurred_at);
@@ -480,7 +455,6 @@ fn verify_log(
             _ => {}
         }
     }
-    eprintln!("peak load per agent and media: {:?}", peak.iter().filter(|(_, v)| **v > 1).count());
 }
 
 /// Bad desk requests get a 4xx with a reason; bad workflow files are refused at start with the
@@ -490,26 +464,15 @@ async fn bad_requests_and_workflows_get_clear_errors_and_offers_are_pushed() {
     let env = TestEnv::start().await.unwrap();
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
-    std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/workflow/classifier-examples.jsonl"),
-        dir.join("classifier-examples.jsonl"),
-    )
-    .unwrap();
-    let hash = desk::users::hash_password(PASSWORD).unwrap();
-    let mut users = desk::users::Users::default();
-    for (id, role) in [("ann", desk::users::Role::Agent), ("sue", desk::users::Role::Supervisor)] {
-        users.upsert(desk::users::User {
-            id: id.into(),
-            name: String::new(),
-            role,
-            password_hash: hash.clone(),
-            skills: BTreeMap::from([("english".to_owned(), 3)]),
-            capacity: BTreeMap::from([("email".to_owned(), 2)]),
-            place: None,
-        });
-    }
-    users.save(&dir.join("desk-users.toml")).unwrap();
+    let skills = BTreeMap::from([("english".to_owned(), 3)]);
+    let capacity = BTreeMap::from([("email".to_owned(), 2)]);
+    write_workflow_and_users(
+        &dir,
+        vec![
+            ("ann".into(), Role::Agent, skills.clone(), capacity.clone()),
+            ("sue".into(), Role::Supervisor, skills, capacity),
+        ],
+    );
 
     // A broken workflow: the router refuses to start and says where.
     std::fs::write(dir.join("bad-workflow.toml"), "[[queue]]\nname = \"inbound\"\nsteps = [{ type = \"route\" }, { type = \"screen\", field = \"subject\", regex = \"(\", stop = \"x\" }]\n").unwrap();
@@ -535,12 +498,12 @@ async fn bad_requests_and_workflows_get_clear_errors_and_offers_are_pushed() {
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
     settings.http.listen = ([127, 0, 0, 1], port).into();
     let config = env.write_config(&settings, "good.toml");
-    let _router = spawn(&config, "router", &dir.join("router.log"));
+    let _router = spawn_service(&config, "router", &dir.join("router.log"));
     let mut desk_settings = settings.clone();
     let desk_port = free_port();
     desk_settings.http.listen = ([127, 0, 0, 1], desk_port).into();
     let desk_config = env.write_config(&desk_settings, "desk.toml");
-    let _desk = spawn(&desk_config, "desk", &dir.join("desk.log"));
+    let _desk = spawn_service(&desk_config, "desk", &dir.join("desk.log"));
     let http = reqwest::Client::new();
     wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
     wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/router")).await;

@@ -4,33 +4,10 @@
 //! by table.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::{TestEnv, fixtures, sql, switchboard_bin};
+use e2e::{TestEnv, fixtures, free_port, spawn_service, sql, switchboard_bin};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn_ucs(config: &std::path::Path, log: std::path::PathBuf) -> tokio::process::Child {
-    tokio::process::Command::new(switchboard_bin())
-        .arg("--config")
-        .arg(config)
-        .args(["run", "ucs"])
-        .env("RUST_LOG", "info")
-        .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 /// Records reflected in the database: the sum of the stored next offsets (topics start at 0).
 async fn progress(db: &ucs::Db) -> i64 {
@@ -65,7 +42,7 @@ async fn killed_twice_then_rebuilt(backend: &str, live_url: String, rebuild_url:
 
     let mut killed_at = Vec::new();
     for run in 1..=2 {
-        let mut child = spawn_ucs(&config, env.dir.path().join(format!("ucs-{run}.log")));
+        let mut child = spawn_service(&config, "ucs", &env.dir.path().join(format!("ucs-{run}.log")));
         let target = total * run / 3;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -83,7 +60,7 @@ async fn killed_twice_then_rebuilt(backend: &str, live_url: String, rebuild_url:
     }
     eprintln!("{backend}: SIGKILLed with {killed_at:?} of {total} records committed");
 
-    let mut child = spawn_ucs(&config, env.dir.path().join("ucs-3.log"));
+    let mut child = spawn_service(&config, "ucs", &env.dir.path().join("ucs-3.log"));
     let deadline = Instant::now() + Duration::from_secs(180);
     let ready = format!("http://127.0.0.1:{http}/health/ready/ucs");
     loop {

@@ -6,16 +6,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::{run_dir, switchboard_bin};
+use e2e::{free_port, run_dir, switchboard_bin};
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Up {
     child: tokio::process::Child,
