@@ -11,6 +11,7 @@ use contract::event::InteractionEvent;
 use queues::board::{Board, Interaction};
 use serde::Serialize;
 
+use crate::library::Library;
 use crate::stats::Stats;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -123,6 +124,7 @@ pub struct Floor {
     reflected: BTreeMap<i32, i64>,
     stats: Stats,
     agent_events: u64,
+    library: Library,
 }
 
 /// The agent ids an interaction involves: (offered to, owner, parties).
@@ -143,6 +145,15 @@ impl Floor {
             stats: Stats::new(service_level_threshold_ms),
             ..Self::default()
         }
+    }
+
+    /// Standard responses and categories (from `ucs.events`).
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    pub fn apply_ucs_event(&mut self, event: &contract::ucs::UcsEvent) {
+        self.library.apply(event);
     }
 
     pub fn board(&self) -> &Board {

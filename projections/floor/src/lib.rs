@@ -2,14 +2,17 @@
 //!
 //! - [`floor`]: interactions (the queue [`queues::board::Board`]) and agents, with each agent's
 //!   load derived from the board, never counted separately, so the two cannot disagree.
+//! - [`library`]: standard responses and categories from `ucs.events`, for the desk.
 //! - [`stats`]: the Stat Server role: queue and agent statistics over time.
-//! - [`projector`]: replays `interaction.events` and `agent.events` from offset 0, then follows.
+//! - [`projector`]: replays `interaction.events`, `agent.events` and `ucs.events` from offset 0,
+//!   then follows.
 //! - [`http`]: the statistics API.
 //!
 //! Everything here is rebuilt at start; nothing is stored.
 
 pub mod floor;
 pub mod http;
+pub mod library;
 pub mod projector;
 pub mod stats;
 

@@ -1,4 +1,4 @@
-//! Keeps a [`Floor`] current from `interaction.events` and `agent.events`: replays both from
+//! Keeps a [`Floor`] current from `interaction.events`, `agent.events` and `ucs.events`: replays both from
 //! offset 0 at start (the floor lives in memory, so the replay is the rebuild), then follows.
 //! Readers wait on [`SharedFloor::changed`] or subscribe to what each event touched.
 
@@ -10,6 +10,7 @@ use anyhow::Context;
 use contract::AvroMessage;
 use contract::agent::AgentEvent;
 use contract::event::InteractionEvent;
+use contract::ucs::UcsEvent;
 use plumbing::config::KafkaSettings;
 use plumbing::kafka;
 use plumbing::topics::{self, Topics};
@@ -42,7 +43,7 @@ impl SharedFloor {
         self.floor.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// True once the replay reached the end of both topics as they were at start.
+    /// True once the replay reached the end of the three topics as they were at start.
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Ordering::Acquire)
     }
@@ -69,6 +70,10 @@ impl SharedFloor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .apply_interaction_event(event);
         self.announce(touched);
+    }
+
+    pub fn apply_ucs_event(&self, event: &UcsEvent) {
+        self.floor.write().unwrap_or_else(|poisoned| poisoned.into_inner()).apply_ucs_event(event);
     }
 
     pub fn apply_agent_event(&self, event: &AgentEvent) {
@@ -98,9 +103,10 @@ pub async fn run(
     let reader = kafka::reader(kafka_settings)?;
     let interaction_topic = topics.name(topics::INTERACTION_EVENTS);
     let agent_topic = topics.name(topics::AGENT_EVENTS);
+    let ucs_topic = topics.name(topics::UCS_EVENTS);
     let mut remaining: Vec<(String, i32, i64)> = Vec::new();
     let mut assignment = plumbing::TopicPartitionList::new();
-    for topic in [&interaction_topic, &agent_topic] {
+    for topic in [&interaction_topic, &agent_topic, &ucs_topic] {
         let partitions = topics::partition_count(reader.client(), topic)?;
         for p in 0..partitions {
             let high = kafka::high_watermark(&reader, topic, p)?;
@@ -117,17 +123,19 @@ pub async fn run(
     }
     let started = Instant::now();
     let mut replayed: u64 = 0;
-    tracing::info!(records = ?remaining.iter().map(|r| r.2).sum::<i64>(), "floor replaying interaction and agent events from offset 0");
+    tracing::info!(records = ?remaining.iter().map(|r| r.2).sum::<i64>(), "floor replaying interaction, agent and ucs events from offset 0");
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message.context("reading interaction and agent events")?,
+            message = reader.recv() => message.context("reading interaction, agent and ucs events")?,
         };
         let bytes = message.payload().unwrap_or_default();
         let decoded = if message.topic() == interaction_topic {
             InteractionEvent::decode(bytes).map(|e| floor.apply_interaction_event(&e))
-        } else {
+        } else if message.topic() == agent_topic {
             AgentEvent::decode(bytes).map(|e| floor.apply_agent_event(&e))
+        } else {
+            UcsEvent::decode(bytes).map(|e| floor.apply_ucs_event(&e))
         };
         if let Err(e) = decoded {
             floor.undecodable.fetch_add(1, Ordering::Relaxed);

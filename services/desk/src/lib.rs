@@ -50,6 +50,10 @@ use serde_json::{Value, json};
 use crate::auth::{Session, SessionKeys};
 use crate::users::{Role, Users};
 
+/// Comment lines on idle event streams: they keep proxies from closing the stream and let
+/// the desk notice a vanished client within this time.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 /// How long the desk waits for the Interaction Server's outcome of a command.
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -104,6 +108,7 @@ impl Desk {
             .route("/v1/desk/me", get(me))
             .route("/v1/desk/events", get(events))
             .route("/v1/desk/interactions/{id}", get(interaction))
+            .route("/v1/desk/interactions/{id}/responses", get(responses))
             .route("/v1/desk/interactions/{id}/{action}", post(act))
             .route("/v1/desk/queues", get(queues_summary))
             .route("/v1/desk/queues/{queue}", get(queue_view))
@@ -245,14 +250,36 @@ async fn me(State(desk): State<Desk>, session: Session) -> DeskResult {
 
 async fn interaction(State(desk): State<Desk>, session: Session, Path(id): Path<String>) -> DeskResult {
     let floor = desk.inner.floor.read();
-    let i = floor.board().interaction(&id).ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
+    let i = visible_interaction(&floor, &session, &id)?;
+    Ok(Json(i).into_response())
+}
+
+/// The interaction `id` if the session may see it: its agents see it, supervisors see all.
+fn visible_interaction<'f>(floor: &'f floor::Floor, session: &Session, id: &str) -> Result<&'f Interaction, DeskError> {
+    let i = floor.board().interaction(id).ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
     let involved = i.owner.as_deref() == Some(&session.user)
         || i.offer.as_ref().is_some_and(|o| o.agent_id == session.user)
         || i.parties.contains_key(&session.user);
     if !involved && session.role != Role::Supervisor {
         return Err(DeskError(StatusCode::FORBIDDEN, format!("interaction {id} is not yours")));
     }
-    Ok(Json(i).into_response())
+    Ok(i)
+}
+
+/// Standard responses for an interaction's media, those of its category (set by the
+/// workflow's classify step) first, with merge fields filled: every interaction property
+/// (`{{subject}}`, `{{from}}`, ...), `{{interaction_id}}`, `{{agent_id}}`, `{{agent_name}}`.
+async fn responses(State(desk): State<Desk>, session: Session, Path(id): Path<String>) -> DeskResult {
+    let floor = desk.inner.floor.read();
+    let i = visible_interaction(&floor, &session, &id)?;
+    let mut fields = i.properties.clone();
+    let agent_name = desk.inner.users.get(&session.user).map(|u| u.name.clone()).filter(|n| !n.is_empty());
+    fields.insert("interaction_id".into(), i.id.clone());
+    fields.insert("agent_id".into(), session.user.clone());
+    fields.insert("agent_name".into(), agent_name.unwrap_or_else(|| session.user.clone()));
+    let category = i.properties.get("category").map(String::as_str);
+    let suggestions = floor.library().suggestions(i.media_type.as_str(), category, &fields);
+    Ok(Json(json!({ "interaction_id": i.id, "category": category, "responses": suggestions })).into_response())
 }
 
 async fn ready(State(desk): State<Desk>) -> Response {
@@ -589,7 +616,13 @@ async fn events(
             return;
         }
         loop {
-            let t = match touched.recv().await {
+            // The client's going away drops the receiving end (hyper notices on the next
+            // keep-alive write at the latest); end then, not at the next event for us.
+            let received = tokio::select! {
+                () = tx.closed() => return,
+                received = touched.recv() => received,
+            };
+            let t = match received {
                 Ok(t) => t,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     let _ = tx.send(Event::default().event("lagged").data(json!({ "missed": n }).to_string())).await;
@@ -615,7 +648,7 @@ async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// A stream fed by a task through a channel; the task ends when the client goes away.

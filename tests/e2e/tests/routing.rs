@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use contract::command::{CommandPayload, MediaType, Submit};
 use desk::users::Role;
 use contract::event::{EventPayload, InteractionEvent};
+use e2e::desk::{DeskClient as Desk, Levels, wait_ready, write_users};
 use e2e::{TestEnv, free_port, spawn_service, switchboard_bin};
 use interaction_server::client::CommandClient;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const INTERACTIONS: usize = 200;
 const AGENTS: usize = 20;
-const PASSWORD: &str = "correct horse battery";
 
 const WORKFLOW: &str = r#"
 offer_timeout_s = 2
@@ -53,17 +53,6 @@ steps = [{ type = "route", to_agent_property = "author_agent" }]
 "#;
 
 
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    loop {
-        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "{url} not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Agent `n`'s skills and capacity: mixed on purpose.
 fn agent_profile(n: usize) -> (BTreeMap<String, i32>, BTreeMap<String, i32>) {
     let mut skills = BTreeMap::from([("english".to_owned(), 1 + (n % 5) as i32)]);
@@ -84,11 +73,7 @@ fn choice(agent: &str, interaction: &str) -> u8 {
     h.as_bytes()[0] % 10
 }
 
-/// Writes the test workflow with its classifier examples, and a desk users file of
-/// `(id, role, skills, capacity)`, every password [`PASSWORD`], into `dir`.
-/// Skill or media name to a level or count.
-type Levels = BTreeMap<String, i32>;
-
+/// Writes the test workflow with its classifier examples and the desk users file into `dir`.
 fn write_workflow_and_users(dir: &Path, people: Vec<(String, Role, Levels, Levels)>) {
     std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
     std::fs::copy(
@@ -96,37 +81,7 @@ fn write_workflow_and_users(dir: &Path, people: Vec<(String, Role, Levels, Level
         dir.join("classifier-examples.jsonl"),
     )
     .unwrap();
-    let hash = desk::users::hash_password(PASSWORD).unwrap();
-    let mut users = desk::users::Users::default();
-    for (id, role, skills, capacity) in people {
-        users.upsert(desk::users::User { id, name: String::new(), role, password_hash: hash.clone(), skills, capacity, place: None });
-    }
-    users.save(&dir.join("desk-users.toml")).unwrap();
-}
-
-struct Desk {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Desk {
-    async fn login(&self, user: &str) -> String {
-        let r = self.http.post(format!("{}/v1/desk/login", self.base)).json(&json!({"user": user, "password": PASSWORD})).send().await.unwrap();
-        assert!(r.status().is_success(), "login {user}: {}", r.text().await.unwrap());
-        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
+    write_users(&dir.join("desk-users.toml"), people);
 }
 
 /// A scripted agent: ready for its media; accepts most offers, rejects some, ignores some
@@ -263,7 +218,7 @@ async fn every_interaction_reaches_one_agent_exactly_once() {
     wait_ready(&http, &format!("http://127.0.0.1:{router_port}/health/ready/router")).await;
 
     let seen = env.follow_interaction_events();
-    let desk = Arc::new(Desk { http: http.clone(), base: format!("http://127.0.0.1:{desk_port}") });
+    let desk = Arc::new(Desk::new(&http, desk_port));
     let stop = Arc::new(AtomicBool::new(false));
     let released = Arc::new(AtomicUsize::new(0));
     let returned = Arc::new(std::sync::Mutex::new(None));
@@ -507,7 +462,7 @@ async fn bad_requests_and_workflows_get_clear_errors_and_offers_are_pushed() {
     let http = reqwest::Client::new();
     wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
     wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/router")).await;
-    let desk = Desk { http: http.clone(), base: format!("http://127.0.0.1:{desk_port}") };
+    let desk = Desk::new(&http, desk_port);
 
     let r = http.post(format!("{}/v1/desk/login", desk.base)).json(&json!({"user": "ann", "password": "wrong"})).send().await.unwrap();
     assert_eq!(r.status(), 401);
