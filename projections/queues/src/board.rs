@@ -137,6 +137,12 @@ impl Board {
         self.interactions.values()
     }
 
+    /// The interactions in some queue (waiting or offered), from the index: what routing
+    /// looks at, without walking every interaction ever seen.
+    pub fn queued(&self) -> impl Iterator<Item = &Interaction> {
+        self.queues.values().flatten().filter_map(|k| self.interactions.get(&k.id))
+    }
+
     /// Fold one event into the board. Total: any event, in any order, is safe to apply.
     pub fn apply(&mut self, event: &InteractionEvent) {
         self.events_applied += 1;

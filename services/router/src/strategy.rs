@@ -122,7 +122,14 @@ pub fn plan(floor: &Floor, workflow: &Workflow, model: Option<&NaiveBayes>, pend
     let board = floor.board();
     let offer_timeout_ms = i64::try_from(workflow.offer_timeout_s).unwrap_or(30) * 1000;
 
-    for i in board.interactions() {
+    // Queued interactions, and those held by agents who logged out: nothing else can need a
+    // command from the router, so the walk stays proportional to live work, not history.
+    let held_by_departed = floor
+        .agents()
+        .filter(|a| a.logged_out_at.is_some())
+        .flat_map(|a| a.owned.keys())
+        .filter_map(|id| board.interaction(id));
+    for i in board.queued().chain(held_by_departed) {
         if pending.contains(&i.id) {
             continue;
         }
