@@ -28,6 +28,7 @@ pub struct Settings {
     pub router: RouterSettings,
     pub stats: StatsSettings,
     pub desk: DeskSettings,
+    pub email: EmailSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +44,7 @@ impl Default for Settings {
             router: RouterSettings::default(),
             stats: StatsSettings::default(),
             desk: DeskSettings::default(),
+            email: EmailSettings::default(),
         }
     }
 }
@@ -258,6 +260,112 @@ impl Default for DeskSettings {
             max_reply_bytes: 64 * 1024,
         }
     }
+}
+
+/// The e-mail channel (`switchboard run email`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSettings {
+    /// Where the SMTP listener accepts mail relayed by the enterprise mail server; unset: no
+    /// listener.
+    pub smtp_listen: Option<std::net::SocketAddr>,
+    /// Name the listener greets with and the domain of the Message-IDs of mail we send.
+    pub domain: String,
+    /// UCS base URL (bodies and attachments are stored there before the interaction is
+    /// submitted); unset: this process's own HTTP address (UCS runs in it under `up`).
+    pub ucs_url: Option<String>,
+    /// Queue new inbound mail is submitted to.
+    pub inbound_queue: String,
+    /// Limits on inbound mail.
+    pub max_message_bytes: usize,
+    pub max_parts: usize,
+    pub max_depth: usize,
+    pub imap: Option<ImapSettings>,
+    pub outbound: Option<SmtpOutSettings>,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_listen: None,
+            domain: "switchboard.localhost".into(),
+            ucs_url: None,
+            inbound_queue: "inbound".into(),
+            max_message_bytes: 10 * 1024 * 1024,
+            max_parts: 100,
+            max_depth: 10,
+            imap: None,
+            outbound: None,
+        }
+    }
+}
+
+/// A mailbox polled over IMAP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    /// `none` (loopback and tests only) or `tls`.
+    #[serde(default = "default_tls_mode")]
+    pub tls: String,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub password: Option<String>,
+    #[serde(default = "default_mailbox")]
+    pub mailbox: String,
+    #[serde(default = "default_poll_s")]
+    pub poll_s: u64,
+    /// What happens to a message once its interaction is safely on Kafka: `delete` or `flag`.
+    #[serde(default = "default_after")]
+    pub after_submit: String,
+}
+
+/// The SMTP server replies and acknowledgements are sent through (lettre).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpOutSettings {
+    pub host: String,
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    #[serde(default = "default_tls_mode")]
+    pub tls: String,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password: Option<String>,
+    /// The From address of everything sent.
+    pub from: String,
+    /// Queue of approved replies and automatic responses to send.
+    #[serde(default = "default_send_queue")]
+    pub send_queue: String,
+    /// Attempts before a send failure is handed back to people.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Queue where mail that could not be sent goes (routed back to its author by the workflow).
+    #[serde(default = "default_failed_queue")]
+    pub failed_queue: String,
+}
+
+fn default_tls_mode() -> String {
+    "tls".into()
+}
+fn default_mailbox() -> String {
+    "INBOX".into()
+}
+fn default_poll_s() -> u64 {
+    10
+}
+fn default_after() -> String {
+    "delete".into()
+}
+fn default_send_queue() -> String {
+    "outbound-send".into()
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_failed_queue() -> String {
+    "send-failed".into()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,8 @@ pub const SOURCE_TOPIC: &str = "dlq.source.topic";
 pub const SOURCE_PARTITION: &str = "dlq.source.partition";
 pub const SOURCE_OFFSET: &str = "dlq.source.offset";
 pub const PARKED_BY: &str = "dlq.parked.by";
+/// For input that never was a Kafka record (an inbound mail, a web request): where it came from.
+pub const SOURCE: &str = "dlq.source";
 
 #[derive(Clone)]
 pub struct DeadLetters {
@@ -28,6 +30,24 @@ impl DeadLetters {
             topic,
             service: service.into(),
         }
+    }
+
+    /// Enqueues input that never was a Kafka record (an inbound mail that cannot become an
+    /// interaction) with `reason` and its `source`; await the future before letting the
+    /// input go.
+    pub fn park_input(
+        &self,
+        key: &str,
+        payload: &[u8],
+        reason: &str,
+        source: &str,
+    ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+        tracing::warn!(key, source, reason, "parking input in the dead-letter topic");
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in [(REASON, reason), (SOURCE, source), (PARKED_BY, self.service.as_str())] {
+            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+        }
+        kafka::send(&self.producer, &self.topic, None, key, payload, headers)
     }
 
     /// Enqueues a copy of `message` with `reason`; await the future before storing the offset.
