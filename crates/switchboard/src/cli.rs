@@ -206,6 +206,8 @@ pub enum Service {
     Desk,
     /// Queue and agent statistics (the Stat Server role).
     Stats,
+    /// The e-mail channel: SMTP listener (`[email] smtp_listen`), into UCS and the workflow.
+    Email,
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,6 +41,7 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
             Service::Router,
             Service::Desk,
             Service::Stats,
+            Service::Email,
         ],
         shutdown,
     )
@@ -144,6 +145,10 @@ async fn run_services(
             Service::Stats => {
                 let floor = floor.clone().context("floor")?;
                 router = router.merge(floor::http::routes(floor));
+            }
+            Service::Email => {
+                let settings = settings.clone();
+                tasks.spawn(async move { ("email", email::run(&settings, &topics, token).await) });
             }
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;

@@ -116,7 +116,9 @@ impl Intake {
 
         // Claim-check: every byte is in UCS before the command that refers to it exists.
         let raw_ref = self.ucs.put_blob(raw.to_vec()).await?;
-        let mut parts: Vec<(i32, &str, String, usize, Option<String>, Option<String>, Option<String>)> = Vec::new();
+        // (part index, role, MIME type, size, blob, filename, inline text)
+        type Part<'r> = (i32, &'r str, String, usize, Option<String>, Option<String>, Option<String>);
+        let mut parts: Vec<Part<'_>> = Vec::new();
         parts.push((0, "other", "message/rfc822".into(), raw.len(), Some(raw_ref.clone()), None, None));
         let mut next = 1;
         if let Some(text) = &mail.text_body {

@@ -296,6 +296,7 @@ pub fn clean_header_text(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,136 @@
+//! Mail into the SMTP listener from a real SMTP client (lettre) on a real broker, with UCS as
+//! its own process: an accepted mail is in UCS (contents, contact) and submitted once even
+//! when delivered twice; a reply threads onto it; mail that cannot be accepted is refused with
+//! an SMTP code and the reason, and leaves no interaction behind.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use contract::event::{EventPayload, InteractionEvent};
+use e2e::desk::wait_ready;
+use e2e::{TestEnv, free_port, spawn_service};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde_json::Value;
+
+fn submitted(env: &TestEnv) -> Vec<InteractionEvent> {
+    env.read_decoded::<InteractionEvent>(&env.topic("interaction.events"))
+        .into_iter()
+        .map(|(_, _, e)| e)
+        .filter(|e| matches!(e.payload, EventPayload::Submitted(_)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
+    let env = TestEnv::start().await.unwrap();
+    let (stop_server, server) = env.spawn_interaction_server();
+    let dir = env.dir.path().to_owned();
+    let mut settings = env.settings(&dir.join("data"));
+    let ucs_port = free_port();
+    let smtp_port = free_port();
+    settings.http.listen = ([127, 0, 0, 1], ucs_port).into();
+    settings.email.max_message_bytes = 32 * 1024;
+    let ucs_config = env.write_config(&settings, "ucs.toml");
+    let _ucs = spawn_service(&ucs_config, "ucs", &dir.join("ucs.log"));
+    settings.http.listen = ([127, 0, 0, 1], free_port()).into();
+    settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
+    settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
+    settings.email.domain = "shop.example".into();
+    let email_config = env.write_config(&settings, "email.toml");
+    let _email = spawn_service(&email_config, "email", &dir.join("email.log"));
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("http://127.0.0.1:{ucs_port}/health/ready/ucs")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "SMTP listener did not start; see {}", dir.join("email.log").display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let smtp: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1").port(smtp_port).timeout(Some(Duration::from_secs(30))).build();
+    let send_raw = |from: Option<&'static str>, raw: String| {
+        let smtp = smtp.clone();
+        async move {
+            let envelope = lettre::address::Envelope::new(from.map(|f| f.parse().unwrap()), vec!["support@shop.example".parse().unwrap()]).unwrap();
+            smtp.send_raw(&envelope, raw.as_bytes()).await
+        }
+    };
+
+    // A mail with a text body and an attachment, delivered twice.
+    let first = "From: Ada Lovelace <ada@example.com>\r\nTo: support@shop.example\r\nSubject: Double charge\r\nMessage-ID: <order-1@example.com>\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nI was charged twice for order 1.\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+    let reply = send_raw(Some("ada@example.com"), first.to_owned()).await.unwrap();
+    let text = reply.message().collect::<Vec<_>>().join(" ");
+    let id = email::intake::interaction_id_for("order-1@example.com");
+    assert!(text.contains(&id), "250 names the interaction: {text}");
+    send_raw(Some("ada@example.com"), first.to_owned()).await.unwrap();
+
+    // Her answer to it (once UCS has the first, as it would minutes later) threads onto it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http.get(format!("http://127.0.0.1:{ucs_port}/v1/interactions/{id}/detail")).send().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "UCS never recorded {id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = "From: ada@example.com\r\nTo: support@shop.example\r\nSubject: Re: Double charge\r\nMessage-ID: <order-1-b@example.com>\r\nIn-Reply-To: <order-1@example.com>\r\n\r\nAny news?\r\n";
+    send_raw(Some("ada@example.com"), second.to_owned()).await.unwrap();
+    let second_id = email::intake::interaction_id_for("order-1-b@example.com");
+
+    // Refusals, each with its code and reason.
+    let too_big = format!("From: a@example.com\r\nSubject: big\r\n\r\n{}\r\n", "x".repeat(40 * 1024));
+    let e = send_raw(Some("a@example.com"), too_big).await.unwrap_err();
+    assert!(e.to_string().contains("exceeds the limit of 32768 bytes"), "{e}");
+    assert!(e.is_permanent(), "{e}");
+    let e = send_raw(None, "Subject: who?\r\n\r\nno sender\r\n".into()).await.unwrap_err();
+    assert!(e.to_string().contains("no sender"), "a bounce without From: {e}");
+    let e = send_raw(Some("a@example.com"), "From: a@example.com\r\nContent-Type: text/plain; charset=x-martian\r\nMessage-ID: <martian@example.com>\r\n\r\n\u{fffd}\u{fffd} text\r\n".into()).await;
+    // (lettre sends UTF-8; the replacement characters stand for bytes no charset decodes)
+    assert!(e.as_ref().is_err_and(|e| e.to_string().contains("x-martian")), "{e:?}");
+    let mut deep = String::from("From: a@example.com\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
+    for level in 1..=15 {
+        deep.push_str(&format!("--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n", level - 1));
+    }
+    deep.push_str("--b15\r\n\r\nhi\r\n");
+    let e = send_raw(Some("a@example.com"), deep).await.unwrap_err();
+    assert!(e.to_string().contains("nested"), "{e}");
+
+    // The log: one Submitted per accepted mail, none for the refused ones.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = submitted(&env);
+        if s.len() >= 2 && env.read_decoded::<InteractionEvent>(&env.topic("interaction.events")).iter().any(|(_, _, e)| matches!(&e.payload, EventPayload::CommandRejected(_)) && e.interaction_id == id) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "submissions: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut s = submitted(&env);
+    s.sort_by_key(|e| e.occurred_at);
+    assert_eq!(s.iter().map(|e| e.interaction_id.as_str()).collect::<Vec<_>>(), [id.as_str(), second_id.as_str()], "{s:?}");
+    let (EventPayload::Submitted(a), EventPayload::Submitted(b)) = (&s[0].payload, &s[1].payload) else { unreachable!() };
+    assert_eq!(a.properties["from"], "ada@example.com");
+    assert_eq!(a.properties["subject"], "Double charge");
+    assert!(a.content_ref.as_deref().is_some_and(|r| r.starts_with("sha256:")));
+    assert_eq!(a.contact_id, b.contact_id, "same sender, same contact");
+    assert_eq!(b.parent_interaction_id.as_deref(), Some(id.as_str()), "the answer threads onto the first mail");
+
+    // UCS has the parts, the attachment's bytes included.
+    let detail: Value = loop {
+        let r = http.get(format!("http://127.0.0.1:{ucs_port}/v1/interactions/{id}/detail")).send().await.unwrap();
+        if r.status() == 200 {
+            let v: Value = r.json().await.unwrap();
+            if v["contents"].as_array().is_some_and(|c| c.len() == 3) {
+                break v;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "UCS never showed the contents of {id}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let contents = detail["contents"].as_array().unwrap();
+    assert!(contents.iter().any(|c| c["role"] == "text_body" && c["text"].as_str().is_some_and(|t| t.contains("charged twice"))), "{detail}");
+    let pdf = contents.iter().find(|c| c["role"] == "attachment").unwrap();
+    assert_eq!(pdf["filename"], "invoice.pdf");
+    let blob = http.get(format!("http://127.0.0.1:{ucs_port}/v1/blobs/{}", pdf["blob_ref"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&blob[..], b"%PDF-1.4\n");
+
+    stop_server.cancel();
+    server.await.unwrap().unwrap();
+}
