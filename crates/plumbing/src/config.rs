@@ -280,8 +280,6 @@ pub struct EmailSettings {
     pub max_message_bytes: usize,
     pub max_parts: usize,
     pub max_depth: usize,
-    pub imap: Option<ImapSettings>,
-    pub outbound: Option<SmtpOutSettings>,
 }
 
 impl Default for EmailSettings {
@@ -294,78 +292,8 @@ impl Default for EmailSettings {
             max_message_bytes: 10 * 1024 * 1024,
             max_parts: 100,
             max_depth: 10,
-            imap: None,
-            outbound: None,
         }
     }
-}
-
-/// A mailbox polled over IMAP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImapSettings {
-    pub host: String,
-    pub port: u16,
-    /// `none` (loopback and tests only) or `tls`.
-    #[serde(default = "default_tls_mode")]
-    pub tls: String,
-    pub user: String,
-    pub password_file: Option<PathBuf>,
-    pub password: Option<String>,
-    #[serde(default = "default_mailbox")]
-    pub mailbox: String,
-    #[serde(default = "default_poll_s")]
-    pub poll_s: u64,
-    /// What happens to a message once its interaction is safely on Kafka: `delete` or `flag`.
-    #[serde(default = "default_after")]
-    pub after_submit: String,
-}
-
-/// The SMTP server replies and acknowledgements are sent through (lettre).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpOutSettings {
-    pub host: String,
-    pub port: u16,
-    /// `none`, `starttls` or `tls`.
-    #[serde(default = "default_tls_mode")]
-    pub tls: String,
-    pub user: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub password: Option<String>,
-    /// The From address of everything sent.
-    pub from: String,
-    /// Queue of approved replies and automatic responses to send.
-    #[serde(default = "default_send_queue")]
-    pub send_queue: String,
-    /// Attempts before a send failure is handed back to people.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// Queue where mail that could not be sent goes (routed back to its author by the workflow).
-    #[serde(default = "default_failed_queue")]
-    pub failed_queue: String,
-}
-
-fn default_tls_mode() -> String {
-    "tls".into()
-}
-fn default_mailbox() -> String {
-    "INBOX".into()
-}
-fn default_poll_s() -> u64 {
-    10
-}
-fn default_after() -> String {
-    "delete".into()
-}
-fn default_send_queue() -> String {
-    "outbound-send".into()
-}
-fn default_attempts() -> u32 {
-    5
-}
-fn default_failed_queue() -> String {
-    "send-failed".into()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
-//! The e-mail channel (the seed's E-mail Server): mail in by SMTP listener ([`smtp`]), IMAP
-//! poll and web form, through one [`intake`]; replies, acknowledgements and auto-responses
-//! out over SMTP with lettre ([`outbound`]).
+//! The e-mail channel (the seed's E-mail Server): mail in by the SMTP listener ([`smtp`])
+//! through one [`intake`] (which the IMAP poller and the web form are to share); outbound
+//! sending over SMTP with lettre is not built yet.
 
 pub mod intake;
 pub mod parse;
