@@ -97,8 +97,13 @@ async fn run_services(
     let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
         let floor = floor::SharedFloor::new(threshold_ms);
+        let library = if services.iter().any(|s| matches!(s, Service::Desk)) {
+            floor::projector::Library::Follow
+        } else {
+            floor::projector::Library::Skip
+        };
         let (kafka, topics, token, f) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), floor.clone());
-        tasks.spawn(async move { ("floor", floor::projector::run(&kafka, &topics, f, token).await) });
+        tasks.spawn(async move { ("floor", floor::projector::run(&kafka, &topics, f, library, token).await) });
         Some(floor)
     } else {
         None

@@ -4,8 +4,8 @@
 //!   load derived from the board, never counted separately, so the two cannot disagree.
 //! - [`library`]: standard responses and categories from `ucs.events`, for the desk.
 //! - [`stats`]: the Stat Server role: queue and agent statistics over time.
-//! - [`projector`]: replays `interaction.events`, `agent.events` and `ucs.events` from offset 0,
-//!   then follows.
+//! - [`projector`]: replays `interaction.events`, `agent.events` (and `ucs.events` where a desk
+//!   needs the library) from offset 0, then follows.
 //! - [`http`]: the statistics API.
 //!
 //! Everything here is rebuilt at start; nothing is stored.

@@ -64,10 +64,6 @@ impl Library {
         }
     }
 
-    pub fn response(&self, id: &str) -> Option<&StandardResponse> {
-        self.responses.get(id)
-    }
-
     /// The responses usable on `media`, those of `category` first (matched by category id or
     /// name, as the classifier names categories), then by name. `{{field}}` placeholders are
     /// filled from `fields`; unknown ones are left as written so the agent sees them.

@@ -1,5 +1,6 @@
-//! Keeps a [`Floor`] current from `interaction.events`, `agent.events` and `ucs.events`: replays both from
-//! offset 0 at start (the floor lives in memory, so the replay is the rebuild), then follows.
+//! Keeps a [`Floor`] current from `interaction.events` and `agent.events` (and `ucs.events`
+//! for the standard-response library, where a desk needs it): replays them from offset 0 at
+//! start (the floor lives in memory, so the replay is the rebuild), then follows.
 //! Readers wait on [`SharedFloor::changed`] or subscribe to what each event touched.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,7 +44,7 @@ impl SharedFloor {
         self.floor.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// True once the replay reached the end of the three topics as they were at start.
+    /// True once the replay reached the end of the followed topics as they were at start.
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Ordering::Acquire)
     }
@@ -52,7 +53,8 @@ impl SharedFloor {
         self.undecodable.load(Ordering::Relaxed)
     }
 
-    /// Ticks after every applied event (the value is the number of events applied).
+    /// Ticks after every applied interaction or agent event (the value counts them); library
+    /// changes do not tick: nothing waits on them.
     pub fn changed(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }
@@ -93,11 +95,21 @@ impl SharedFloor {
     }
 }
 
-/// Follows both topics into `floor` until `shutdown`.
+/// Whether the floor also follows `ucs.events` into its standard-response library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Library {
+    /// For the desk, which offers standard responses.
+    Follow,
+    /// Router and statistics alone: no need to replay every contact change at start.
+    Skip,
+}
+
+/// Follows the topics into `floor` until `shutdown`.
 pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
     floor: Arc<SharedFloor>,
+    library: Library,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let reader = kafka::reader(kafka_settings)?;
@@ -106,7 +118,11 @@ pub async fn run(
     let ucs_topic = topics.name(topics::UCS_EVENTS);
     let mut remaining: Vec<(String, i32, i64)> = Vec::new();
     let mut assignment = plumbing::TopicPartitionList::new();
-    for topic in [&interaction_topic, &agent_topic, &ucs_topic] {
+    let followed = match library {
+        Library::Follow => vec![&interaction_topic, &agent_topic, &ucs_topic],
+        Library::Skip => vec![&interaction_topic, &agent_topic],
+    };
+    for topic in followed {
         let partitions = topics::partition_count(reader.client(), topic)?;
         for p in 0..partitions {
             let high = kafka::high_watermark(&reader, topic, p)?;
@@ -123,11 +139,11 @@ pub async fn run(
     }
     let started = Instant::now();
     let mut replayed: u64 = 0;
-    tracing::info!(records = ?remaining.iter().map(|r| r.2).sum::<i64>(), "floor replaying interaction, agent and ucs events from offset 0");
+    tracing::info!(records = ?remaining.iter().map(|r| r.2).sum::<i64>(), ?library, "floor replaying from offset 0");
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message.context("reading interaction, agent and ucs events")?,
+            message = reader.recv() => message.context("reading the floor's topics")?,
         };
         let bytes = message.payload().unwrap_or_default();
         let decoded = if message.topic() == interaction_topic {

@@ -116,45 +116,36 @@ impl Intake {
 
         // Claim-check: every byte is in UCS before the command that refers to it exists.
         let raw_ref = self.ucs.put_blob(raw.to_vec()).await?;
-        // (part index, role, MIME type, size, blob, filename, inline text)
-        type Part<'r> = (i32, &'r str, String, usize, Option<String>, Option<String>, Option<String>);
-        let mut parts: Vec<Part<'_>> = Vec::new();
-        parts.push((0, "other", "message/rfc822".into(), raw.len(), Some(raw_ref.clone()), None, None));
-        let mut next = 1;
+        let part = |role: &str, mime_type: &str, size: usize, blob_ref: Option<String>| ContentPart {
+            part_index: 0,
+            role: role.to_owned(),
+            mime_type: mime_type.to_owned(),
+            size,
+            blob_ref,
+            filename: None,
+            text: None,
+        };
+        let mut parts = vec![part("other", "message/rfc822", raw.len(), Some(raw_ref.clone()))];
         if let Some(text) = &mail.text_body {
-            if text.len() <= INLINE_TEXT_BYTES {
-                parts.push((next, "text_body", "text/plain".into(), text.len(), None, None, Some(text.clone())));
+            parts.push(if text.len() <= INLINE_TEXT_BYTES {
+                ContentPart { text: Some(text.clone()), ..part("text_body", "text/plain", text.len(), None) }
             } else {
-                let r = self.ucs.put_blob(text.as_bytes().to_vec()).await?;
-                parts.push((next, "text_body", "text/plain".into(), text.len(), Some(r), None, None));
-            }
-            next += 1;
+                part("text_body", "text/plain", text.len(), Some(self.ucs.put_blob(text.as_bytes().to_vec()).await?))
+            });
         }
         if let Some(html) = &mail.html_body {
-            let r = self.ucs.put_blob(html.as_bytes().to_vec()).await?;
-            parts.push((next, "html_body", "text/html".into(), html.len(), Some(r), None, None));
-            next += 1;
+            parts.push(part("html_body", "text/html", html.len(), Some(self.ucs.put_blob(html.as_bytes().to_vec()).await?)));
         }
         for attachment in &mail.attachments {
-            let r = self.ucs.put_blob(attachment.bytes.clone()).await?;
-            parts.push((next, "attachment", attachment.mime_type.clone(), attachment.bytes.len(), Some(r), attachment.filename.clone(), None));
-            next += 1;
+            let blob = self.ucs.put_blob(attachment.bytes.clone()).await?;
+            parts.push(ContentPart {
+                filename: attachment.filename.clone(),
+                ..part("attachment", &attachment.mime_type, attachment.bytes.len(), Some(blob))
+            });
         }
-        for (part_index, role, mime_type, size, blob_ref, filename, text) in &parts {
-            self.ucs
-                .add_content(
-                    &id,
-                    &ContentPart {
-                        part_index: *part_index,
-                        role,
-                        mime_type,
-                        size: *size,
-                        blob_ref: blob_ref.as_deref(),
-                        filename: filename.as_deref(),
-                        text: text.as_deref(),
-                    },
-                )
-                .await?;
+        for (index, mut part) in parts.into_iter().enumerate() {
+            part.part_index = i32::try_from(index).unwrap_or(i32::MAX);
+            self.ucs.add_content(&id, &part).await?;
         }
 
         let mut properties = BTreeMap::from([

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +30,18 @@ struct Identified {
     contact_id: String,
 }
 
-pub struct ContentPart<'a> {
+/// One part of an interaction's content, as `POST /v1/interactions/{id}/contents` takes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContentPart {
     pub part_index: i32,
-    pub role: &'a str,
-    pub mime_type: &'a str,
+    pub role: String,
+    pub mime_type: String,
     pub size: usize,
-    pub blob_ref: Option<&'a str>,
-    pub filename: Option<&'a str>,
-    pub text: Option<&'a str>,
+    /// `sha256:<hex>` of a stored blob.
+    pub blob_ref: Option<String>,
+    pub filename: Option<String>,
+    /// Inline text of a small text part.
+    pub text: Option<String>,
 }
 
 impl UcsClient {
@@ -84,19 +88,11 @@ impl UcsClient {
         Ok(identified.contact_id)
     }
 
-    pub async fn add_content(&self, interaction_id: &str, part: &ContentPart<'_>) -> Result<(), UcsError> {
+    pub async fn add_content(&self, interaction_id: &str, part: &ContentPart) -> Result<(), UcsError> {
         let r = self
             .http
             .post(format!("{}/v1/interactions/{interaction_id}/contents", self.base))
-            .json(&json!({
-                "part_index": part.part_index,
-                "role": part.role,
-                "mime_type": part.mime_type,
-                "size": part.size,
-                "blob_ref": part.blob_ref,
-                "filename": part.filename,
-                "text": part.text,
-            }))
+            .json(part)
             .send()
             .await
             .map_err(|e| self.unavailable(e))?;

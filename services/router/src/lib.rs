@@ -208,16 +208,16 @@ impl Router {
         let started = Instant::now();
         let mut last_report = Instant::now();
         loop {
-            let outstanding: Vec<(i32, i64)> = {
+            // The replay must be done even when no command was ever sent: agents' states come
+            // from it.
+            let caught_up = self.floor.caught_up();
+            let outstanding: Vec<(i32, i64)> = if caught_up {
                 let floor = self.floor.read();
-                if self.floor.caught_up() {
-                    ends.iter().copied().filter(|(p, last)| floor.reflected(*p).is_none_or(|r| r < *last)).collect()
-                } else {
-                    ends.clone()
-                }
+                ends.iter().copied().filter(|(p, last)| floor.reflected(*p).is_none_or(|r| r < *last)).collect()
+            } else {
+                ends.clone()
             };
-            // Caught up even when no command was ever sent: agents' states come from the replay.
-            if outstanding.is_empty() && self.floor.caught_up() {
+            if caught_up && outstanding.is_empty() {
                 tracing::info!(seconds = started.elapsed().as_secs_f64(), "router: floor rebuilt and every earlier command reflected");
                 return Ok(true);
             }

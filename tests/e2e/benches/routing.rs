@@ -77,7 +77,7 @@ async fn main() {
     let shutdown = CancellationToken::new();
     let (kafka, topics) = (env.kafka.clone(), env.topics.clone());
     let (f, token) = (floor.clone(), shutdown.clone());
-    let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, token).await });
+    let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, floor::projector::Library::Skip, token).await });
     let workflow = router::workflow::Workflow::from_toml(WORKFLOW).unwrap();
     let loaded = router::LoadedWorkflow { workflow: workflow.clone(), model: None, evaluation: None, source: "bench".into() };
     let settings = plumbing::config::RouterSettings { tick_ms: 50, ..Default::default() };

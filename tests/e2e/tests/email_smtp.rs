@@ -93,15 +93,14 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     assert!(e.to_string().contains("nested"), "{e}");
 
     // The log: one Submitted per accepted mail, none for the refused ones.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = submitted(&env);
-        if s.len() >= 2 && env.read_decoded::<InteractionEvent>(&env.topic("interaction.events")).iter().any(|(_, _, e)| matches!(&e.payload, EventPayload::CommandRejected(_)) && e.interaction_id == id) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "submissions: {s:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    env.wait_for("both submissions and the duplicate's refusal", Duration::from_secs(60), || {
+        submitted(&env).len() >= 2
+            && env
+                .read_decoded::<InteractionEvent>(&env.topic("interaction.events"))
+                .iter()
+                .any(|(_, _, e)| matches!(&e.payload, EventPayload::CommandRejected(_)) && e.interaction_id == id)
+    })
+    .await;
     let mut s = submitted(&env);
     s.sort_by_key(|e| e.occurred_at);
     assert_eq!(s.iter().map(|e| e.interaction_id.as_str()).collect::<Vec<_>>(), [id.as_str(), second_id.as_str()], "{s:?}");
@@ -113,6 +112,7 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     assert_eq!(b.parent_interaction_id.as_deref(), Some(id.as_str()), "the answer threads onto the first mail");
 
     // UCS has the parts, the attachment's bytes included.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let detail: Value = loop {
         let r = http.get(format!("http://127.0.0.1:{ucs_port}/v1/interactions/{id}/detail")).send().await.unwrap();
         if r.status() == 200 {
