@@ -280,6 +280,109 @@ pub struct EmailSettings {
     pub max_message_bytes: usize,
     pub max_parts: usize,
     pub max_depth: usize,
+    /// Sending replies, acknowledgements and auto-responses.
+    pub outbound: OutboundMailSettings,
+    /// Polling a mailbox of the enterprise mail server.
+    pub imap: ImapSettings,
+}
+
+/// How a connection to a mail server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// Plain TCP (loopback and tests only).
+    None,
+    /// Plain TCP upgraded with STARTTLS (SMTP submission, port 587).
+    Starttls,
+    /// TLS from the first byte (SMTPS 465, IMAPS 993).
+    Tls,
+}
+
+/// The outbound sender (`[email.outbound]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundMailSettings {
+    /// SMTP server mail is sent through; unset: nothing is sent (mail waits in `send_queue`).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub tls: MailTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The From of every mail sent, e.g. `Customer Service <support@example.com>`.
+    pub from: String,
+    /// Queue of mail ready to send (where QA approval or the `respond` step puts it).
+    pub send_queue: String,
+    /// Queue a mail moves to when every attempt failed (the workflow routes it back to its author).
+    pub failed_queue: String,
+    /// Attempts before giving up, and the back-off between them (doubling, capped).
+    pub max_attempts: u32,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Per SMTP conversation.
+    pub timeout_s: u64,
+}
+
+impl Default for OutboundMailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_host: None,
+            smtp_port: 587,
+            tls: MailTls::Starttls,
+            username: None,
+            password: None,
+            from: "Customer Service <support@switchboard.localhost>".into(),
+            send_queue: "outbound-send".into(),
+            failed_queue: "send-failed".into(),
+            max_attempts: 5,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 15 * 60_000,
+            timeout_s: 60,
+        }
+    }
+}
+
+/// What the IMAP poller does with a mail once its interaction is on Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterAccept {
+    /// Flag it `\Deleted` and expunge.
+    Delete,
+    /// Give it the keyword `$SwitchboardQueued` and leave it.
+    Flag,
+}
+
+/// The IMAP poller (`[email.imap]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapSettings {
+    /// IMAP server; unset: no polling.
+    pub host: Option<String>,
+    pub port: u16,
+    /// `tls` or `none` (STARTTLS is not offered for IMAP here).
+    pub tls: MailTls,
+    pub username: String,
+    pub password: String,
+    pub mailbox: String,
+    pub poll_interval_ms: u64,
+    pub after_accept: AfterAccept,
+    /// Mails fetched per poll at most.
+    pub batch: u32,
+}
+
+impl Default for ImapSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 993,
+            tls: MailTls::Tls,
+            username: String::new(),
+            password: String::new(),
+            mailbox: "INBOX".into(),
+            poll_interval_ms: 30_000,
+            after_accept: AfterAccept::Flag,
+            batch: 50,
+        }
+    }
 }
 
 impl Default for EmailSettings {
@@ -292,6 +395,8 @@ impl Default for EmailSettings {
             max_message_bytes: 10 * 1024 * 1024,
             max_parts: 100,
             max_depth: 10,
+            outbound: OutboundMailSettings::default(),
+            imap: ImapSettings::default(),
         }
     }
 }

@@ -93,11 +93,11 @@ async fn run_services(
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let mut router = plumbing::http::health_routes();
-    // Router, desk and statistics share one floor projection in a process.
-    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats)) {
+    // Router, desk, statistics and the e-mail sender share one floor projection in a process.
+    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
         let floor = floor::SharedFloor::new(threshold_ms);
-        let library = if services.iter().any(|s| matches!(s, Service::Desk)) {
+        let library = if services.iter().any(|s| matches!(s, Service::Desk | Service::Email)) {
             floor::projector::Library::Follow
         } else {
             floor::projector::Library::Skip
@@ -134,6 +134,8 @@ async fn run_services(
                 let client =
                     interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
                 router = router.merge(web_api::routes(client));
+                // The contact form is e-mail: it goes through the e-mail intake.
+                router = router.merge(email::web_form::routes(std::sync::Arc::new(email::intake(settings, &topics)?)));
             }
             Service::Router => {
                 let floor = floor.clone().context("floor")?;
@@ -152,8 +154,9 @@ async fn run_services(
                 router = router.merge(floor::http::routes(floor));
             }
             Service::Email => {
+                let floor = floor.clone().context("floor")?;
                 let settings = settings.clone();
-                tasks.spawn(async move { ("email", email::run(&settings, &topics, token).await) });
+                tasks.spawn(async move { ("email", email::run(&settings, &topics, floor, token).await) });
             }
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;

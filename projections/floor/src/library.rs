@@ -64,6 +64,12 @@ impl Library {
         }
     }
 
+    /// A response by id or by name (names compared without regard to case), as a workflow's
+    /// `respond` step names it.
+    pub fn find(&self, id_or_name: &str) -> Option<&StandardResponse> {
+        self.responses.get(id_or_name).or_else(|| self.responses.values().find(|r| r.name.eq_ignore_ascii_case(id_or_name)))
+    }
+
     /// The responses usable on `media`, those of `category` first (matched by category id or
     /// name, as the classifier names categories), then by name. `{{field}}` placeholders are
     /// filled from `fields`; unknown ones are left as written so the agent sees them.

@@ -1,17 +1,22 @@
-//! The e-mail channel (the seed's E-mail Server): mail in by the SMTP listener ([`smtp`])
-//! through one [`intake`] (which the IMAP poller and the web form are to share); outbound
-//! sending over SMTP with lettre is not built yet.
+//! The e-mail channel (the seed's E-mail Server): mail in by the SMTP listener ([`smtp`]),
+//! the IMAP poller ([`imap`]) and the web form (`web-api`), all through one [`intake`]; mail
+//! out (replies, acknowledgements, auto-responses) by the [`outbound`] sender with lettre.
 
+pub mod imap;
 pub mod intake;
+pub mod outbound;
 pub mod parse;
 pub mod smtp;
 pub mod ucs_client;
+pub mod web_form;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use interaction_server::client::CommandClient;
+use floor::SharedFloor;
 use plumbing::CancellationToken;
+use tokio::task::JoinSet;
 use plumbing::config::Settings;
 use plumbing::dead_letter::DeadLetters;
 use plumbing::topics::{self, Topics};
@@ -35,14 +40,35 @@ pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::In
     })
 }
 
-/// Runs the configured inbound paths until `shutdown`.
-pub async fn run(settings: &Settings, topics: &Topics, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the configured paths until `shutdown`: the SMTP listener (`smtp_listen`), the IMAP
+/// poller (`[email.imap] host`) and the outbound sender (`[email.outbound] smtp_host`), the
+/// last reading `floor` (which must follow `ucs.events` for the standard responses).
+pub async fn run(settings: &Settings, topics: &Topics, floor: Arc<SharedFloor>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let intake = Arc::new(intake(settings, topics)?);
-    let Some(address) = settings.email.smtp_listen else {
-        tracing::warn!("email: no [email] smtp_listen configured; nothing to receive");
-        shutdown.cancelled().await;
-        return Ok(());
-    };
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("SMTP listener on {address}"))?;
-    smtp::serve(listener, settings.email.domain.clone(), intake, shutdown).await
+    let email = &settings.email;
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    if let Some(address) = email.smtp_listen {
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("SMTP listener on {address}"))?;
+        let (domain, intake, token) = (email.domain.clone(), intake.clone(), shutdown.clone());
+        tasks.spawn(async move { ("SMTP listener", smtp::serve(listener, domain, intake, token).await) });
+    }
+    if let Some(poller) = imap::Poller::new(&email.imap, intake.clone()) {
+        let token = shutdown.clone();
+        tasks.spawn(async move { ("IMAP poller", poller.run(token).await) });
+    }
+    let commands = CommandClient::new(&settings.kafka, topics, outbound::HOLDER)?;
+    if let Some(sender) = outbound::Sender::new(floor, commands, &email.outbound, &email.domain)? {
+        let token = shutdown.clone();
+        tasks.spawn(async move { ("sender", Arc::new(sender).run(token).await) });
+    }
+    if tasks.is_empty() {
+        tracing::warn!("email: none of [email] smtp_listen, [email.imap] host, [email.outbound] smtp_host is set; nothing to do");
+    }
+    // Each part runs until shutdown; one that fails takes the service down with its reason.
+    while let Some(done) = tasks.join_next().await {
+        let (name, result) = done.context("an e-mail task panicked")?;
+        result.with_context(|| format!("email {name}"))?;
+    }
+    shutdown.cancelled().await;
+    Ok(())
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod desk;
+pub mod mail;
 pub mod fixtures;
 pub mod sql;
 
@@ -365,3 +366,24 @@ pub fn switchboard_bin() -> PathBuf {
     );
     bin
 }
+
+/// A Python virtualenv `target/<name>` with `requirements` installed (once; later runs reuse it).
+pub fn python_venv(name: &str, requirements: &std::path::Path) -> PathBuf {
+    let venv = switchboard_bin().parent().and_then(std::path::Path::parent).map(|t| t.join(name)).expect("target directory");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".requirements-installed");
+    if !ready.exists() {
+        let run = |program: &std::path::Path, args: &[&str]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e} (python3 with venv and pip is needed)", program.display()));
+            assert!(status.success(), "{} {args:?} failed: {status}", program.display());
+        };
+        run(std::path::Path::new("python3"), &["-m", "venv", &venv.to_string_lossy()]);
+        run(&python, &["-m", "pip", "install", "--quiet", "-r", &requirements.to_string_lossy()]);
+        std::fs::write(&ready, "").expect("marking the virtualenv ready");
+    }
+    python
+}
+

@@ -20,23 +20,7 @@ fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("SWITCHBOARD_TEST_PYTHON") {
         return python.into();
     }
-    let root = workspace_root();
-    let venv = switchboard_bin().parent().unwrap().parent().unwrap().join("analytics-venv");
-    let python = venv.join("bin/python");
-    let ready = venv.join(".requirements-installed");
-    if !ready.exists() {
-        let run = |program: &Path, args: &[&str]| {
-            let status = std::process::Command::new(program).args(args).status().unwrap_or_else(|e| {
-                panic!("cannot run {}: {e} (python3 with venv and pip is needed for this test)", program.display())
-            });
-            assert!(status.success(), "{} {args:?} failed: {status}", program.display());
-        };
-        run(Path::new("python3"), &["-m", "venv", venv.to_str().unwrap()]);
-        let requirements = root.join("docs/examples/requirements.txt");
-        run(&python, &["-m", "pip", "install", "--quiet", "-r", requirements.to_str().unwrap()]);
-        std::fs::write(&ready, "").unwrap();
-    }
-    python
+    e2e::python_venv("analytics-venv", &workspace_root().join("docs/examples/requirements.txt"))
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
