@@ -381,7 +381,10 @@ mod tests {
         }
     }
 
-    fn board_with(items: &[(&str, Option<&str>, &[(&str, &str)])]) -> Board {
+    /// `(id, parent, properties)` of each interaction.
+    type Item<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)]);
+
+    fn board_with(items: &[Item<'_>]) -> Board {
         let mut board = Board::new();
         for (n, (id, parent, props)) in items.iter().enumerate() {
             let submitted = Submitted {

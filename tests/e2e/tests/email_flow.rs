@@ -169,7 +169,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     .unwrap();
     let ada = interaction_id_for("a1@example.com");
     let mut imap = imap_session(&dovecot).await;
-    imap.append("INBOX", None, None, "From: Bob <bob@example.com>\r\nTo: support@shop.example\r\nSubject: Where is my parcel\r\nMessage-ID: <b1@example.com>\r\n\r\nIt has been a week.\r\n").await.unwrap();
+    imap.append("INBOX", None, None, "From: Bob <bob@example.com>\r\nTo: support@shop.example\r\nSubject: Invoice for my parcel\r\nMessage-ID: <b1@example.com>\r\n\r\nIt has been a week.\r\n").await.unwrap();
     imap.append("INBOX", None, None, "Subject: no sender at all\r\nMessage-ID: <x1@example.com>\r\n\r\nwho am I\r\n").await.unwrap();
     imap.append("INBOX", None, None, "From: Dan <reject-dan@example.com>\r\nTo: support@shop.example\r\nSubject: Invoice for Dan\r\nMessage-ID: <d1@example.com>\r\n\r\nPlease resend.\r\n").await.unwrap();
     let bob = interaction_id_for("b1@example.com");
@@ -214,22 +214,41 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     assert_eq!(left.len(), 1, "only the refused mail stays: {left:?}");
     assert!(left[0].flags().any(|f| matches!(f, async_imap::types::Flag::Custom(ref k) if k == email::imap::PARKED_KEYWORD)), "{left:?}");
 
-    // 3. Categorised and routed to Ann, who answers; Sue approves; the answer is delivered.
+    // 3. Categorised and routed to Ann, who answers Ada (SMTP) and Bob (IMAP); Sue approves;
+    //    the answers are delivered.
     let offered = |i: &Value| i["status"] == "offered" && i["offer"]["agent_id"] == "ann";
-    let i = desk.get_until(&sue, &format!("/v1/desk/interactions/{ada}"), LIMIT, offered).await;
-    assert_eq!(i["properties"]["category"], "billing", "{i}");
-    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{ada}/accept"), json!({})).await;
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{ada}/release"), json!({"text": "Dear Ada,\n\nthe second line was a mistake; it is refunded.\n\nAnn"})).await;
-    assert_eq!(s, 200, "{b}");
-    let reply = b["interaction"]["id"].as_str().unwrap().to_owned();
-    desk.get_until(&sue, &format!("/v1/desk/interactions/{reply}"), LIMIT, |i| i["queue"] == "qa-review").await;
+    let answer_and_approve = |id: String, text: &'static str| {
+        let (desk, ann, sue) = (&desk, &ann, &sue);
+        async move {
+            let i = desk.get_until(sue, &format!("/v1/desk/interactions/{id}"), LIMIT, offered).await;
+            assert_eq!(i["properties"]["category"], "billing", "{i}");
+            let (s, b) = desk.post(ann, &format!("/v1/desk/interactions/{id}/accept"), json!({})).await;
+            assert_eq!(s, 200, "{b}");
+            let (s, b) = desk.post(ann, &format!("/v1/desk/interactions/{id}/release"), json!({ "text": text })).await;
+            assert_eq!(s, 200, "{b}");
+            let reply = b["interaction"]["id"].as_str().unwrap().to_owned();
+            desk.get_until(sue, &format!("/v1/desk/interactions/{reply}"), LIMIT, |i| i["queue"] == "qa-review").await;
+            reply
+        }
+    };
+    let reply = answer_and_approve(ada.clone(), "Dear Ada,\n\nthe second line was a mistake; it is refunded.\n\nAnn").await;
+    let bob_reply = answer_and_approve(bob.clone(), "Dear Bob, here is the invoice again.").await;
     assert!(delivered_now(&sink, "ada@example.com", "Re: Invoice question").is_none(), "nothing leaves before QA approves");
-    let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{reply}/qa"), json!({"decision": "approve"})).await;
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{ada}/done"), json!({})).await;
-    assert_eq!(s, 200, "{b}");
+    for r in [&reply, &bob_reply] {
+        let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{r}/qa"), json!({"decision": "approve"})).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    for i in [&ada, &bob] {
+        let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{i}/done"), json!({})).await;
+        assert_eq!(s, 200, "{b}");
+    }
 
+    let to_bob = delivered(&sink, "bob@example.com", "Re: Invoice for my parcel").await;
+    let m = parse(&to_bob.raw);
+    assert_eq!(m.subject().unwrap(), format!("Re: Invoice for my parcel [ref:{bob}]"));
+    assert_eq!(m.message_id().unwrap(), format!("sb.{bob_reply}@shop.example"));
+    assert_eq!(message_ids(m.header("In-Reply-To")), ["b1@example.com"]);
+    assert!(m.body_text(0).unwrap().contains("here is the invoice again"));
     let answer = delivered(&sink, "ada@example.com", "Re: Invoice question").await;
     assert_eq!(answer.rcpt_to, ["ada@example.com"]);
     let m = parse(&answer.raw);
@@ -238,7 +257,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     assert_eq!(message_ids(m.header("In-Reply-To")), ["a1@example.com"]);
     assert_eq!(message_ids(m.header("References")), ["a0@example.com", "a1@example.com"]);
     assert!(m.header_raw("Auto-Submitted").is_none(), "a person's answer is not automatic");
-    assert_eq!(m.body_text(0).unwrap().trim_end(), "Dear Ada,\n\nthe second line was a mistake; it is refunded.\n\nAnn");
+    assert_eq!(m.body_text(0).unwrap().replace("\r\n", "\n").trim_end(), "Dear Ada,\n\nthe second line was a mistake; it is refunded.\n\nAnn");
     let sent = desk.get_until(&sue, &format!("/v1/desk/interactions/{reply}"), LIMIT, |i| i["status"] == "stopped").await;
     assert_eq!(sent["stop_reason"], "sent", "{sent}");
     assert_eq!(sent["properties"]["sent_message_id"], format!("sb.{reply}@shop.example"));

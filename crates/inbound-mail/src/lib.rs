@@ -108,9 +108,12 @@ pub fn parse(raw: &[u8], envelope_from: Option<&str>, limits: &Limits) -> Result
     if !looks_like_headers(raw) {
         return Err(Refusal::Malformed("it does not start with header fields (\"Name: value\")".into()));
     }
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or_else(|| Refusal::Malformed("no header fields could be read".into()))?;
+    // mail-parser 0.11 has `debug_assert!`s that some broken multipart structures reach (the
+    // fuzz target found one): in a build with debug assertions they panic. Such a mail is
+    // malformed, not a reason to drop the connection.
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
+        .map_err(|_| Refusal::Malformed("the MIME structure is inconsistent (parts that do not nest)".into()))?;
+    let message = parsed.ok_or_else(|| Refusal::Malformed("no header fields could be read".into()))?;
 
     check_structure(&message, limits)?;
 
@@ -128,7 +131,7 @@ pub fn parse(raw: &[u8], envelope_from: Option<&str>, limits: &Limits) -> Result
 
     let message_id = message
         .message_id()
-        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .map(|id| clean_header_text(id.trim().trim_start_matches('<').trim_end_matches('>')))
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(raw))));
 
@@ -241,7 +244,7 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
         _ => vec![],
     };
     raw.iter()
-        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .map(|id| clean_header_text(id.trim().trim_start_matches('<').trim_end_matches('>')))
         .filter(|id| !id.is_empty())
         .collect()
 }
@@ -298,6 +301,17 @@ pub fn clean_header_text(text: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    /// Found by the fuzz target: mail-parser's debug assertion on parts that do not nest.
+    #[test]
+    fn inconsistent_nesting_is_a_refusal_or_a_mail_never_a_panic() {
+        let raw = include_bytes!("../tests/data/mail-parser-debug-assert.eml");
+        let limits = Limits::default();
+        match super::parse(raw, None, &limits) {
+            Ok(mail) => assert_eq!(mail.from_address, "a@example.com"),
+            Err(refusal) => assert!(refusal.to_string().contains("MIME structure"), "{refusal}"),
+        }
+    }
+
     use super::*;
 
     fn limits() -> Limits {

@@ -1,0 +1,102 @@
+//! `cargo bench -p e2e --bench email [-- N [CONNECTIONS]]`: inbound mail through the SMTP
+//! listener on the local Tansu broker, UCS and the e-mail service as their own processes (as
+//! deployed). N mails (default 500, each with a 4 KB text body) sent over CONNECTIONS
+//! parallel SMTP clients (default 8), a new SMTP session per mail as relays often do. Prints mails/s from the first `MAIL FROM` to the last
+//! `PlacedInQueue` on the log, and the SMTP accept latency (end of DATA to `250`, which the
+//! listener answers only after UCS has the content and Kafka the `Submit`) p50 / p99 / max.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use contract::event::EventPayload;
+use e2e::desk::wait_ready;
+use e2e::{TestEnv, free_port, spawn_service};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+fn percentile(sorted: &[u128], p: f64) -> u128 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
+    let n = args.next().unwrap_or(500);
+    let connections = args.next().unwrap_or(8).max(1);
+    let env = TestEnv::start().await.unwrap();
+    let (stop_server, server) = env.spawn_interaction_server();
+    let dir = env.dir.path().to_owned();
+    let mut settings = env.settings(&dir.join("data"));
+    let ucs_port = free_port();
+    let smtp_port = free_port();
+    settings.http.listen = ([127, 0, 0, 1], ucs_port).into();
+    let _ucs = spawn_service(&env.write_config(&settings, "ucs.toml"), "ucs", &dir.join("ucs.log"));
+    settings.http.listen = ([127, 0, 0, 1], free_port()).into();
+    settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
+    settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
+    let _email = spawn_service(&env.write_config(&settings, "email.toml"), "email", &dir.join("email.log"));
+    wait_ready(&reqwest::Client::new(), &format!("http://127.0.0.1:{ucs_port}/health/ready/ucs")).await;
+    while tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = env.follow_interaction_events();
+    let body = "The parcel has not arrived. ".repeat(146);
+
+    eprintln!("sending {n} mails over {connections} SMTP connections ...");
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let body = body.clone();
+        tasks.spawn(async move {
+            let smtp: AsyncSmtpTransport<Tokio1Executor> =
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1").port(smtp_port).build();
+            let mut latencies = Vec::new();
+            for m in (c..n).step_by(connections) {
+                let raw = format!(
+                    "From: Customer {m} <customer{m}@example.com>\r\nTo: support@switchboard.localhost\r\nSubject: Parcel {m}\r\nMessage-ID: <bench-{m}@example.com>\r\n\r\n{body}\r\n"
+                );
+                let envelope = lettre::address::Envelope::new(Some(format!("customer{m}@example.com").parse().unwrap()), vec!["support@switchboard.localhost".parse().unwrap()]).unwrap();
+                let t = Instant::now();
+                smtp.send_raw(&envelope, raw.as_bytes()).await.unwrap();
+                latencies.push(t.elapsed().as_micros());
+            }
+            latencies
+        });
+    }
+    let mut latencies: Vec<u128> = Vec::new();
+    while let Some(l) = tasks.join_next().await {
+        latencies.extend(l.unwrap());
+    }
+    let accepted_in = started.elapsed();
+    let wanted: HashSet<String> = (0..n).map(|m| email::intake::interaction_id_for(&format!("bench-{m}@example.com"))).collect();
+    loop {
+        let queued = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, e)| matches!(e.payload, EventPayload::PlacedInQueue(_)) && wanted.contains(&e.interaction_id))
+            .count();
+        if queued >= n {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "only {queued} of {n} queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queued_in = started.elapsed();
+    latencies.sort_unstable();
+    println!(
+        "email inbound: {n} mails over {connections} connections: all accepted (250) in {:.2} s, all queued in {:.2} s = {:.1} mails/s",
+        accepted_in.as_secs_f64(),
+        queued_in.as_secs_f64(),
+        n as f64 / queued_in.as_secs_f64()
+    );
+    println!(
+        "SMTP accept latency (DATA sent -> 250): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0,
+        *latencies.last().unwrap() as f64 / 1000.0
+    );
+    stop_server.cancel();
+    server.await.unwrap().unwrap();
+}
