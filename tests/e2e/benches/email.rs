@@ -1,4 +1,5 @@
-//! `cargo bench -p e2e --bench email [-- N [CONNECTIONS]]`: inbound mail through the SMTP
+//! `cargo build --release -p switchboard && cargo bench -p e2e --bench email [-- N [CONNECTIONS]]`
+//! (the services run as release processes): inbound mail through the SMTP
 //! listener on the local Tansu broker, UCS and the e-mail service as their own processes (as
 //! deployed). N mails (default 500, each with a 4 KB text body) sent over CONNECTIONS
 //! parallel SMTP clients (default 8), a new SMTP session per mail as relays often do. Prints mails/s from the first `MAIL FROM` to the last

@@ -102,6 +102,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     let smtp_port = free_port();
     settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
     settings.email.domain = "shop.example".into();
+    settings.email.max_message_bytes = 64 * 1024;
     settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
     settings.email.imap.host = Some("127.0.0.1".into());
     settings.email.imap.port = dovecot.port;
@@ -170,6 +171,8 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     let ada = interaction_id_for("a1@example.com");
     let mut imap = imap_session(&dovecot).await;
     imap.append("INBOX", None, None, "From: Bob <bob@example.com>\r\nTo: support@shop.example\r\nSubject: Invoice for my parcel\r\nMessage-ID: <b1@example.com>\r\n\r\nIt has been a week.\r\n").await.unwrap();
+    let big = format!("From: Eve <eve@example.com>\r\nSubject: huge\r\nMessage-ID: <e1@example.com>\r\n\r\n{}\r\n", "x".repeat(100 * 1024));
+    imap.append("INBOX", None, None, big).await.unwrap();
     imap.append("INBOX", None, None, "Subject: no sender at all\r\nMessage-ID: <x1@example.com>\r\n\r\nwho am I\r\n").await.unwrap();
     imap.append("INBOX", None, None, "From: Dan <reject-dan@example.com>\r\nTo: support@shop.example\r\nSubject: Invoice for Dan\r\nMessage-ID: <d1@example.com>\r\n\r\nPlease resend.\r\n").await.unwrap();
     let bob = interaction_id_for("b1@example.com");
@@ -198,21 +201,26 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     assert!(parse(&bob_ack.raw).subject().unwrap().contains(&format!("[ref:{bob}]")));
     delivered(&sink, "cy@example.com", "We have your mail: Opening hours").await;
 
-    // The mailbox: Bob's and Dan's mails deleted once on Kafka; the bad one kept and flagged,
-    // and parked on the dead-letter topic with the reason.
-    env.wait_for("the bad mailbox mail parked", LIMIT, || {
-        env.read_all(&env.topic("deadletter")).iter().any(|m| header(m, "dlq.source").is_some_and(|s| s.contains("imap")))
-    })
-    .await;
-    let parked = env.read_all(&env.topic("deadletter"));
-    let parked = parked.iter().find(|m| header(m, "dlq.source").is_some_and(|s| s.contains("imap"))).unwrap();
-    let reason = header(parked, "dlq.reason").unwrap();
-    assert!(reason.contains("no sender"), "{reason}");
-    assert!(String::from_utf8_lossy(rdkafka::Message::payload(parked).unwrap()).contains("who am I"), "the raw mail is kept");
+    // The mailbox: Bob's and Dan's mails deleted once on Kafka; the two it could not accept
+    // (too large, no sender) kept and flagged, and parked on the dead-letter topic with the
+    // reason.
+    let imap_parked = || -> Vec<rdkafka::message::OwnedMessage> {
+        env.read_all(&env.topic("deadletter")).into_iter().filter(|m| header(m, "dlq.source").is_some_and(|s| s.contains("imap"))).collect()
+    };
+    env.wait_for("the bad mailbox mails parked", LIMIT, || imap_parked().len() >= 2).await;
+    let parked = imap_parked();
+    let reasons: Vec<String> = parked.iter().map(|m| header(m, "dlq.reason").unwrap()).collect();
+    assert!(reasons[0].contains("the limit is 65536"), "{reasons:?}");
+    assert!(String::from_utf8_lossy(rdkafka::Message::payload(&parked[0]).unwrap()).contains("Message-ID: <e1@example.com>"), "the start of the huge mail is kept");
+    assert!(reasons[1].contains("no sender"), "{reasons:?}");
+    assert!(String::from_utf8_lossy(rdkafka::Message::payload(&parked[1]).unwrap()).contains("who am I"), "the raw mail is kept");
+    assert_eq!(parked.len(), 2, "each parked once: {reasons:?}");
     imap.select("INBOX").await.unwrap();
     let left: Vec<_> = imap.uid_fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await.unwrap().try_collect().await.unwrap();
-    assert_eq!(left.len(), 1, "only the refused mail stays: {left:?}");
-    assert!(left[0].flags().any(|f| matches!(f, async_imap::types::Flag::Custom(ref k) if k == email::imap::PARKED_KEYWORD)), "{left:?}");
+    assert_eq!(left.len(), 2, "only the refused mails stay: {left:?}");
+    for mail in &left {
+        assert!(mail.flags().any(|f| matches!(f, async_imap::types::Flag::Custom(ref k) if k == email::imap::PARKED_KEYWORD)), "{left:?}");
+    }
 
     // 3. Categorised and routed to Ann, who answers Ada (SMTP) and Bob (IMAP); Sue approves;
     //    the answers are delivered.

@@ -91,6 +91,14 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     deep.push_str("--b15\r\n\r\nhi\r\n");
     let e = send_raw(Some("a@example.com"), deep).await.unwrap_err();
     assert!(e.to_string().contains("nested"), "{e}");
+    let mut many = String::from("From: a@example.com\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n");
+    for n in 0..120 {
+        many.push_str(&format!("--m\r\nContent-Type: text/plain\r\n\r\npart {n}\r\n"));
+    }
+    many.push_str("--m--\r\n");
+    let e = send_raw(Some("a@example.com"), many).await.unwrap_err();
+    assert!(e.to_string().contains("parts") && e.to_string().contains("100"), "too many parts: {e}");
+    assert!(e.is_permanent(), "{e}");
 
     // The log: one Submitted per accepted mail, none for the refused ones.
     env.wait_for("both submissions and the duplicate's refusal", Duration::from_secs(60), || {
