@@ -74,6 +74,10 @@ pub enum Refusal {
     Undecodable { charset: String },
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// Acceptable as mail, but the contact store refused a part of it (e.g. an attachment
+    /// over its blob size limit).
+    #[error("the contact store cannot keep it: {0}")]
+    NotStorable(String),
 }
 
 impl Refusal {
@@ -84,6 +88,7 @@ impl Refusal {
             Self::TooManyParts { .. } | Self::TooDeep { .. } => (554, "5.6.0"),
             Self::Undecodable { .. } => (554, "5.6.0"),
             Self::Malformed(_) => (550, "5.6.0"),
+            Self::NotStorable(_) => (552, "5.3.4"),
         }
     }
 
@@ -95,6 +100,7 @@ impl Refusal {
             Self::TooDeep { .. } => "too_deep",
             Self::Undecodable { .. } => "undecodable_charset",
             Self::Malformed(_) => "malformed",
+            Self::NotStorable(_) => "not_storable",
         }
     }
 }

@@ -33,9 +33,9 @@ impl From<UcsError> for IntakeError {
     fn from(e: UcsError) -> Self {
         match e {
             UcsError::Unavailable { .. } => Self::Unavailable(e.to_string()),
-            // A UCS refusal of what we send is our bug or a limit (blob size): not the
-            // sender's fault and not worth retrying forever; report it as a refusal.
-            UcsError::Refused { .. } => Self::Refused(Refusal::Malformed(e.to_string())),
+            // A UCS refusal of what we send is a limit (blob size) or our bug: retrying cannot
+            // help, so it is refused (or parked) with UCS's reason.
+            UcsError::Refused { .. } => Self::Refused(Refusal::NotStorable(e.to_string())),
         }
     }
 }

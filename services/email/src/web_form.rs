@@ -75,7 +75,7 @@ async fn submit(
         )
             .into_response(),
         Err(IntakeError::Refused(refusal)) => {
-            let status = if refusal.kind() == "too_large" { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::UNPROCESSABLE_ENTITY };
+            let status = if matches!(refusal.kind(), "too_large" | "not_storable") { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::UNPROCESSABLE_ENTITY };
             error(status, refusal.to_string())
         }
         Err(e @ IntakeError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
