@@ -16,7 +16,7 @@ pub struct ChatEvent {
     pub occurred_at: i64,
     pub payload: ChatPayload,
 }
-avro_message!(ChatEvent, "chat-event", released: ["v2"]);
+avro_message!(ChatEvent, "chat-event", released: ["v2", "v3"]);
 
 /// Branches in the order of the union in the `.avsc` (the encoding is by position).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub enum ChatPayload {
     ParticipantLeft(ParticipantLeft),
     MessagePosted(MessagePosted),
     SessionEnded(SessionEnded),
+    SessionStarted(SessionStarted),
+    TypingChanged(TypingChanged),
+    TranscriptRequested(TranscriptRequested),
 }
 
 impl ChatPayload {
@@ -35,6 +38,9 @@ impl ChatPayload {
             Self::ParticipantLeft(_) => "ParticipantLeft",
             Self::MessagePosted(_) => "MessagePosted",
             Self::SessionEnded(_) => "SessionEnded",
+            Self::SessionStarted(_) => "SessionStarted",
+            Self::TypingChanged(_) => "TypingChanged",
+            Self::TranscriptRequested(_) => "TranscriptRequested",
         }
     }
 }
@@ -63,6 +69,9 @@ pub struct ParticipantJoined {
     pub participant_id: String,
     pub role: ChatRole,
     pub display_name: String,
+    /// A consult the customer is not shown.
+    #[serde(default)]
+    pub agents_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +87,9 @@ pub struct MessagePosted {
     pub participant_id: String,
     pub text: String,
     pub visibility: Visibility,
+    /// The sender's id for the message: a resend with the same id is the same event.
+    #[serde(default)]
+    pub client_message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,4 +97,29 @@ pub struct MessagePosted {
 pub struct SessionEnded {
     pub ended_by: String,
     pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(Arbitrary))]
+pub struct SessionStarted {
+    pub interaction_id: String,
+    pub customer_name: String,
+    pub customer_email: Option<String>,
+    pub subject: Option<String>,
+    pub origin: String,
+    /// Hex SHA-256 of the customer's session token; the token is never logged.
+    pub customer_token_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(Arbitrary))]
+pub struct TypingChanged {
+    pub participant_id: String,
+    pub typing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(Arbitrary))]
+pub struct TranscriptRequested {
+    pub email: String,
 }

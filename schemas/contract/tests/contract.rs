@@ -126,6 +126,7 @@ fn fingerprints_match_other_avro_implementations() {
         ("v1/interaction-event.avsc", "c0db10406259ca4b"),
         ("v2/chat-event.avsc", "2504316a43efeef8"),
         ("v2/ucs-event.avsc", "11ad36de273d39fa"),
+        ("v3/chat-event.avsc", "4c9997125cc7ec1a"),
     ];
     for (file, hex) in pinned {
         let path = avro_dir().join("released").join(file);

@@ -303,13 +303,14 @@ async fn project_chat(
         "ON CONFLICT (event_id) DO NOTHING",
     );
     for (offset, event) in events {
+        // Typing notifications are live signals, not part of the kept transcript.
         let (participant, role, text, visibility): (Option<&str>, Option<String>, Option<&str>, Option<String>) =
             match &event.payload {
                 ChatPayload::ParticipantJoined(j) => (
                     Some(&j.participant_id),
                     Some(enum_text(&j.role)),
                     Some(&j.display_name),
-                    None,
+                    j.agents_only.then(|| "agents".to_owned()),
                 ),
                 ChatPayload::ParticipantLeft(l) => {
                     (Some(&l.participant_id), None, Some(&l.reason), None)
@@ -321,6 +322,14 @@ async fn project_chat(
                     Some(enum_text(&m.visibility)),
                 ),
                 ChatPayload::SessionEnded(s) => (Some(&s.ended_by), None, Some(&s.reason), None),
+                ChatPayload::SessionStarted(s) => (
+                    Some("customer"),
+                    Some("customer".to_owned()),
+                    s.subject.as_deref().or(Some(s.customer_name.as_str())),
+                    None,
+                ),
+                ChatPayload::TranscriptRequested(t) => (Some("customer"), None, Some(&t.email), None),
+                ChatPayload::TypingChanged(_) => continue,
             };
         transcript.push(vec![
             event.event_id.clone().into(),

@@ -152,9 +152,9 @@ pub fn log(interactions: usize, seed: u64) -> (Vec<FixtureRecord>, Expected) {
         expected.interactions += 1;
         if chat {
             let lines = [
-                ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: "customer".into(), role: ChatRole::Customer, display_name: "Customer".into() }),
-                ChatPayload::MessagePosted(MessagePosted { participant_id: "customer".into(), text: format!("Hello, question {n}"), visibility: Visibility::All }),
-                ChatPayload::MessagePosted(MessagePosted { participant_id: agent_id.clone(), text: "Happy to help".into(), visibility: Visibility::All }),
+                ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: "customer".into(), role: ChatRole::Customer, display_name: "Customer".into(), agents_only: false }),
+                ChatPayload::MessagePosted(MessagePosted { participant_id: "customer".into(), text: format!("Hello, question {n}"), visibility: Visibility::All, client_message_id: None }),
+                ChatPayload::MessagePosted(MessagePosted { participant_id: agent_id.clone(), text: "Happy to help".into(), visibility: Visibility::All, client_message_id: None }),
             ];
             for (i, payload) in lines.into_iter().enumerate() {
                 let event = ChatEvent { event_id: format!("{interaction_id}/chat/{i}"), session_id: interaction_id.clone(), occurred_at: at + i as i64, payload };
