@@ -1,0 +1,280 @@
+//! Chat sessions as a projection of `chat.events` (the seed's Chat Server state).
+//!
+//! The log is the session's truth and Kafka's partition order is its order: an event's
+//! sequence number is its 1-based position among its session's events as they appear on
+//! the partition, a record repeating an earlier `event_id` (a resend) not counted. Every
+//! reader folds the same records into the same numbers, so no writer has to assign them
+//! and any chat server instance can serve any session. A client that reconnects names the
+//! last number it saw and gets [`Sessions::since`] that: exactly what it missed, in order.
+//!
+//! What a customer may see is narrower than what agents see ([`Audience`]): whispers
+//! (`Visibility::Agents`) and private consults (`agents_only` participants, their joining,
+//! leaving and typing) are left out of the customer's stream; the numbers stay global, so a
+//! customer's stream has gaps.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use contract::chat::{ChatEvent, ChatPayload, ChatRole, Visibility};
+use serde::Serialize;
+
+/// An event with its number in its session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub event: ChatEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Participant {
+    pub role: ChatRole,
+    pub display_name: String,
+    pub agents_only: bool,
+    pub present: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Session {
+    pub id: String,
+    pub interaction_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub subject: Option<String>,
+    #[serde(skip)]
+    pub customer_token_sha256: Option<String>,
+    pub participants: BTreeMap<String, Participant>,
+    pub typing: BTreeSet<String>,
+    /// `(ended_by, reason)` once ended.
+    pub ended: Option<(String, String)>,
+    pub transcript_to: Option<String>,
+    pub started_at: i64,
+    /// Time of the last message (the idle timeout counts from it).
+    pub last_message_at: i64,
+    #[serde(skip)]
+    events: Vec<Sequenced>,
+    #[serde(skip)]
+    event_ids: HashSet<String>,
+}
+
+/// Who is reading a session's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Customer,
+    Agents,
+}
+
+impl Session {
+    pub fn last_seq(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.seq)
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Whether `audience` is shown `event`.
+    pub fn shows(&self, audience: Audience, event: &ChatEvent) -> bool {
+        if audience == Audience::Agents {
+            return true;
+        }
+        let private = |participant: &str| self.participants.get(participant).is_some_and(|p| p.agents_only);
+        match &event.payload {
+            ChatPayload::MessagePosted(m) => m.visibility == Visibility::All && !private(&m.participant_id),
+            ChatPayload::ParticipantJoined(j) => !j.agents_only,
+            ChatPayload::ParticipantLeft(l) => !private(&l.participant_id),
+            ChatPayload::TypingChanged(t) => !private(&t.participant_id),
+            ChatPayload::SessionStarted(_) | ChatPayload::SessionEnded(_) | ChatPayload::TranscriptRequested(_) => true,
+        }
+    }
+
+    /// Every event after `after` that `audience` may see, in order.
+    pub fn since(&self, after: u64, audience: Audience) -> impl Iterator<Item = &Sequenced> {
+        // Numbers are dense positions in `events`: seq n is at index n - 1.
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(self.events.len());
+        self.events[start..].iter().filter(move |s| self.shows(audience, &s.event))
+    }
+
+    /// The transcript as kept: messages and joins/leaves, no typing.
+    pub fn transcript(&self, audience: Audience) -> impl Iterator<Item = &Sequenced> {
+        self.since(0, audience).filter(|s| !matches!(s.event.payload, ChatPayload::TypingChanged(_)))
+    }
+
+    fn apply(&mut self, event: ChatEvent) -> Option<Sequenced> {
+        if !self.event_ids.insert(event.event_id.clone()) {
+            return None;
+        }
+        match &event.payload {
+            ChatPayload::SessionStarted(s) => {
+                self.interaction_id = Some(s.interaction_id.clone());
+                self.customer_name = Some(s.customer_name.clone());
+                self.customer_email.clone_from(&s.customer_email);
+                self.subject.clone_from(&s.subject);
+                self.customer_token_sha256 = Some(s.customer_token_sha256.clone());
+                self.started_at = event.occurred_at;
+                self.last_message_at = event.occurred_at;
+            }
+            ChatPayload::ParticipantJoined(j) => {
+                self.participants.insert(
+                    j.participant_id.clone(),
+                    Participant { role: j.role, display_name: j.display_name.clone(), agents_only: j.agents_only, present: true },
+                );
+            }
+            ChatPayload::ParticipantLeft(l) => {
+                if let Some(p) = self.participants.get_mut(&l.participant_id) {
+                    p.present = false;
+                }
+                self.typing.remove(&l.participant_id);
+            }
+            ChatPayload::MessagePosted(m) => {
+                self.typing.remove(&m.participant_id);
+                self.last_message_at = event.occurred_at;
+            }
+            ChatPayload::TypingChanged(t) => {
+                if t.typing {
+                    self.typing.insert(t.participant_id.clone());
+                } else {
+                    self.typing.remove(&t.participant_id);
+                }
+            }
+            ChatPayload::TranscriptRequested(t) => self.transcript_to = Some(t.email.clone()),
+            ChatPayload::SessionEnded(e) => {
+                if self.ended.is_none() {
+                    self.ended = Some((e.ended_by.clone(), e.reason.clone()));
+                }
+                self.typing.clear();
+            }
+        }
+        let sequenced = Sequenced { seq: self.last_seq() + 1, event };
+        self.events.push(sequenced.clone());
+        Some(sequenced)
+    }
+}
+
+/// Every session seen on the topic.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    sessions: HashMap<String, Session>,
+}
+
+impl Sessions {
+    /// Folds one record (in partition order); `None` for a resend of an event already seen.
+    pub fn apply(&mut self, event: ChatEvent) -> Option<Sequenced> {
+        let session = self.sessions.entry(event.session_id.clone()).or_insert_with(|| Session { id: event.session_id.clone(), ..Session::default() });
+        session.apply(event)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Session> {
+        self.sessions.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Sessions not ended.
+    pub fn active(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values().filter(|s| !s.is_ended())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use contract::chat::{MessagePosted, ParticipantJoined, SessionStarted, TypingChanged};
+
+    fn event(id: &str, session: &str, payload: ChatPayload) -> ChatEvent {
+        ChatEvent { event_id: id.into(), session_id: session.into(), occurred_at: 1000, payload }
+    }
+
+    fn message(id: &str, who: &str, text: &str, visibility: Visibility) -> ChatEvent {
+        event(id, "s1", ChatPayload::MessagePosted(MessagePosted { participant_id: who.into(), text: text.into(), visibility, client_message_id: Some(id.into()) }))
+    }
+
+    fn joined(id: &str, who: &str, role: ChatRole, agents_only: bool) -> ChatEvent {
+        event(id, "s1", ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: who.into(), role, display_name: who.into(), agents_only }))
+    }
+
+    fn conversation() -> Vec<ChatEvent> {
+        vec![
+            event(
+                "e0",
+                "s1",
+                ChatPayload::SessionStarted(SessionStarted {
+                    interaction_id: "i1".into(),
+                    customer_name: "Ada".into(),
+                    customer_email: Some("ada@example.com".into()),
+                    subject: None,
+                    origin: "web-api".into(),
+                    customer_token_sha256: "ab".into(),
+                }),
+            ),
+            joined("e1", "customer", ChatRole::Customer, false),
+            message("e2", "customer", "hello", Visibility::All),
+            joined("e3", "ann", ChatRole::Agent, false),
+            event("e4", "s1", ChatPayload::TypingChanged(TypingChanged { participant_id: "ann".into(), typing: true })),
+            message("e5", "ann", "hi Ada", Visibility::All),
+            joined("e6", "bob", ChatRole::Agent, true),
+            message("e7", "bob", "she is a VIP", Visibility::Agents),
+            event("e8", "s1", ChatPayload::TypingChanged(TypingChanged { participant_id: "bob".into(), typing: true })),
+            message("e9", "customer", "thanks", Visibility::All),
+        ]
+    }
+
+    #[test]
+    fn numbers_are_positions_and_resends_are_not_counted() {
+        let mut sessions = Sessions::default();
+        let mut numbers = vec![];
+        for e in conversation() {
+            numbers.push(sessions.apply(e).unwrap().seq);
+        }
+        assert_eq!(numbers, (1..=10).collect::<Vec<u64>>());
+        assert_eq!(sessions.apply(message("e5", "ann", "hi Ada", Visibility::All)), None, "a resend is the same event");
+        let s = sessions.get("s1").unwrap();
+        assert_eq!(s.last_seq(), 10);
+        assert!(s.typing.contains("bob") && !s.typing.contains("ann"), "a message ends its author's typing: {:?}", s.typing);
+    }
+
+    #[test]
+    fn resume_gives_exactly_what_was_missed_and_customers_never_see_whispers() {
+        let mut sessions = Sessions::default();
+        for e in conversation() {
+            sessions.apply(e);
+        }
+        let s = sessions.get("s1").unwrap();
+        let agent_view: Vec<u64> = s.since(4, Audience::Agents).map(|e| e.seq).collect();
+        assert_eq!(agent_view, [5, 6, 7, 8, 9, 10]);
+        let customer_view: Vec<&str> = s.since(4, Audience::Customer).map(|e| e.event.event_id.as_str()).collect();
+        assert_eq!(customer_view, ["e4", "e5", "e9"], "no private consult, whisper or its typing");
+        assert_eq!(s.since(10, Audience::Agents).count(), 0);
+        assert_eq!(s.since(99, Audience::Agents).count(), 0);
+    }
+
+    proptest::proptest! {
+        /// However the records are resent, every reader numbers them the same, densely,
+        /// and a resume from any point is the suffix of the whole stream.
+        #[test]
+        fn any_resend_pattern_numbers_the_same(resends in proptest::collection::vec(0usize..10, 0..20), cut in 0u64..12) {
+            let original = conversation();
+            let mut with_resends = Vec::new();
+            for (i, e) in original.iter().enumerate() {
+                with_resends.push(e.clone());
+                for r in resends.iter().filter(|r| **r <= i) {
+                    with_resends.push(original[*r].clone());
+                }
+            }
+            let (mut a, mut b) = (Sessions::default(), Sessions::default());
+            for e in original { a.apply(e); }
+            for e in with_resends { b.apply(e); }
+            let whole: Vec<(u64, String)> = a.get("s1").unwrap().since(0, Audience::Agents).map(|s| (s.seq, s.event.event_id.clone())).collect();
+            let other: Vec<(u64, String)> = b.get("s1").unwrap().since(0, Audience::Agents).map(|s| (s.seq, s.event.event_id.clone())).collect();
+            proptest::prop_assert_eq!(&whole, &other);
+            let resumed: Vec<u64> = b.get("s1").unwrap().since(cut, Audience::Agents).map(|s| s.seq).collect();
+            let expected: Vec<u64> = whole.iter().map(|(n, _)| *n).filter(|n| *n > cut).collect();
+            proptest::prop_assert_eq!(resumed, expected);
+        }
+    }
+}
