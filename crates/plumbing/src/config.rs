@@ -29,6 +29,7 @@ pub struct Settings {
     pub stats: StatsSettings,
     pub desk: DeskSettings,
     pub email: EmailSettings,
+    pub chat: ChatSettings,
 }
 
 impl Default for Settings {
@@ -45,6 +46,7 @@ impl Default for Settings {
             stats: StatsSettings::default(),
             desk: DeskSettings::default(),
             email: EmailSettings::default(),
+            chat: ChatSettings::default(),
         }
     }
 }
@@ -258,6 +260,34 @@ impl Default for DeskSettings {
             send_queue: "outbound-send".into(),
             disconnect_grace_s: 30,
             max_reply_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The chat server (`switchboard run chat-server`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Queue new chats are submitted to.
+    pub inbound_queue: String,
+    /// Largest message text accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Frames a connection may send per `rate_window_ms` before they are refused.
+    pub max_frames_per_window: u32,
+    pub rate_window_ms: u64,
+    /// Browser origins allowed to open a WebSocket (exact `scheme://host[:port]`); empty:
+    /// only clients that send no Origin (not browsers).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            inbound_queue: "chat-inbound".into(),
+            max_message_bytes: 4096,
+            max_frames_per_window: 20,
+            rate_window_ms: 10_000,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -206,8 +206,10 @@ pub enum Service {
     Desk,
     /// Queue and agent statistics (the Stat Server role).
     Stats,
-    /// The e-mail channel: SMTP listener (`[email] smtp_listen`), into UCS and the workflow.
+    /// The e-mail channel: SMTP listener, IMAP poller, outbound sender.
     Email,
+    /// The chat server (in progress): chats over WebSocket, their truth on chat.events.
+    ChatServer,
 }
 
 #[derive(Debug, Subcommand)]

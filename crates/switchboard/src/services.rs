@@ -42,6 +42,7 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
             Service::Desk,
             Service::Stats,
             Service::Email,
+            Service::ChatServer,
         ],
         shutdown,
     )
@@ -157,6 +158,12 @@ async fn run_services(
                 let floor = floor.clone().context("floor")?;
                 let settings = settings.clone();
                 tasks.spawn(async move { ("email", email::run(&settings, &topics, floor, token).await) });
+            }
+            Service::ChatServer => {
+                let sessions = chat_server::SharedSessions::new();
+                let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone())?;
+                router = router.merge(server.routes());
+                tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });
             }
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;

@@ -1,0 +1,198 @@
+//! The chat server (the seed's Chat Server), in progress with issue 7: a customer starts a
+//! chat over HTTP, then talks over a WebSocket; every message and notification is an event
+//! on `chat.events` keyed by session, and what each client is sent comes from the session
+//! projection ([`chat::Sessions`]) that every instance folds from that topic. So any
+//! instance serves any session, a restarted one loses nothing, and a client that reconnects
+//! gets exactly what it missed (`{"type":"resume","after":N}`). Protocol: `docs/chat-protocol.md`.
+//! Not built yet: agents joining over the desk's tokens, consults, idle timeouts, transcript
+//! mail.
+
+pub mod projector;
+pub mod socket;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use contract::AvroMessage;
+use contract::chat::{ChatEvent, ChatPayload, ChatRole, ParticipantJoined, SessionStarted};
+use contract::command::{CommandPayload, MediaType, Submit};
+use interaction_server::client::CommandClient;
+use plumbing::config::{ChatSettings, KafkaSettings};
+use plumbing::headers::Lineage;
+use plumbing::FutureProducer;
+use plumbing::kafka;
+use plumbing::topics::{self, Topics};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub use projector::SharedSessions;
+
+/// The participant id of a session's customer.
+pub const CUSTOMER: &str = "customer";
+
+#[derive(Clone)]
+pub struct ChatServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Arc<SharedSessions>,
+    producer: FutureProducer,
+    topic: String,
+    commands: CommandClient,
+    settings: ChatSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("encoding a chat event: {0}")]
+    Encode(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+}
+
+impl ChatServer {
+    pub fn new(kafka_settings: &KafkaSettings, topics: &Topics, settings: &ChatSettings, sessions: Arc<SharedSessions>) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sessions,
+                producer: kafka::producer(kafka_settings)?,
+                topic: topics.name(topics::CHAT_EVENTS),
+                commands: CommandClient::new(kafka_settings, topics, "chat-server")?,
+                settings: settings.clone(),
+            }),
+        })
+    }
+
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route("/v1/chats", post(start))
+            .route("/v1/chats/{id}/ws", get(socket::upgrade))
+            .route("/health/ready/chat", get(ready))
+            .with_state(self.clone())
+    }
+
+    pub fn sessions(&self) -> &SharedSessions {
+        &self.inner.sessions
+    }
+
+    pub fn settings(&self) -> &ChatSettings {
+        &self.inner.settings
+    }
+
+    /// Writes `payload` as an event of `session` and waits for Kafka's acknowledgement.
+    pub async fn publish(&self, session: &str, event_id: String, payload: ChatPayload) -> Result<(), PublishError> {
+        let event = ChatEvent { event_id, session_id: session.to_owned(), occurred_at: contract::now_millis(), payload };
+        let bytes = event.encode().map_err(|e| PublishError::Encode(e.to_string()))?;
+        let headers = Lineage::new(session).caused_by(&event.event_id).schema(ChatEvent::NAME).to_headers();
+        let delivery = kafka::send(&self.inner.producer, &self.inner.topic, None, session, &bytes, headers).map_err(|e| PublishError::Kafka(e.to_string()))?;
+        kafka::delivered(delivery).await.map_err(|e| PublishError::Kafka(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// A random session token (256 bits from the OS CSPRNG), as hex.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Deterministic event id within a session, so a retried write is the same event.
+pub fn event_id(session: &str, what: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:chat:{session}:{what}").as_bytes()).to_string()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn ready(State(server): State<ChatServer>) -> Response {
+    if server.sessions().caught_up() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "replaying chat.events"}))).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// `POST /v1/chats`: a new session and its chat interaction; `201 {session_id, token}`.
+async fn start(State(server): State<ChatServer>, body: Result<Json<StartRequest>, JsonRejection>) -> Response {
+    let request = match body {
+        Ok(Json(r)) => r,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "name must be 1 to 200 characters");
+    }
+    if request.email.as_deref().is_some_and(|e| !e.contains('@') || e.len() > 320) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "email is not an e-mail address");
+    }
+    let token = match new_token() {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no randomness for a token: {e}")),
+    };
+    let session = uuid::Uuid::new_v4().to_string();
+    let started = ChatPayload::SessionStarted(SessionStarted {
+        interaction_id: session.clone(),
+        customer_name: name.to_owned(),
+        customer_email: request.email.clone(),
+        subject: request.subject.clone(),
+        origin: "web-api".into(),
+        customer_token_sha256: token_hash(&token),
+    });
+    let joined = ChatPayload::ParticipantJoined(ParticipantJoined {
+        participant_id: CUSTOMER.into(),
+        role: ChatRole::Customer,
+        display_name: name.to_owned(),
+        agents_only: false,
+    });
+    for (what, payload) in [("started", started), ("customer-joined", joined)] {
+        if let Err(e) = server.publish(&session, event_id(&session, what), payload).await {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    }
+    let mut properties = BTreeMap::from([("customer_name".to_owned(), name.to_owned()), ("channel".to_owned(), "web-chat".to_owned())]);
+    if let Some(email) = &request.email {
+        properties.insert("from".into(), email.clone());
+    }
+    if let Some(subject) = &request.subject {
+        properties.insert("subject".into(), subject.clone());
+    }
+    let submit = CommandPayload::Submit(Submit {
+        media_type: MediaType::Chat,
+        origin: "chat-server".into(),
+        target_queue: server.settings().inbound_queue.clone(),
+        priority: 0,
+        properties,
+        contact_id: None,
+        content_ref: None,
+        parent_interaction_id: None,
+    });
+    let commands = &server.inner.commands;
+    if let Err(e) = commands.send(&commands.command(&session, submit)).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("Kafka: {e}"));
+    }
+    (StatusCode::CREATED, Json(json!({ "session_id": session, "token": token }))).into_response()
+}

@@ -1,0 +1,182 @@
+//! One WebSocket: authenticate, resume from the client's last sequence number, then relay the
+//! session's events out and the client's frames in (as events on `chat.events`).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use chat::{Audience, Sequenced};
+use contract::chat::{ChatPayload, MessagePosted, SessionEnded, TranscriptRequested, TypingChanged, Visibility};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{CUSTOMER, ChatServer, error, event_id, token_hash};
+
+#[derive(Debug, Deserialize)]
+pub struct SocketQuery {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// Frames a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Frame {
+    Resume { after: u64 },
+    Message { text: String, client_message_id: String },
+    Typing { typing: bool },
+    End,
+    Transcript { email: String },
+}
+
+/// How long a just-started session may take to show up in this instance's projection.
+const SESSION_WAIT: Duration = Duration::from_secs(10);
+
+/// `GET /v1/chats/{id}/ws`: the customer's socket (token as `Authorization: Bearer` or `?token=`).
+pub async fn upgrade(
+    State(server): State<ChatServer>,
+    Path(session): Path<String>,
+    Query(query): Query<SocketQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !server.settings().allowed_origins.iter().any(|o| o == origin) {
+            return error(StatusCode::FORBIDDEN, format!("origin {origin:?} may not open chats here"));
+        }
+    }
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
+    let Some(token) = bearer.or(query.token) else {
+        return error(StatusCode::UNAUTHORIZED, "a session token is required");
+    };
+    let deadline = Instant::now() + SESSION_WAIT;
+    loop {
+        let known = server.sessions().read().get(&session).and_then(|s| s.customer_token_sha256.clone());
+        match known {
+            Some(hash) if hash == token_hash(&token) => break,
+            Some(_) => return error(StatusCode::UNAUTHORIZED, "the token is not valid for this chat"),
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            None => return error(StatusCode::UNAUTHORIZED, "the token is not valid for this chat"),
+        }
+    }
+    let limit = server.settings().max_message_bytes;
+    ws.max_message_size(limit.saturating_mul(2).saturating_add(1024)).on_upgrade(move |socket| serve(server, session, socket))
+}
+
+async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
+    socket.send(Message::Text(value.to_string().into())).await.is_ok()
+}
+
+fn event_frame(s: &Sequenced) -> serde_json::Value {
+    json!({ "type": "event", "seq": s.seq, "event": s.event })
+}
+
+async fn serve(server: ChatServer, session: String, mut socket: WebSocket) {
+    let mut live = server.sessions().subscribe();
+    let mut last_sent: Option<u64> = None;
+    let settings = server.settings().clone();
+    let mut window_start = Instant::now();
+    let mut frames_in_window = 0u32;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                if window_start.elapsed() >= Duration::from_millis(settings.rate_window_ms) {
+                    window_start = Instant::now();
+                    frames_in_window = 0;
+                }
+                frames_in_window += 1;
+                if frames_in_window > settings.max_frames_per_window {
+                    let reason = format!("too fast: at most {} frames per {} ms; this one was dropped", settings.max_frames_per_window, settings.rate_window_ms);
+                    if !send_json(&mut socket, json!({"type": "error", "reason": reason})).await { return }
+                    continue;
+                }
+                let frame: Frame = match serde_json::from_str(&text) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if !send_json(&mut socket, json!({"type": "error", "reason": format!("unreadable frame: {e}")})).await { return }
+                        continue;
+                    }
+                };
+                if let Frame::Resume { after } = frame {
+                    let missed: Vec<serde_json::Value> = server.sessions().read().get(&session).map(|s| s.since(after, Audience::Customer).map(event_frame).collect()).unwrap_or_default();
+                    let last = server.sessions().read().get(&session).map_or(after, |s| s.last_seq().max(after));
+                    for frame in missed {
+                        if !send_json(&mut socket, frame).await { return }
+                    }
+                    last_sent = Some(last);
+                    continue;
+                }
+                if let Err(reason) = handle(&server, &session, frame).await
+                    && !send_json(&mut socket, json!({"type": "error", "reason": reason})).await
+                {
+                    return;
+                }
+            }
+            event = live.recv() => {
+                let Some(sent) = last_sent else { continue };
+                match event {
+                    Ok(s) if s.event.session_id == session && s.seq > sent => {
+                        let shown = server.sessions().read().get(&session).is_some_and(|sess| sess.shows(Audience::Customer, &s.event));
+                        last_sent = Some(s.seq);
+                        if shown && !send_json(&mut socket, event_frame(&s)).await { return }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        // Missed broadcasts: catch up from the projection, as a resume would.
+                        let missed: Vec<(u64, serde_json::Value)> = server.sessions().read().get(&session).map(|s| s.since(sent, Audience::Customer).map(|e| (e.seq, event_frame(e))).collect()).unwrap_or_default();
+                        for (seq, frame) in missed {
+                            last_sent = Some(seq);
+                            if !send_json(&mut socket, frame).await { return }
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+/// A client's frame as an event; `Err` is the reason it was refused.
+async fn handle(server: &ChatServer, session: &str, frame: Frame) -> Result<(), String> {
+    let ended = server.sessions().read().get(session).is_none_or(chat::Session::is_ended);
+    if ended {
+        return Err("the chat has ended".into());
+    }
+    let (id, payload) = match frame {
+        Frame::Resume { .. } => return Ok(()),
+        Frame::Message { text, client_message_id } => {
+            let limit = server.settings().max_message_bytes;
+            if text.len() > limit {
+                return Err(format!("message is {} bytes; the limit is {limit}", text.len()));
+            }
+            if text.trim().is_empty() {
+                return Err("message is empty".into());
+            }
+            if client_message_id.is_empty() || client_message_id.len() > 100 {
+                return Err("client_message_id must be 1 to 100 characters".into());
+            }
+            (
+                event_id(session, &format!("message:{CUSTOMER}:{client_message_id}")),
+                ChatPayload::MessagePosted(MessagePosted { participant_id: CUSTOMER.into(), text, visibility: Visibility::All, client_message_id: Some(client_message_id) }),
+            )
+        }
+        Frame::Typing { typing } => (uuid::Uuid::new_v4().to_string(), ChatPayload::TypingChanged(TypingChanged { participant_id: CUSTOMER.into(), typing })),
+        Frame::End => (event_id(session, "ended"), ChatPayload::SessionEnded(SessionEnded { ended_by: CUSTOMER.into(), reason: "the customer ended the chat".into() })),
+        Frame::Transcript { email } => {
+            if !email.contains('@') || email.len() > 320 {
+                return Err(format!("{email:?} is not an e-mail address"));
+            }
+            (event_id(session, &format!("transcript:{email}")), ChatPayload::TranscriptRequested(TranscriptRequested { email }))
+        }
+    };
+    server.publish(session, id, payload).await.map_err(|e| format!("not recorded, send it again: {e}"))
+}
