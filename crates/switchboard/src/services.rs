@@ -95,7 +95,7 @@ async fn run_services(
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let mut router = plumbing::http::health_routes();
     // Router, desk, statistics and the e-mail sender share one floor projection in a process.
-    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email)) {
+    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email | Service::ChatServer)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
         let floor = floor::SharedFloor::new(threshold_ms);
         let library = if services.iter().any(|s| matches!(s, Service::Desk | Service::Email)) {
@@ -161,7 +161,10 @@ async fn run_services(
             }
             Service::ChatServer => {
                 let sessions = chat_server::SharedSessions::new();
-                let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone())?;
+                let floor = floor.clone().context("floor")?;
+                let secret_file = settings.desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
+                let keys = desk::auth::SessionKeys::load_or_create(&secret_file).with_context(|| format!("desk session key {}", secret_file.display()))?;
+                let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys)?;
                 router = router.merge(server.routes());
                 tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });
             }

@@ -44,6 +44,10 @@ pub struct ChatServer {
 
 struct Inner {
     sessions: Arc<SharedSessions>,
+    /// Who owns which chat interaction (agents may join only their own).
+    floor: Arc<floor::SharedFloor>,
+    /// The desk's session keys: agents connect with their desk token.
+    desk_keys: desk::auth::SessionKeys,
     producer: FutureProducer,
     topic: String,
     commands: CommandClient,
@@ -59,10 +63,19 @@ pub enum PublishError {
 }
 
 impl ChatServer {
-    pub fn new(kafka_settings: &KafkaSettings, topics: &Topics, settings: &ChatSettings, sessions: Arc<SharedSessions>) -> anyhow::Result<Self> {
+    pub fn new(
+        kafka_settings: &KafkaSettings,
+        topics: &Topics,
+        settings: &ChatSettings,
+        sessions: Arc<SharedSessions>,
+        floor: Arc<floor::SharedFloor>,
+        desk_keys: desk::auth::SessionKeys,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
                 sessions,
+                floor,
+                desk_keys,
                 producer: kafka::producer(kafka_settings)?,
                 topic: topics.name(topics::CHAT_EVENTS),
                 commands: CommandClient::new(kafka_settings, topics, "chat-server")?,
@@ -85,6 +98,18 @@ impl ChatServer {
 
     pub fn settings(&self) -> &ChatSettings {
         &self.inner.settings
+    }
+
+    pub fn floor(&self) -> &floor::SharedFloor {
+        &self.inner.floor
+    }
+
+    pub fn desk_keys(&self) -> &desk::auth::SessionKeys {
+        &self.inner.desk_keys
+    }
+
+    pub fn commands(&self) -> &CommandClient {
+        &self.inner.commands
     }
 
     /// Writes `payload` as an event of `session` and waits for Kafka's acknowledgement.

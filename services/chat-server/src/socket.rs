@@ -15,6 +15,42 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{CUSTOMER, ChatServer, error, event_id, token_hash};
 
+/// Who is on the other end of a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    pub id: String,
+    pub role: contract::chat::ChatRole,
+    /// A consulted agent or a supervisor: not shown to the customer.
+    pub agents_only: bool,
+}
+
+impl Party {
+    fn audience(&self) -> Audience {
+        if self.role == contract::chat::ChatRole::Customer { Audience::Customer } else { Audience::Agents }
+    }
+}
+
+/// The party a token stands for in `session`: the customer (the session's token), or an agent
+/// or supervisor (a desk token) whom the floor shows on the chat interaction.
+fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: Option<&str>) -> Result<Party, (StatusCode, String)> {
+    if customer_hash == Some(token_hash(token).as_str()) {
+        return Ok(Party { id: CUSTOMER.into(), role: contract::chat::ChatRole::Customer, agents_only: false });
+    }
+    let desk = server.desk_keys().verify(token, contract::now_millis()).map_err(|_| (StatusCode::UNAUTHORIZED, "the token is not valid for this chat".to_owned()))?;
+    let floor = server.floor().read();
+    let interaction = floor.board().interaction(session).ok_or((StatusCode::FORBIDDEN, format!("{} is not on this chat", desk.user)))?;
+    if interaction.owner.as_deref() == Some(desk.user.as_str()) {
+        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only: false });
+    }
+    if interaction.parties.contains_key(&desk.user) {
+        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only: true });
+    }
+    if desk.role == desk::users::Role::Supervisor {
+        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Supervisor, agents_only: true });
+    }
+    Err((StatusCode::FORBIDDEN, format!("{} is not on this chat", desk.user)))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
     #[serde(default)]
@@ -26,7 +62,15 @@ pub struct SocketQuery {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum Frame {
     Resume { after: u64 },
-    Message { text: String, client_message_id: String },
+    Message {
+        text: String,
+        client_message_id: String,
+        /// `agents`: a whisper (agents only).
+        #[serde(default)]
+        visibility: Option<String>,
+    },
+    /// An agent leaves (a consult ends); the chat goes on.
+    Leave,
     Typing { typing: bool },
     End,
     Transcript { email: String },
@@ -54,17 +98,19 @@ pub async fn upgrade(
         return error(StatusCode::UNAUTHORIZED, "a session token is required");
     };
     let deadline = Instant::now() + SESSION_WAIT;
-    loop {
+    let party = loop {
         let known = server.sessions().read().get(&session).and_then(|s| s.customer_token_sha256.clone());
         match known {
-            Some(hash) if hash == token_hash(&token) => break,
-            Some(_) => return error(StatusCode::UNAUTHORIZED, "the token is not valid for this chat"),
+            Some(hash) => match identify(&server, &session, &token, Some(&hash)) {
+                Ok(party) => break party,
+                Err((status, reason)) => return error(status, reason),
+            },
             None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             None => return error(StatusCode::UNAUTHORIZED, "the token is not valid for this chat"),
         }
-    }
+    };
     let limit = server.settings().max_message_bytes;
-    ws.max_message_size(limit.saturating_mul(2).saturating_add(1024)).on_upgrade(move |socket| serve(server, session, socket))
+    ws.max_message_size(limit.saturating_mul(2).saturating_add(1024)).on_upgrade(move |socket| serve(server, session, party, socket))
 }
 
 async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
@@ -75,8 +121,24 @@ fn event_frame(s: &Sequenced) -> serde_json::Value {
     json!({ "type": "event", "seq": s.seq, "event": s.event })
 }
 
-async fn serve(server: ChatServer, session: String, mut socket: WebSocket) {
+async fn serve(server: ChatServer, session: String, party: Party, mut socket: WebSocket) {
     let mut live = server.sessions().subscribe();
+    let audience = party.audience();
+    // An agent (or supervisor) joins the chat when first connecting, or again after leaving.
+    let present = server.sessions().read().get(&session).is_some_and(|s| s.participants.get(&party.id).is_some_and(|p| p.present));
+    if !present && party.role != contract::chat::ChatRole::Customer {
+        let last = server.sessions().read().get(&session).map_or(0, chat::Session::last_seq);
+        let joined = ChatPayload::ParticipantJoined(contract::chat::ParticipantJoined {
+            participant_id: party.id.clone(),
+            role: party.role,
+            display_name: party.id.clone(),
+            agents_only: party.agents_only,
+        });
+        if let Err(e) = server.publish(&session, event_id(&session, &format!("joined:{}:{last}", party.id)), joined).await {
+            let _ = send_json(&mut socket, json!({"type": "error", "reason": format!("could not join: {e}")})).await;
+            return;
+        }
+    }
     let mut last_sent: Option<u64> = None;
     let settings = server.settings().clone();
     let mut window_start = Instant::now();
@@ -107,7 +169,7 @@ async fn serve(server: ChatServer, session: String, mut socket: WebSocket) {
                     }
                 };
                 if let Frame::Resume { after } = frame {
-                    let missed: Vec<serde_json::Value> = server.sessions().read().get(&session).map(|s| s.since(after, Audience::Customer).map(event_frame).collect()).unwrap_or_default();
+                    let missed: Vec<serde_json::Value> = server.sessions().read().get(&session).map(|s| s.since(after, audience).map(event_frame).collect()).unwrap_or_default();
                     let last = server.sessions().read().get(&session).map_or(after, |s| s.last_seq().max(after));
                     for frame in missed {
                         if !send_json(&mut socket, frame).await { return }
@@ -115,7 +177,7 @@ async fn serve(server: ChatServer, session: String, mut socket: WebSocket) {
                     last_sent = Some(last);
                     continue;
                 }
-                if let Err(reason) = handle(&server, &session, frame).await
+                if let Err(reason) = handle(&server, &session, &party, frame).await
                     && !send_json(&mut socket, json!({"type": "error", "reason": reason})).await
                 {
                     return;
@@ -125,14 +187,14 @@ async fn serve(server: ChatServer, session: String, mut socket: WebSocket) {
                 let Some(sent) = last_sent else { continue };
                 match event {
                     Ok(s) if s.event.session_id == session && s.seq > sent => {
-                        let shown = server.sessions().read().get(&session).is_some_and(|sess| sess.shows(Audience::Customer, &s.event));
+                        let shown = server.sessions().read().get(&session).is_some_and(|sess| sess.shows(audience, &s.event));
                         last_sent = Some(s.seq);
                         if shown && !send_json(&mut socket, event_frame(&s)).await { return }
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
                         // Missed broadcasts: catch up from the projection, as a resume would.
-                        let missed: Vec<(u64, serde_json::Value)> = server.sessions().read().get(&session).map(|s| s.since(sent, Audience::Customer).map(|e| (e.seq, event_frame(e))).collect()).unwrap_or_default();
+                        let missed: Vec<(u64, serde_json::Value)> = server.sessions().read().get(&session).map(|s| s.since(sent, audience).map(|e| (e.seq, event_frame(e))).collect()).unwrap_or_default();
                         for (seq, frame) in missed {
                             last_sent = Some(seq);
                             if !send_json(&mut socket, frame).await { return }
@@ -146,14 +208,16 @@ async fn serve(server: ChatServer, session: String, mut socket: WebSocket) {
 }
 
 /// A client's frame as an event; `Err` is the reason it was refused.
-async fn handle(server: &ChatServer, session: &str, frame: Frame) -> Result<(), String> {
+async fn handle(server: &ChatServer, session: &str, party: &Party, frame: Frame) -> Result<(), String> {
     let ended = server.sessions().read().get(session).is_none_or(chat::Session::is_ended);
     if ended {
         return Err("the chat has ended".into());
     }
+    let who = party.id.clone();
+    let is_customer = party.role == contract::chat::ChatRole::Customer;
     let (id, payload) = match frame {
         Frame::Resume { .. } => return Ok(()),
-        Frame::Message { text, client_message_id } => {
+        Frame::Message { text, client_message_id, visibility } => {
             let limit = server.settings().max_message_bytes;
             if text.len() > limit {
                 return Err(format!("message is {} bytes; the limit is {limit}", text.len()));
@@ -164,13 +228,28 @@ async fn handle(server: &ChatServer, session: &str, frame: Frame) -> Result<(), 
             if client_message_id.is_empty() || client_message_id.len() > 100 {
                 return Err("client_message_id must be 1 to 100 characters".into());
             }
+            let default = if party.agents_only { "agents" } else { "all" };
+            let visibility = match (visibility.as_deref().unwrap_or(default), is_customer, party.agents_only) {
+                ("all", _, false) => Visibility::All,
+                ("agents", false, _) => Visibility::Agents,
+                ("all", _, true) => return Err("a private consult cannot write to the customer".into()),
+                (other, _, _) => return Err(format!("visibility {other:?} is not allowed here")),
+            };
             (
-                event_id(session, &format!("message:{CUSTOMER}:{client_message_id}")),
-                ChatPayload::MessagePosted(MessagePosted { participant_id: CUSTOMER.into(), text, visibility: Visibility::All, client_message_id: Some(client_message_id) }),
+                event_id(session, &format!("message:{who}:{client_message_id}")),
+                ChatPayload::MessagePosted(MessagePosted { participant_id: who.clone(), text, visibility, client_message_id: Some(client_message_id) }),
             )
         }
-        Frame::Typing { typing } => (uuid::Uuid::new_v4().to_string(), ChatPayload::TypingChanged(TypingChanged { participant_id: CUSTOMER.into(), typing })),
-        Frame::End => (event_id(session, "ended"), ChatPayload::SessionEnded(SessionEnded { ended_by: CUSTOMER.into(), reason: "the customer ended the chat".into() })),
+        Frame::Typing { typing } => (uuid::Uuid::new_v4().to_string(), ChatPayload::TypingChanged(TypingChanged { participant_id: who.clone(), typing })),
+        Frame::Leave if !is_customer => {
+            let last = server.sessions().read().get(session).map_or(0, chat::Session::last_seq);
+            (event_id(session, &format!("left:{who}:{last}")), ChatPayload::ParticipantLeft(contract::chat::ParticipantLeft { participant_id: who.clone(), reason: "left".into() }))
+        }
+        Frame::Leave => return Err("a customer ends the chat instead (`end`)".into()),
+        Frame::End => {
+            let reason = if is_customer { "the customer ended the chat".to_owned() } else { format!("{who} ended the chat") };
+            (event_id(session, "ended"), ChatPayload::SessionEnded(SessionEnded { ended_by: who.clone(), reason }))
+        }
         Frame::Transcript { email } => {
             if !email.contains('@') || email.len() > 320 {
                 return Err(format!("{email:?} is not an e-mail address"));
