@@ -166,6 +166,8 @@ async fn run_services(
                 let keys = desk::auth::SessionKeys::load_or_create(&secret_file).with_context(|| format!("desk session key {}", secret_file.display()))?;
                 let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys)?;
                 router = router.merge(server.routes());
+                let post_token = token.clone();
+                tasks.spawn(async move { ("chat post-processing", chat_server::postprocess::run(server, post_token).await) });
                 tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });
             }
             Service::Ucs => {

@@ -178,6 +178,11 @@ impl Sessions {
     pub fn active(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values().filter(|s| !s.is_ended())
     }
+
+    /// Sessions that ended.
+    pub fn ended(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values().filter(|s| s.is_ended())
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! Not built yet: agents joining over the desk's tokens, consults, idle timeouts, transcript
 //! mail.
 
+pub mod postprocess;
 pub mod projector;
 pub mod socket;
 

@@ -129,6 +129,11 @@ async fn a_routed_chat_is_joined_by_its_agent_and_both_sides_talk() {
     send(&mut agent, json!({"type": "end"})).await;
     let seen = read_until(&mut customer, |v| v["event"]["payload"]["SessionEnded"].is_object()).await;
     assert_eq!(seen.last().unwrap()["event"]["payload"]["SessionEnded"]["ended_by"], "ann");
+    // The interaction records how the chat ended, for Ann's wrap-up; she then marks it done.
+    let i = desk.get_until(&ann, &format!("/v1/desk/interactions/{session}"), Duration::from_secs(60), |i| i["properties"]["chat_ended_by"] == "ann").await;
+    assert_eq!(i["properties"]["chat_end_reason"], "ann ended the chat", "{i}");
+    let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{session}/done"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
     drop(processes);
     stop_server.cancel();
     server.await.unwrap().unwrap();
