@@ -32,8 +32,8 @@ impl Party {
 
 /// The party a token stands for in `session`: the customer (the session's token), or an agent
 /// or supervisor (a desk token) whom the floor shows on the chat interaction.
-fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: Option<&str>) -> Result<Party, (StatusCode, String)> {
-    if customer_hash == Some(token_hash(token).as_str()) {
+fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: &str) -> Result<Party, (StatusCode, String)> {
+    if customer_hash == token_hash(token) {
         return Ok(Party { id: CUSTOMER.into(), role: contract::chat::ChatRole::Customer, agents_only: false });
     }
     let desk = server.desk_keys().verify(token, contract::now_millis()).map_err(|_| (StatusCode::UNAUTHORIZED, "the token is not valid for this chat".to_owned()))?;
@@ -101,7 +101,7 @@ pub async fn upgrade(
     let party = loop {
         let known = server.sessions().read().get(&session).and_then(|s| s.customer_token_sha256.clone());
         match known {
-            Some(hash) => match identify(&server, &session, &token, Some(&hash)) {
+            Some(hash) => match identify(&server, &session, &token, &hash) {
                 Ok(party) => break party,
                 Err((status, reason)) => return error(status, reason),
             },
@@ -119,6 +119,14 @@ async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {
 
 fn event_frame(s: &Sequenced) -> serde_json::Value {
     json!({ "type": "event", "seq": s.seq, "event": s.event })
+}
+
+/// What `audience` has not seen after `after`, and the number it has seen up to once those
+/// are sent; read under one lock, so no event falls between the two.
+fn missed_since(server: &ChatServer, session: &str, after: u64, audience: Audience) -> (Vec<serde_json::Value>, u64) {
+    let sessions = server.sessions().read();
+    let Some(s) = sessions.get(session) else { return (Vec::new(), after) };
+    (s.since(after, audience).map(event_frame).collect(), s.last_seq().max(after))
 }
 
 async fn serve(server: ChatServer, session: String, party: Party, mut socket: WebSocket) {
@@ -169,8 +177,7 @@ async fn serve(server: ChatServer, session: String, party: Party, mut socket: We
                     }
                 };
                 if let Frame::Resume { after } = frame {
-                    let missed: Vec<serde_json::Value> = server.sessions().read().get(&session).map(|s| s.since(after, audience).map(event_frame).collect()).unwrap_or_default();
-                    let last = server.sessions().read().get(&session).map_or(after, |s| s.last_seq().max(after));
+                    let (missed, last) = missed_since(&server, &session, after, audience);
                     for frame in missed {
                         if !send_json(&mut socket, frame).await { return }
                     }
@@ -194,11 +201,11 @@ async fn serve(server: ChatServer, session: String, party: Party, mut socket: We
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
                         // Missed broadcasts: catch up from the projection, as a resume would.
-                        let missed: Vec<(u64, serde_json::Value)> = server.sessions().read().get(&session).map(|s| s.since(sent, audience).map(|e| (e.seq, event_frame(e))).collect()).unwrap_or_default();
-                        for (seq, frame) in missed {
-                            last_sent = Some(seq);
+                        let (missed, last) = missed_since(&server, &session, sent, audience);
+                        for frame in missed {
                             if !send_json(&mut socket, frame).await { return }
                         }
+                        last_sent = Some(last);
                     }
                     Err(RecvError::Closed) => return,
                 }
