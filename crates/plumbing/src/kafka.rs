@@ -298,3 +298,57 @@ mod tests {
         assert_eq!(murmur2(b"abc"), 479470107);
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Topic(#[from] crate::topics::TopicError),
+    #[error("reading the end of {topic}: {source}")]
+    Kafka { topic: String, source: KafkaError },
+}
+
+/// A replay from offset 0 of in-memory projections: assigns every partition of the topics
+/// from the beginning and remembers where each ended at that moment, so the projection can
+/// say when it has caught up with the log as it stood at start.
+#[derive(Debug)]
+pub struct Replay {
+    /// `(topic, partition, offset one past its last record)` not reached yet.
+    remaining: Vec<(String, i32, i64)>,
+}
+
+impl Replay {
+    pub fn from_beginning(reader: &StreamConsumer, topics: &[&str]) -> Result<Self, ReplayError> {
+        let mut remaining = Vec::new();
+        let mut assignment = TopicPartitionList::new();
+        for &topic in topics {
+            let kafka = |source| ReplayError::Kafka { topic: topic.to_owned(), source };
+            for partition in 0..crate::topics::partition_count(reader.client(), topic)? {
+                let high = high_watermark(reader, topic, partition).map_err(kafka)?;
+                if high > 0 {
+                    remaining.push((topic.to_owned(), partition, high));
+                }
+                assignment.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka)?;
+            }
+        }
+        reader.assign(&assignment).map_err(|source| ReplayError::Kafka { topic: topics.join(", "), source })?;
+        Ok(Self { remaining })
+    }
+
+    /// Records in the log at start, to replay.
+    pub fn backlog(&self) -> i64 {
+        self.remaining.iter().map(|r| r.2).sum()
+    }
+
+    pub fn caught_up(&self) -> bool {
+        self.remaining.is_empty()
+    }
+
+    /// Notes a record read; `true` exactly when it is the one that completes the replay.
+    pub fn read(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        if self.remaining.is_empty() {
+            return false;
+        }
+        self.remaining.retain(|(t, p, high)| !(t == topic && *p == partition && offset + 1 >= *high));
+        self.remaining.is_empty()
+    }
+}

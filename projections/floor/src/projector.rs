@@ -15,7 +15,7 @@ use contract::ucs::UcsEvent;
 use plumbing::config::KafkaSettings;
 use plumbing::kafka;
 use plumbing::topics::{self, Topics};
-use plumbing::{CancellationToken, Consumer, Message, Offset};
+use plumbing::{CancellationToken, Message};
 use tokio::sync::{broadcast, watch};
 
 use crate::floor::{Floor, Touched};
@@ -116,30 +116,18 @@ pub async fn run(
     let interaction_topic = topics.name(topics::INTERACTION_EVENTS);
     let agent_topic = topics.name(topics::AGENT_EVENTS);
     let ucs_topic = topics.name(topics::UCS_EVENTS);
-    let mut remaining: Vec<(String, i32, i64)> = Vec::new();
-    let mut assignment = plumbing::TopicPartitionList::new();
     let followed = match library {
-        Library::Follow => vec![&interaction_topic, &agent_topic, &ucs_topic],
-        Library::Skip => vec![&interaction_topic, &agent_topic],
+        Library::Follow => vec![interaction_topic.as_str(), agent_topic.as_str(), ucs_topic.as_str()],
+        Library::Skip => vec![interaction_topic.as_str(), agent_topic.as_str()],
     };
-    for topic in followed {
-        let partitions = topics::partition_count(reader.client(), topic)?;
-        for p in 0..partitions {
-            let high = kafka::high_watermark(&reader, topic, p)?;
-            if high > 0 {
-                remaining.push((topic.clone(), p, high));
-            }
-            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-    }
-    reader.assign(&assignment)?;
-    if remaining.is_empty() {
+    let mut replay = kafka::Replay::from_beginning(&reader, &followed)?;
+    if replay.caught_up() {
         floor.caught_up.store(true, Ordering::Release);
         floor.version.send_modify(|_| {});
     }
     let started = Instant::now();
     let mut replayed: u64 = 0;
-    tracing::info!(records = ?remaining.iter().map(|r| r.2).sum::<i64>(), ?library, "floor replaying from offset 0");
+    tracing::info!(records = replay.backlog(), ?library, "floor replaying from offset 0");
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -159,9 +147,7 @@ pub async fn run(
         }
         if !floor.caught_up() {
             replayed += 1;
-            let (t, p, o) = (message.topic(), message.partition(), message.offset());
-            remaining.retain(|(rt, rp, high)| !(rt == t && *rp == p && o + 1 >= *high));
-            if remaining.is_empty() {
+            if replay.read(message.topic(), message.partition(), message.offset()) {
                 floor.caught_up.store(true, Ordering::Release);
                 floor.version.send_modify(|_| {});
                 let secs = started.elapsed().as_secs_f64();

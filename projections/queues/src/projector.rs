@@ -12,7 +12,7 @@ use plumbing::config::KafkaSettings;
 use plumbing::kafka;
 use plumbing::topics::{self, Topics};
 use plumbing::{CancellationToken, Message};
-use plumbing::{Consumer, Offset};
+
 
 use crate::board::Board;
 
@@ -63,22 +63,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let topic = topics.name(topics::INTERACTION_EVENTS);
     let reader = kafka::reader(kafka_settings)?;
-    let partitions = topics::partition_count(reader.client(), &topic)?;
-    // Offsets to reach before the board counts as caught up (one past each last record).
-    let mut remaining: Vec<(i32, i64)> = Vec::new();
-    for p in 0..partitions {
-        let high = kafka::high_watermark(&reader, &topic, p)?;
-        if high > 0 {
-            remaining.push((p, high));
-        }
-    }
-    kafka::assign_all(&reader, &topic, partitions, Offset::Beginning)?;
+    let mut replay = kafka::Replay::from_beginning(&reader, &[topic.as_str()])?;
     let started = Instant::now();
     let mut replayed: u64 = 0;
-    if remaining.is_empty() {
+    if replay.caught_up() {
         projection.caught_up.store(true, Ordering::Release);
     }
-    tracing::info!(%topic, partitions, "queue projection replaying from offset 0");
+    tracing::info!(%topic, records = replay.backlog(), "queue projection replaying from offset 0");
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -98,9 +89,7 @@ pub async fn run(
         }
         if !projection.caught_up() {
             replayed += 1;
-            let (p, o) = (message.partition(), message.offset());
-            remaining.retain(|&(rp, high)| !(rp == p && o + 1 >= high));
-            if remaining.is_empty() {
+            if replay.read(message.topic(), message.partition(), message.offset()) {
                 projection.caught_up.store(true, Ordering::Release);
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!(

@@ -12,7 +12,7 @@ use contract::chat::ChatEvent;
 use plumbing::config::KafkaSettings;
 use plumbing::kafka;
 use plumbing::topics::{self, Topics};
-use plumbing::{CancellationToken, Consumer, Message, Offset};
+use plumbing::{CancellationToken, Message};
 use tokio::sync::broadcast;
 
 pub struct SharedSessions {
@@ -62,16 +62,8 @@ impl SharedSessions {
 pub async fn run(kafka_settings: &KafkaSettings, topics: &Topics, sessions: Arc<SharedSessions>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let reader = kafka::reader(kafka_settings)?;
     let topic = topics.name(topics::CHAT_EVENTS);
-    let partitions = topics::partition_count(reader.client(), &topic)?;
-    let mut remaining: Vec<(i32, i64)> = Vec::new();
-    for p in 0..partitions {
-        let high = kafka::high_watermark(&reader, &topic, p)?;
-        if high > 0 {
-            remaining.push((p, high));
-        }
-    }
-    kafka::assign_all(&reader, &topic, partitions, Offset::Beginning)?;
-    if remaining.is_empty() {
+    let mut replay = kafka::Replay::from_beginning(&reader, &[topic.as_str()])?;
+    if replay.caught_up() {
         sessions.caught_up.store(true, Ordering::Release);
     }
     loop {
@@ -86,13 +78,9 @@ pub async fn run(kafka_settings: &KafkaSettings, topics: &Topics, sessions: Arc<
                 tracing::error!(partition = message.partition(), offset = message.offset(), error = %e, "undecodable chat event skipped");
             }
         }
-        if !sessions.caught_up() {
-            let (p, o) = (message.partition(), message.offset());
-            remaining.retain(|(rp, high)| !(*rp == p && o + 1 >= *high));
-            if remaining.is_empty() {
-                sessions.caught_up.store(true, Ordering::Release);
-                tracing::info!(sessions = sessions.read().len(), "chat sessions caught up");
-            }
+        if replay.read(message.topic(), message.partition(), message.offset()) {
+            sessions.caught_up.store(true, Ordering::Release);
+            tracing::info!(sessions = sessions.read().len(), "chat sessions caught up");
         }
     }
 }
