@@ -79,6 +79,9 @@ enum Frame {
 /// How long a just-started session may take to show up in this instance's projection.
 const SESSION_WAIT: Duration = Duration::from_secs(10);
 
+/// How long this instance's floor may lag behind the desk that just let an agent accept.
+const FLOOR_WAIT: Duration = Duration::from_secs(2);
+
 /// `GET /v1/chats/{id}/ws`: the customer's socket (token as `Authorization: Bearer` or `?token=`).
 pub async fn upgrade(
     State(server): State<ChatServer>,
@@ -97,12 +100,18 @@ pub async fn upgrade(
     let Some(token) = bearer.or(query.token) else {
         return error(StatusCode::UNAUTHORIZED, "a session token is required");
     };
-    let deadline = Instant::now() + SESSION_WAIT;
+    let started = Instant::now();
+    let deadline = started + SESSION_WAIT;
     let party = loop {
         let known = server.sessions().read().get(&session).and_then(|s| s.customer_token_sha256.clone());
         match known {
             Some(hash) => match identify(&server, &session, &token, &hash) {
                 Ok(party) => break party,
+                // An agent who has just accepted on the desk: our floor may not show it yet.
+                Err((StatusCode::FORBIDDEN, _)) if started.elapsed() < FLOOR_WAIT => {
+                    let mut changed = server.floor().changed();
+                    let _ = tokio::time::timeout(Duration::from_millis(100), changed.changed()).await;
+                }
                 Err((status, reason)) => return error(status, reason),
             },
             None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
