@@ -162,8 +162,7 @@ async fn run_services(
             Service::ChatServer => {
                 let sessions = chat_server::SharedSessions::new();
                 let floor = floor.clone().context("floor")?;
-                let secret_file = settings.desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
-                let keys = desk::auth::SessionKeys::load_or_create(&secret_file).with_context(|| format!("desk session key {}", secret_file.display()))?;
+                let keys = desk::session_keys(settings)?;
                 let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys)?;
                 router = router.merge(server.routes());
                 let post_token = token.clone();

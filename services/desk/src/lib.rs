@@ -50,6 +50,14 @@ use serde_json::{Value, json};
 use crate::auth::{Session, SessionKeys};
 use crate::users::{Role, Users};
 
+/// The keys that sign and check desk session tokens (`[desk] session_secret_file`, else
+/// `<data_dir>/desk-secret`, created on first use); every process that checks desk tokens
+/// (the desk, the chat server) loads the same ones.
+pub fn session_keys(settings: &plumbing::config::Settings) -> anyhow::Result<SessionKeys> {
+    let secret_file = settings.desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
+    SessionKeys::load_or_create(&secret_file).map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))
+}
+
 /// Comment lines on idle event streams: they keep proxies from closing the stream and let
 /// the desk notice a vanished client within this time.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -83,9 +91,7 @@ impl Desk {
         if users.users.is_empty() {
             tracing::warn!(file = %users_file.display(), "no desk users: add one with `switchboard desk add-user`");
         }
-        let secret_file = desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
-        let keys = SessionKeys::load_or_create(&secret_file)
-            .map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))?;
+        let keys = session_keys(settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings: desk.clone(),
