@@ -11,8 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use contract::event::EventPayload;
-use e2e::desk::wait_ready;
-use e2e::{TestEnv, free_port, spawn_service};
+use e2e::TestEnv;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 fn percentile(sorted: &[u128], p: f64) -> u128 {
@@ -29,18 +28,8 @@ async fn main() {
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
     let mut settings = env.settings(&dir.join("data"));
-    let ucs_port = free_port();
-    let smtp_port = free_port();
-    settings.http.listen = ([127, 0, 0, 1], ucs_port).into();
-    let _ucs = spawn_service(&env.write_config(&settings, "ucs.toml"), "ucs", &dir.join("ucs.log"));
-    settings.http.listen = ([127, 0, 0, 1], free_port()).into();
-    settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
-    settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
-    let _email = spawn_service(&env.write_config(&settings, "email.toml"), "email", &dir.join("email.log"));
-    wait_ready(&reqwest::Client::new(), &format!("http://127.0.0.1:{ucs_port}/health/ready/ucs")).await;
-    while tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let intake = e2e::mail::start_mail_intake(&env, &mut settings).await;
+    let smtp_port = intake.smtp_port;
     let events = env.follow_interaction_events();
     let body = "The parcel has not arrived. ".repeat(146);
 

@@ -174,6 +174,20 @@ impl TestEnv {
         path
     }
 
+    /// Starts each `(service, port)` as its own process (`switchboard run <service>`) with
+    /// `settings` listening on that port; its config and log are `<service>.toml` and
+    /// `<service>.log` in the test's directory.
+    pub fn spawn_services(&self, settings: &mut plumbing::config::Settings, services: &[(&str, u16)]) -> Services {
+        let mut started = Services { ports: std::collections::BTreeMap::new(), _processes: Vec::new() };
+        for &(service, port) in services {
+            settings.http.listen = ([127, 0, 0, 1], port).into();
+            let config = self.write_config(settings, &format!("{service}.toml"));
+            started._processes.push(spawn_service(&config, service, &self.dir.path().join(format!("{service}.log"))));
+            started.ports.insert(service.to_owned(), port);
+        }
+        started
+    }
+
     /// Writes a command keyed by its interaction id.
     pub async fn produce_command(&self, producer: &FutureProducer, command: &InteractionCommand) {
         let topic = self.topic(plumbing::topics::INTERACTION_COMMANDS);
@@ -332,6 +346,22 @@ pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
 /// A free TCP port on 127.0.0.1 (for a child process to bind).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Services started by [`TestEnv::spawn_services`]; killed when dropped.
+pub struct Services {
+    ports: std::collections::BTreeMap<String, u16>,
+    _processes: Vec<tokio::process::Child>,
+}
+
+impl Services {
+    pub fn port(&self, service: &str) -> u16 {
+        self.ports[service]
+    }
+
+    pub fn url(&self, service: &str, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port(service))
+    }
 }
 
 /// `switchboard --config CONFIG run SERVICE`, its log appended to `log`, killed when dropped.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, python_venv};
+use crate::{Services, TestEnv, free_port, python_venv};
 
 fn wait_for_port(port: u16, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -180,4 +180,27 @@ fn current_user() -> String {
 
 fn current_group() -> String {
     nix::unistd::Group::from_gid(nix::unistd::getgid()).ok().flatten().map_or_else(|| "root".into(), |g| g.name)
+}
+
+/// UCS and the e-mail service with its SMTP listener, each its own process, both ready.
+pub struct MailIntake {
+    pub ucs_port: u16,
+    pub smtp_port: u16,
+    _services: [Services; 2],
+}
+
+/// Starts UCS, then the e-mail service pointed at it, with `settings` as the test set them.
+pub async fn start_mail_intake(env: &TestEnv, settings: &mut plumbing::config::Settings) -> MailIntake {
+    let (ucs_port, smtp_port) = (free_port(), free_port());
+    let ucs = env.spawn_services(settings, &[("ucs", ucs_port)]);
+    settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
+    settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
+    let email = env.spawn_services(settings, &[("email", free_port())]);
+    crate::desk::wait_ready(&reqwest::Client::new(), &ucs.url("ucs", "/health/ready/ucs")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_err() {
+        assert!(Instant::now() < deadline, "SMTP listener did not start; see {}", env.dir.path().join("email.log").display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    MailIntake { ucs_port, smtp_port, _services: [ucs, email] }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use desk::users::Role;
 use e2e::desk::{DeskClient, wait_ready, write_users};
-use e2e::{TestEnv, free_port, spawn_service};
+use e2e::{TestEnv, free_port};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -74,21 +74,13 @@ async fn a_routed_chat_is_joined_by_its_agent_and_both_sides_talk() {
     settings.router.workflow = Some(dir.join("workflow.toml"));
     settings.router.tick_ms = 50;
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
-    let mut ports = BTreeMap::new();
-    let mut processes = Vec::new();
-    for service in ["router", "desk", "chat-server"] {
-        let port = free_port();
-        settings.http.listen = ([127, 0, 0, 1], port).into();
-        let config = env.write_config(&settings, &format!("{service}.toml"));
-        processes.push(spawn_service(&config, service, &dir.join(format!("{service}.log"))));
-        ports.insert(service, port);
-    }
+    let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("chat-server", free_port())]);
     let http = reqwest::Client::new();
     for (service, ready) in [("router", "router"), ("desk", "desk"), ("chat-server", "chat")] {
-        wait_ready(&http, &format!("http://127.0.0.1:{}/health/ready/{ready}", ports[service])).await;
+        wait_ready(&http, &services.url(service, &format!("/health/ready/{ready}"))).await;
     }
-    let chat_port = ports["chat-server"];
-    let desk = DeskClient::new(&http, ports["desk"]);
+    let chat_port = services.port("chat-server");
+    let desk = DeskClient::new(&http, services.port("desk"));
     let ann = desk.login("ann").await;
     let zed = desk.login("zed").await;
     let sue = desk.login("sue").await;
@@ -134,7 +126,7 @@ async fn a_routed_chat_is_joined_by_its_agent_and_both_sides_talk() {
     assert_eq!(i["properties"]["chat_end_reason"], "ann ended the chat", "{i}");
     let (s, b) = desk.post(&ann, &format!("/v1/desk/interactions/{session}/done"), json!({})).await;
     assert_eq!(s, 200, "{b}");
-    drop(processes);
+    drop(services);
     stop_server.cancel();
     server.await.unwrap().unwrap();
 }

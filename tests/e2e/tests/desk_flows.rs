@@ -14,7 +14,7 @@ use contract::command::{CommandPayload, MediaType, Submit};
 use contract::event::{EventPayload, InteractionEvent};
 use desk::users::Role;
 use e2e::desk::{DeskClient, wait_ready, write_users};
-use e2e::{TestEnv, free_port, spawn_service};
+use e2e::{TestEnv, free_port};
 use interaction_server::client::CommandClient;
 use serde_json::{Value, json};
 
@@ -93,21 +93,13 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
     settings.router.tick_ms = 50;
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
     settings.desk.disconnect_grace_s = 1;
-    let mut ports = BTreeMap::new();
-    let mut processes = Vec::new();
-    for service in ["router", "desk", "stats", "ucs"] {
-        let port = free_port();
-        settings.http.listen = ([127, 0, 0, 1], port).into();
-        let config = env.write_config(&settings, &format!("{service}.toml"));
-        processes.push(spawn_service(&config, service, &dir.join(format!("{service}.log"))));
-        ports.insert(service, port);
-    }
+    let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("stats", free_port()), ("ucs", free_port())]);
     let http = reqwest::Client::new();
-    let url = |service: &str, path: &str| format!("http://127.0.0.1:{}{path}", ports[service]);
+    let url = |service: &str, path: &str| services.url(service, path);
     for (service, ready) in [("router", "router"), ("desk", "desk"), ("stats", "floor"), ("ucs", "ucs")] {
         wait_ready(&http, &url(service, &format!("/health/ready/{ready}"))).await;
     }
-    let desk = DeskClient::new(&http, ports["desk"]);
+    let desk = DeskClient::new(&http, services.port("desk"));
     let client = CommandClient::new(&env.kafka, &env.topics, "test").unwrap();
 
     // Standard responses, kept by UCS: one for the billing category, one for any e-mail,
@@ -282,7 +274,7 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
     assert!(agent("ann")["ms_in_state"]["busy"].as_i64().is_some_and(|ms| ms > 0), "{agents}");
     assert!(agent("bob")["ms_in_state"]["not_ready"].as_i64().is_some_and(|ms| ms > 0), "{agents}");
 
-    drop(processes);
+    drop(services);
     stop_server.cancel();
     server.await.unwrap().unwrap();
 }

@@ -15,7 +15,7 @@ use contract::event::{EventPayload, InteractionEvent};
 use desk::users::Role;
 use e2e::desk::{DeskClient, wait_ready, write_users};
 use e2e::mail::{Dovecot, Received, SmtpSink};
-use e2e::{TestEnv, free_port, header, spawn_service};
+use e2e::{TestEnv, free_port, header};
 use email::intake::interaction_id_for;
 use futures::TryStreamExt;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -117,23 +117,18 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     settings.email.outbound.from = "Shop Support <support@shop.example>".into();
     settings.email.outbound.max_attempts = 3;
     settings.email.outbound.retry_initial_ms = 200;
-    let mut ports = BTreeMap::new();
-    let mut processes = Vec::new();
-    for service in ["ucs", "router", "desk", "email", "web-api"] {
-        let port = if service == "ucs" { ucs_port } else { free_port() };
-        settings.http.listen = ([127, 0, 0, 1], port).into();
-        let config = env.write_config(&settings, &format!("{service}.toml"));
-        processes.push(spawn_service(&config, service, &dir.join(format!("{service}.log"))));
-        ports.insert(service, port);
-    }
+    let services = env.spawn_services(
+        &mut settings,
+        &[("ucs", ucs_port), ("router", free_port()), ("desk", free_port()), ("email", free_port()), ("web-api", free_port())],
+    );
     let http = reqwest::Client::new();
-    let url = |service: &str, path: &str| format!("http://127.0.0.1:{}{path}", ports[service]);
+    let url = |service: &str, path: &str| services.url(service, path);
     for (service, ready) in [("ucs", "ucs"), ("router", "router"), ("desk", "desk")] {
         wait_ready(&http, &url(service, &format!("/health/ready/{ready}"))).await;
     }
     wait_ready(&http, &url("email", "/health/live")).await;
     wait_ready(&http, &url("web-api", "/health/live")).await;
-    let desk = DeskClient::new(&http, ports["desk"]);
+    let desk = DeskClient::new(&http, services.port("desk"));
     let r = http
         .post(url("ucs", "/v1/standard-responses"))
         .json(&json!({
@@ -314,7 +309,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
 
     // Nothing left unsent or unaccounted for: every e-mail interaction is stopped (sent or
     // done), waiting for a person, or back with its author.
-    drop(processes);
+    drop(services);
     stop_server.cancel();
     server.await.unwrap().unwrap();
 }

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use contract::event::{EventPayload, InteractionEvent};
-use e2e::desk::wait_ready;
-use e2e::{TestEnv, free_port, spawn_service};
+use e2e::mail::start_mail_intake;
+use e2e::TestEnv;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
 
@@ -26,25 +26,11 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
     let mut settings = env.settings(&dir.join("data"));
-    let ucs_port = free_port();
-    let smtp_port = free_port();
-    settings.http.listen = ([127, 0, 0, 1], ucs_port).into();
     settings.email.max_message_bytes = 32 * 1024;
-    let ucs_config = env.write_config(&settings, "ucs.toml");
-    let _ucs = spawn_service(&ucs_config, "ucs", &dir.join("ucs.log"));
-    settings.http.listen = ([127, 0, 0, 1], free_port()).into();
-    settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
-    settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
     settings.email.domain = "shop.example".into();
-    let email_config = env.write_config(&settings, "email.toml");
-    let _email = spawn_service(&email_config, "email", &dir.join("email.log"));
+    let intake = start_mail_intake(&env, &mut settings).await;
+    let (ucs_port, smtp_port) = (intake.ucs_port, intake.smtp_port);
     let http = reqwest::Client::new();
-    wait_ready(&http, &format!("http://127.0.0.1:{ucs_port}/health/ready/ucs")).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "SMTP listener did not start; see {}", dir.join("email.log").display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     let smtp: AsyncSmtpTransport<Tokio1Executor> =
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1").port(smtp_port).timeout(Some(Duration::from_secs(30))).build();
