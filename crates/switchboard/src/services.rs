@@ -94,6 +94,12 @@ async fn run_services(
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let mut router = plumbing::http::health_routes();
+    // The e-mail service and the web API's contact form share one e-mail intake in a process.
+    let mail_intake = if services.iter().any(|s| matches!(s, Service::Email | Service::WebApi)) {
+        Some(std::sync::Arc::new(email::intake(settings, topics)?))
+    } else {
+        None
+    };
     // Router, desk, statistics and the e-mail sender share one floor projection in a process.
     let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email | Service::ChatServer)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
@@ -136,7 +142,7 @@ async fn run_services(
                     interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
                 router = router.merge(web_api::routes(client));
                 // The contact form is e-mail: it goes through the e-mail intake.
-                router = router.merge(email::web_form::routes(std::sync::Arc::new(email::intake(settings, &topics)?)));
+                router = router.merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
             }
             Service::Router => {
                 let floor = floor.clone().context("floor")?;
@@ -157,7 +163,8 @@ async fn run_services(
             Service::Email => {
                 let floor = floor.clone().context("floor")?;
                 let settings = settings.clone();
-                tasks.spawn(async move { ("email", email::run(&settings, &topics, floor, token).await) });
+                let intake = mail_intake.clone().context("e-mail intake")?;
+                tasks.spawn(async move { ("email", email::run(&settings, &topics, intake, floor, token).await) });
             }
             Service::ChatServer => {
                 let sessions = chat_server::SharedSessions::new();

@@ -41,11 +41,18 @@ pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::In
     })
 }
 
-/// Runs the configured paths until `shutdown`: the SMTP listener (`smtp_listen`), the IMAP
-/// poller (`[email.imap] host`) and the outbound sender (`[email.outbound] smtp_host`), the
-/// last reading `floor` (which must follow `ucs.events` for the standard responses).
-pub async fn run(settings: &Settings, topics: &Topics, floor: Arc<SharedFloor>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let intake = Arc::new(intake(settings, topics)?);
+/// Runs the configured paths until `shutdown`, all through `intake` (made by [`intake()`],
+/// shared with the web form where both run in one process): the SMTP listener (`smtp_listen`),
+/// the IMAP poller (`[email.imap] host`) and the outbound sender (`[email.outbound]
+/// smtp_host`), the last reading `floor` (which must follow `ucs.events` for the standard
+/// responses).
+pub async fn run(
+    settings: &Settings,
+    topics: &Topics,
+    intake: Arc<intake::Intake>,
+    floor: Arc<SharedFloor>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let email = &settings.email;
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     if let Some(address) = email.smtp_listen {
