@@ -103,6 +103,13 @@ impl Poller {
         uids.truncate(usize::try_from(self.settings.batch).unwrap_or(usize::MAX));
         let mut report = PollReport::default();
         let mut deleted = false;
+        // Sizes of the whole batch in one round trip: oversized mail is never fetched whole.
+        let mut sizes = std::collections::HashMap::new();
+        if !uids.is_empty() {
+            let set = uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let fetched: Vec<_> = session.uid_fetch(set, "(UID RFC822.SIZE)").await?.try_collect().await?;
+            sizes.extend(fetched.iter().filter_map(|f| Some((f.uid?, f.size?))));
+        }
         for uid in uids {
             if shutdown.is_cancelled() {
                 break;
@@ -112,7 +119,7 @@ impl Poller {
                 envelope_from: None,
                 detail: format!("{}@{}/{} uid {uid}", self.settings.username, self.host(), self.settings.mailbox),
             };
-            let size = fetch_one(&mut session, uid, "(UID RFC822.SIZE)").await?.and_then(|f| f.size).unwrap_or(0);
+            let size = sizes.get(&uid).copied().unwrap_or(0);
             let limit = self.intake.limits.max_bytes;
             if usize::try_from(size).unwrap_or(usize::MAX) > limit {
                 let head = fetch_one(&mut session, uid, &format!("(UID BODY.PEEK[]<0.{OVERSIZED_HEAD_BYTES}>)")).await?;
