@@ -208,6 +208,9 @@ async fn run_services(
 
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
+        // Shutdown first: a service that ends because shutdown was asked for has not failed
+        // (a quick one, like the chat post-processing, can end in the same instant).
+        biased;
         () = shutdown.cancelled() => {}
         Some(done) = tasks.join_next() => {
             let (name, result) = done.context("a service task panicked")?;
