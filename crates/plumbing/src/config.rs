@@ -278,6 +278,17 @@ pub struct ChatSettings {
     /// Browser origins allowed to open a WebSocket (exact `scheme://host[:port]`); empty:
     /// only clients that send no Origin (not browsers).
     pub allowed_origins: Vec<String>,
+    /// System message to the customer when a chat starts (`{{customer_name}}`,
+    /// `{{subject}}` filled); empty: none.
+    pub greeting: String,
+    /// Tell a waiting customer their place in the queue whenever it changes.
+    pub queue_position_notices: bool,
+    /// While an agent is in the chat and nobody has written for this long, a warning is
+    /// posted; `idle_timeout_s` after the last message the chat ends. 0: no idle timeout.
+    pub idle_warning_s: u64,
+    pub idle_timeout_s: u64,
+    /// Queue a transcript mail is submitted to (the e-mail sender's `send_queue`).
+    pub transcript_queue: String,
 }
 
 impl Default for ChatSettings {
@@ -288,6 +299,11 @@ impl Default for ChatSettings {
             max_frames_per_window: 20,
             rate_window_ms: 10_000,
             allowed_origins: Vec::new(),
+            greeting: "Hello {{customer_name}}, thank you for contacting us. An agent will be with you shortly.".into(),
+            queue_position_notices: true,
+            idle_warning_s: 240,
+            idle_timeout_s: 300,
+            transcript_queue: "outbound-send".into(),
         }
     }
 }

@@ -173,7 +173,7 @@ async fn run_services(
                 let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys)?;
                 router = router.merge(server.routes());
                 let post_token = token.clone();
-                tasks.spawn(async move { ("chat post-processing", chat_server::postprocess::run(server, post_token).await) });
+                tasks.spawn(async move { ("chat upkeep", chat_server::upkeep::run(server, post_token).await) });
                 tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });
             }
             Service::Ucs => {

@@ -17,11 +17,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use contract::chat::{ChatEvent, ChatPayload, ChatRole, Visibility};
 use serde::Serialize;
 
+/// The participant id of notices the chat server writes itself (greeting, queue position,
+/// idle warning); such a message's `client_message_id` names the notice (`notice:<kind>…`).
+pub const SYSTEM: &str = "system";
+
 /// An event with its number in its session.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sequenced {
     pub seq: u64,
     pub event: ChatEvent,
+    /// Not for the customer: a whisper, or from a participant who was in the chat privately
+    /// (`agents_only`) when it happened. Decided once, as the event is applied, so a later
+    /// change (a private consult later conferenced in) does not reveal earlier events.
+    #[serde(skip)]
+    pub agents_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,6 +39,9 @@ pub struct Participant {
     pub display_name: String,
     pub agents_only: bool,
     pub present: bool,
+    /// Number of the event of the latest joining (a leave is named after it, so every
+    /// instance that records one leave writes the same event).
+    pub joined_seq: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -47,8 +59,13 @@ pub struct Session {
     pub ended: Option<(String, String)>,
     pub transcript_to: Option<String>,
     pub started_at: i64,
-    /// Time of the last message (the idle timeout counts from it).
-    pub last_message_at: i64,
+    /// Time of the last message from a person or of an agent's joining: the idle timeout
+    /// counts from it (notices do not reset it).
+    pub last_activity_at: i64,
+    /// The last queue-position notice sent (its `client_message_id`).
+    pub position_notice: Option<String>,
+    /// The `last_activity_at` an idle warning was sent for.
+    pub idle_warned_for: Option<i64>,
     #[serde(skip)]
     events: Vec<Sequenced>,
     #[serde(skip)]
@@ -71,26 +88,28 @@ impl Session {
         self.ended.is_some()
     }
 
-    /// Whether `audience` is shown `event`.
-    pub fn shows(&self, audience: Audience, event: &ChatEvent) -> bool {
-        if audience == Audience::Agents {
-            return true;
-        }
+    /// Whether `event`, applied now, is for agents only.
+    fn agents_only(&self, event: &ChatEvent) -> bool {
         let private = |participant: &str| self.participants.get(participant).is_some_and(|p| p.agents_only);
         match &event.payload {
-            ChatPayload::MessagePosted(m) => m.visibility == Visibility::All && !private(&m.participant_id),
-            ChatPayload::ParticipantJoined(j) => !j.agents_only,
-            ChatPayload::ParticipantLeft(l) => !private(&l.participant_id),
-            ChatPayload::TypingChanged(t) => !private(&t.participant_id),
-            ChatPayload::SessionStarted(_) | ChatPayload::SessionEnded(_) | ChatPayload::TranscriptRequested(_) => true,
+            ChatPayload::MessagePosted(m) => m.visibility == Visibility::Agents || private(&m.participant_id),
+            ChatPayload::ParticipantJoined(j) => j.agents_only,
+            ChatPayload::ParticipantLeft(l) => private(&l.participant_id),
+            ChatPayload::TypingChanged(t) => private(&t.participant_id),
+            ChatPayload::SessionStarted(_) | ChatPayload::SessionEnded(_) | ChatPayload::TranscriptRequested(_) => false,
         }
+    }
+
+    /// Whether `audience` is shown `event`.
+    pub fn shows(audience: Audience, event: &Sequenced) -> bool {
+        audience == Audience::Agents || !event.agents_only
     }
 
     /// Every event after `after` that `audience` may see, in order.
     pub fn since(&self, after: u64, audience: Audience) -> impl Iterator<Item = &Sequenced> {
         // Numbers are dense positions in `events`: seq n is at index n - 1.
         let start = usize::try_from(after).unwrap_or(usize::MAX).min(self.events.len());
-        self.events[start..].iter().filter(move |s| self.shows(audience, &s.event))
+        self.events[start..].iter().filter(move |s| Self::shows(audience, s))
     }
 
     /// The transcript as kept: messages and joins/leaves, no typing.
@@ -102,6 +121,8 @@ impl Session {
         if !self.event_ids.insert(event.event_id.clone()) {
             return None;
         }
+        // Before the event changes who is private (a leave must still count as private).
+        let agents_only = self.agents_only(&event);
         match &event.payload {
             ChatPayload::SessionStarted(s) => {
                 self.interaction_id = Some(s.interaction_id.clone());
@@ -110,13 +131,20 @@ impl Session {
                 self.subject.clone_from(&s.subject);
                 self.customer_token_sha256 = Some(s.customer_token_sha256.clone());
                 self.started_at = event.occurred_at;
-                self.last_message_at = event.occurred_at;
+                self.last_activity_at = event.occurred_at;
             }
             ChatPayload::ParticipantJoined(j) => {
-                self.participants.insert(
-                    j.participant_id.clone(),
-                    Participant { role: j.role, display_name: j.display_name.clone(), agents_only: j.agents_only, present: true },
-                );
+                if j.role != ChatRole::Customer {
+                    self.last_activity_at = event.occurred_at;
+                }
+                let participant = Participant {
+                    role: j.role,
+                    display_name: j.display_name.clone(),
+                    agents_only: j.agents_only,
+                    present: true,
+                    joined_seq: self.last_seq() + 1,
+                };
+                self.participants.insert(j.participant_id.clone(), participant);
             }
             ChatPayload::ParticipantLeft(l) => {
                 if let Some(p) = self.participants.get_mut(&l.participant_id) {
@@ -124,9 +152,14 @@ impl Session {
                 }
                 self.typing.remove(&l.participant_id);
             }
+            ChatPayload::MessagePosted(m) if m.participant_id == SYSTEM => match m.client_message_id.as_deref() {
+                Some(notice) if notice.starts_with("notice:position:") => self.position_notice = Some(notice.to_owned()),
+                Some(notice) if notice.starts_with("notice:idle-warning") => self.idle_warned_for = Some(self.last_activity_at),
+                _ => {}
+            },
             ChatPayload::MessagePosted(m) => {
                 self.typing.remove(&m.participant_id);
-                self.last_message_at = event.occurred_at;
+                self.last_activity_at = event.occurred_at;
             }
             ChatPayload::TypingChanged(t) => {
                 if t.typing {
@@ -143,7 +176,7 @@ impl Session {
                 self.typing.clear();
             }
         }
-        let sequenced = Sequenced { seq: self.last_seq() + 1, event };
+        let sequenced = Sequenced { seq: self.last_seq() + 1, event, agents_only };
         self.events.push(sequenced.clone());
         Some(sequenced)
     }
@@ -177,6 +210,11 @@ impl Sessions {
     /// Sessions not ended.
     pub fn active(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values().filter(|s| !s.is_ended())
+    }
+
+    /// Every session.
+    pub fn all(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
     }
 
     /// Sessions that ended.
@@ -256,6 +294,21 @@ mod tests {
         assert_eq!(customer_view, ["e4", "e5", "e9"], "no private consult, whisper or its typing");
         assert_eq!(s.since(10, Audience::Agents).count(), 0);
         assert_eq!(s.since(99, Audience::Agents).count(), 0);
+    }
+
+    #[test]
+    fn a_private_consult_stays_private_when_the_agent_is_later_conferenced_in() {
+        let mut sessions = Sessions::default();
+        for e in conversation() {
+            sessions.apply(e);
+        }
+        sessions.apply(event("e10", "s1", ChatPayload::ParticipantLeft(contract::chat::ParticipantLeft { participant_id: "bob".into(), reason: "left".into() })));
+        sessions.apply(joined("e11", "bob", ChatRole::Agent, false));
+        sessions.apply(message("e12", "bob", "Bob from billing here", Visibility::All));
+        let s = sessions.get("s1").unwrap();
+        let customer_view: Vec<&str> = s.since(0, Audience::Customer).map(|e| e.event.event_id.as_str()).collect();
+        assert_eq!(customer_view, ["e0", "e1", "e2", "e3", "e4", "e5", "e9", "e11", "e12"], "the consult's leave and whisper stay hidden");
+        assert_eq!(s.participants["bob"].joined_seq, 12);
     }
 
     proptest::proptest! {

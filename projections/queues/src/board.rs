@@ -143,6 +143,14 @@ impl Board {
         self.queues.values().flatten().filter_map(|k| self.interactions.get(&k.id))
     }
 
+    /// Where `id` waits: its queue and its 1-based place in serving order.
+    pub fn position(&self, id: &str) -> Option<(&str, usize)> {
+        let interaction = self.interactions.get(id).filter(|i| i.in_queue())?;
+        let queue = interaction.queue.as_deref()?;
+        let place = self.queues.get(queue)?.iter().position(|k| k.id == id)?;
+        Some((queue, place + 1))
+    }
+
     /// Fold one event into the board. Total: any event, in any order, is safe to apply.
     pub fn apply(&mut self, event: &InteractionEvent) {
         self.events_applied += 1;

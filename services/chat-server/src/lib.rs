@@ -4,10 +4,12 @@
 //! projection ([`chat::Sessions`]) that every instance folds from that topic. So any
 //! instance serves any session, a restarted one loses nothing, and a client that reconnects
 //! gets exactly what it missed (`{"type":"resume","after":N}`). Protocol: `docs/chat-protocol.md`.
-//! Not built yet: agents joining over the desk's tokens, consults, idle timeouts, transcript
-//! mail.
+//!
+//! Agents connect with their desk token and are let in while the floor shows them on the
+//! chat's interaction ([`socket`]); what the server does on its own (queue position, idle
+//! timeout, leaving agents, transcript mail) is decided from the projections ([`upkeep`]).
 
-pub mod postprocess;
+pub mod upkeep;
 pub mod projector;
 pub mod socket;
 
@@ -21,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use contract::AvroMessage;
-use contract::chat::{ChatEvent, ChatPayload, ChatRole, ParticipantJoined, SessionStarted};
+use contract::chat::{ChatEvent, ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
 use interaction_server::client::CommandClient;
 use plumbing::config::{ChatSettings, KafkaSettings};
@@ -194,7 +196,14 @@ async fn start(State(server): State<ChatServer>, body: Result<Json<StartRequest>
         display_name: name.to_owned(),
         agents_only: false,
     });
-    for (what, payload) in [("started", started), ("customer-joined", joined)] {
+    let mut opening = vec![("started", started), ("customer-joined", joined)];
+    if !server.settings().greeting.trim().is_empty() {
+        let fields = BTreeMap::from([("customer_name".to_owned(), name.to_owned()), ("subject".to_owned(), request.subject.clone().unwrap_or_default())]);
+        let text = floor::library::fill(&server.settings().greeting, &fields);
+        let greeting = MessagePosted { participant_id: chat::SYSTEM.into(), text, visibility: Visibility::All, client_message_id: Some("notice:greeting".into()) };
+        opening.push(("greeting", ChatPayload::MessagePosted(greeting)));
+    }
+    for (what, payload) in opening {
         if let Err(e) = server.publish(&session, event_id(&session, what), payload).await {
             return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }

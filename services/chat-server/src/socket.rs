@@ -42,8 +42,10 @@ fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: &str
     if interaction.owner.as_deref() == Some(desk.user.as_str()) {
         return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only: false });
     }
-    if interaction.parties.contains_key(&desk.user) {
-        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only: true });
+    if let Some(role) = interaction.parties.get(&desk.user) {
+        // A consult is private to agents; a conference is with the customer.
+        let agents_only = *role == contract::command::PartyRole::Consult;
+        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only });
     }
     if desk.role == desk::users::Role::Supervisor {
         return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Supervisor, agents_only: true });
@@ -203,9 +205,17 @@ async fn serve(server: ChatServer, session: String, party: Party, mut socket: We
                 let Some(sent) = last_sent else { continue };
                 match event {
                     Ok(s) if s.event.session_id == session && s.seq > sent => {
-                        let shown = server.sessions().read().get(&session).is_some_and(|sess| sess.shows(audience, &s.event));
+                        let shown = chat::Session::shows(audience, &s);
                         last_sent = Some(s.seq);
                         if shown && !send_json(&mut socket, event_frame(&s)).await { return }
+                        // An agent who left (or was taken off the interaction): this socket is done.
+                        if let ChatPayload::ParticipantLeft(left) = &s.event.payload
+                            && left.participant_id == party.id
+                        {
+                            let _ = send_json(&mut socket, json!({"type": "closed", "reason": format!("you left the chat ({})", left.reason)})).await;
+                            let _ = socket.send(Message::Close(None)).await;
+                            return;
+                        }
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
@@ -226,7 +236,8 @@ async fn serve(server: ChatServer, session: String, party: Party, mut socket: We
 /// A client's frame as an event; `Err` is the reason it was refused.
 async fn handle(server: &ChatServer, session: &str, party: &Party, frame: Frame) -> Result<(), String> {
     let ended = server.sessions().read().get(session).is_none_or(chat::Session::is_ended);
-    if ended {
+    // A transcript may still be asked for once the chat has ended.
+    if ended && !matches!(frame, Frame::Transcript { .. }) {
         return Err("the chat has ended".into());
     }
     let who = party.id.clone();
@@ -258,8 +269,15 @@ async fn handle(server: &ChatServer, session: &str, party: &Party, frame: Frame)
         }
         Frame::Typing { typing } => (uuid::Uuid::new_v4().to_string(), ChatPayload::TypingChanged(TypingChanged { participant_id: who.clone(), typing })),
         Frame::Leave if !is_customer => {
-            let last = server.sessions().read().get(session).map_or(0, chat::Session::last_seq);
-            (event_id(session, &format!("left:{who}:{last}")), ChatPayload::ParticipantLeft(contract::chat::ParticipantLeft { participant_id: who.clone(), reason: "left".into() }))
+            let joined = server.sessions().read().get(session).and_then(|s| s.participants.get(&who).map(|p| p.joined_seq)).unwrap_or(0);
+            // A consulted or conferenced agent also leaves the interaction on the floor.
+            let on_floor_as_party = server.floor().read().board().interaction(session).is_some_and(|i| i.parties.contains_key(&who));
+            if on_floor_as_party {
+                let commands = server.commands();
+                let leave = commands.command(session, contract::command::CommandPayload::LeaveParty(contract::command::AgentRef { agent_id: who.clone() }));
+                commands.send(&leave).await.map_err(|e| format!("not recorded, send it again: {e}"))?;
+            }
+            (event_id(session, &format!("left:{who}:{joined}")), ChatPayload::ParticipantLeft(contract::chat::ParticipantLeft { participant_id: who.clone(), reason: "left".into() }))
         }
         Frame::Leave => return Err("a customer ends the chat instead (`end`)".into()),
         Frame::End => {

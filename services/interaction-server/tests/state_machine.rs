@@ -146,6 +146,9 @@ fn assert_views_match(board: &Board) -> Result<(), TestCaseError> {
             "queue {}",
             queue
         );
+        for (place, interaction) in board.queue_view_from_scratch(&queue).interactions.iter().enumerate() {
+            prop_assert_eq!(board.position(&interaction.id), Some((queue.as_str(), place + 1)));
+        }
     }
     Ok(())
 }

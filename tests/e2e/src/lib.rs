@@ -5,6 +5,7 @@
 //! really on the topics, not what the services' own code says is there.
 #![allow(clippy::unwrap_used)]
 
+pub mod chat;
 pub mod desk;
 pub mod mail;
 pub mod fixtures;

@@ -65,6 +65,35 @@ impl SmtpSink {
     }
 }
 
+impl SmtpSink {
+    /// Waits (up to 90 s) for a message to `recipient` whose subject contains `subject`.
+    pub async fn delivered(&self, recipient: &str, subject: &str) -> Received {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(r) = self.delivered_now(recipient, subject) {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "no mail to {recipient} about {subject:?}; received: {:?}", self.received());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every message so far to `recipient` whose subject contains `subject`.
+    pub fn all_delivered(&self, recipient: &str, subject: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| {
+                let parsed = mail_parser::MessageParser::default().parse(&r.raw);
+                r.rcpt_to.iter().any(|t| t == recipient) && parsed.is_some_and(|m| m.subject().is_some_and(|s| s.contains(subject)))
+            })
+            .collect()
+    }
+
+    pub fn delivered_now(&self, recipient: &str, subject: &str) -> Option<Received> {
+        self.all_delivered(recipient, subject).into_iter().next()
+    }
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -6,59 +6,11 @@
 //! too-fast frames are refused with reasons.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
 
 use e2e::desk::wait_ready;
 use e2e::{TestEnv, free_port, spawn_service};
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(port: u16, session: &str, token: &str, origin: Option<&str>) -> Result<Socket, u16> {
-    let mut request = format!("ws://127.0.0.1:{port}/v1/chats/{session}/ws?token={token}").into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(e) => panic!("connecting: {e}"),
-    }
-}
-
-async fn send(socket: &mut Socket, frame: Value) {
-    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
-}
-
-/// The next JSON frame (fails after 30 s).
-async fn next(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.expect("a frame within 30 s").unwrap().unwrap();
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-/// Whether nothing arrives for a while.
-async fn quiet(socket: &mut Socket) -> Option<Value> {
-    match tokio::time::timeout(Duration::from_millis(700), socket.next()).await {
-        Err(_) => None,
-        Ok(Some(Ok(Message::Text(text)))) => Some(serde_json::from_str(&text).unwrap()),
-        Ok(other) => Some(json!(format!("{other:?}"))),
-    }
-}
-
-fn message_text(frame: &Value) -> Option<&str> {
-    frame["event"]["payload"]["MessagePosted"]["text"].as_str()
-}
-
-async fn say(socket: &mut Socket, id: &str, text: &str) {
-    send(socket, json!({"type": "message", "text": text, "client_message_id": id})).await;
-}
+use e2e::chat::{connect, next, quiet, say, send, text_of as message_text};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_restart() {
@@ -68,6 +20,9 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     settings.chat.max_message_bytes = 100;
     settings.chat.max_frames_per_window = 15;
     settings.chat.allowed_origins = vec!["https://shop.example".into()];
+    // Numbers below count only what the customer does.
+    settings.chat.greeting = String::new();
+    settings.chat.queue_position_notices = false;
     let port = free_port();
     settings.http.listen = ([127, 0, 0, 1], port).into();
     let config = env.write_config(&settings, "chat.toml");
@@ -75,16 +30,7 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     let http = reqwest::Client::new();
     wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat")).await;
 
-    let start = |name: &str| {
-        let http = http.clone();
-        let body = json!({"name": name, "email": "ada@example.com"});
-        async move {
-            let r = http.post(format!("http://127.0.0.1:{port}/v1/chats")).json(&body).send().await.unwrap();
-            assert_eq!(r.status(), 201);
-            let v: Value = r.json().await.unwrap();
-            (v["session_id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
-        }
-    };
+    let start = |name: &str| e2e::chat::start(&http, port, json!({"name": name, "email": "ada@example.com"}));
     let (session, token) = start("Ada").await;
     assert_eq!(token.len(), 64, "256 bits as hex");
     let (other_session, other_token) = start("Bob").await;

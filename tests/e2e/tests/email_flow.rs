@@ -14,7 +14,7 @@ use std::time::Duration;
 use contract::event::{EventPayload, InteractionEvent};
 use desk::users::Role;
 use e2e::desk::{DeskClient, wait_ready, write_users};
-use e2e::mail::{Dovecot, Received, SmtpSink};
+use e2e::mail::{Dovecot, SmtpSink};
 use e2e::{TestEnv, free_port, header};
 use email::intake::interaction_id_for;
 use futures::TryStreamExt;
@@ -49,20 +49,6 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
     mail_parser::MessageParser::default().parse(raw).unwrap()
-}
-
-/// Waits until the sink has a message to `recipient` whose subject contains `subject`.
-async fn delivered(sink: &SmtpSink, recipient: &str, subject: &str) -> Received {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        if let Some(r) = sink.received().into_iter().find(|r| {
-            r.rcpt_to.iter().any(|t| t == recipient) && parse(&r.raw).subject().is_some_and(|s| s.contains(subject))
-        }) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "no mail to {recipient} about {subject:?}; received: {:?}", sink.received());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn message_ids(header: Option<&mail_parser::HeaderValue<'_>>) -> Vec<String> {
@@ -183,7 +169,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     assert!(r.text().await.unwrap().contains("not an address"));
 
     // 2. Acknowledgements go out, threaded onto each mail; none to the bad mailbox mail.
-    let ack = delivered(&sink, "ada@example.com", "We have your mail").await;
+    let ack = sink.delivered("ada@example.com", "We have your mail").await;
     let m = parse(&ack.raw);
     assert_eq!(m.subject().unwrap(), format!("We have your mail: Invoice question [ref:{ada}]"));
     assert_eq!(message_ids(m.header("In-Reply-To")), ["a1@example.com"]);
@@ -191,10 +177,10 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     assert_eq!(m.header_raw("Auto-Submitted").map(str::trim), Some("auto-replied"));
     assert!(m.body_text(0).unwrap().contains("Dear Ada Lovelace, thank you for writing."), "{:?}", m.body_text(0));
     assert_eq!(m.from().unwrap().first().unwrap().address().unwrap(), "support@shop.example");
-    let bob_ack = delivered(&sink, "bob@example.com", "We have your mail").await;
+    let bob_ack = sink.delivered("bob@example.com", "We have your mail").await;
     assert_eq!(message_ids(parse(&bob_ack.raw).header("In-Reply-To")), ["b1@example.com"]);
     assert!(parse(&bob_ack.raw).subject().unwrap().contains(&format!("[ref:{bob}]")));
-    delivered(&sink, "cy@example.com", "We have your mail: Opening hours").await;
+    sink.delivered("cy@example.com", "We have your mail: Opening hours").await;
 
     // The mailbox: Bob's and Dan's mails deleted once on Kafka; the two it could not accept
     // (too large, no sender) kept and flagged, and parked on the dead-letter topic with the
@@ -236,7 +222,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     };
     let reply = answer_and_approve(ada.clone(), "Dear Ada,\n\nthe second line was a mistake; it is refunded.\n\nAnn").await;
     let bob_reply = answer_and_approve(bob.clone(), "Dear Bob, here is the invoice again.").await;
-    assert!(delivered_now(&sink, "ada@example.com", "Re: Invoice question").is_none(), "nothing leaves before QA approves");
+    assert!(sink.delivered_now("ada@example.com", "Re: Invoice question").is_none(), "nothing leaves before QA approves");
     for r in [&reply, &bob_reply] {
         let (s, b) = desk.post(&sue, &format!("/v1/desk/interactions/{r}/qa"), json!({"decision": "approve"})).await;
         assert_eq!(s, 200, "{b}");
@@ -246,13 +232,13 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
         assert_eq!(s, 200, "{b}");
     }
 
-    let to_bob = delivered(&sink, "bob@example.com", "Re: Invoice for my parcel").await;
+    let to_bob = sink.delivered("bob@example.com", "Re: Invoice for my parcel").await;
     let m = parse(&to_bob.raw);
     assert_eq!(m.subject().unwrap(), format!("Re: Invoice for my parcel [ref:{bob}]"));
     assert_eq!(m.message_id().unwrap(), format!("sb.{bob_reply}@shop.example"));
     assert_eq!(message_ids(m.header("In-Reply-To")), ["b1@example.com"]);
     assert!(m.body_text(0).unwrap().contains("here is the invoice again"));
-    let answer = delivered(&sink, "ada@example.com", "Re: Invoice question").await;
+    let answer = sink.delivered("ada@example.com", "Re: Invoice question").await;
     assert_eq!(answer.rcpt_to, ["ada@example.com"]);
     let m = parse(&answer.raw);
     assert_eq!(m.subject().unwrap(), format!("Re: Invoice question [ref:{ada}]"));
@@ -314,9 +300,6 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     server.await.unwrap().unwrap();
 }
 
-fn delivered_now(sink: &SmtpSink, recipient: &str, subject: &str) -> Option<Received> {
-    sink.received().into_iter().find(|r| r.rcpt_to.iter().any(|t| t == recipient) && parse(&r.raw).subject().is_some_and(|s| s.contains(subject)))
-}
 
 fn events_of(env: &TestEnv, id: &str, kind: impl Fn(&EventPayload) -> bool) -> usize {
     env.read_decoded::<InteractionEvent>(&env.topic("interaction.events")).iter().filter(|(_, _, e)| e.interaction_id == id && kind(&e.payload)).count()
