@@ -74,23 +74,32 @@ async fn main() {
     let started = Instant::now();
     let mut customers = Vec::with_capacity(sessions);
     let mut agent_sides = Vec::with_capacity(sessions);
-    for n in 0..sessions {
-        let (session, token) = e2e::chat::start(&http, port, json!({"name": format!("Customer {n}")})).await;
-        let mut customer = connect(port, &session, &token, None).await.unwrap();
-        send(&mut customer, json!({"type": "resume", "after": 0})).await;
-        // The agent side can join once the Interaction Server has the chat interaction.
-        let agent = loop {
-            match connect(port, &session, &sue, None).await {
-                Ok(socket) => break socket,
-                Err(403) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(status) => panic!("agent side refused: {status}"),
-            }
-        };
-        customers.push(customer);
-        agent_sides.push(agent);
-        if (n + 1) % 100 == 0 {
-            eprintln!("  {} chats open ({:.1} s)", n + 1, started.elapsed().as_secs_f64());
+    // Started 16 at a time, as customers arrive independently.
+    for chunk in (0..sessions).collect::<Vec<_>>().chunks(16) {
+        let mut opening = tokio::task::JoinSet::new();
+        for &n in chunk {
+            let (http, sue) = (http.clone(), sue.clone());
+            opening.spawn(async move {
+                let (session, token) = e2e::chat::start(&http, port, json!({"name": format!("Customer {n}")})).await;
+                let mut customer = connect(port, &session, &token, None).await.unwrap();
+                send(&mut customer, json!({"type": "resume", "after": 0})).await;
+                // The agent side can join once the floor has the chat interaction.
+                let agent = loop {
+                    match connect(port, &session, &sue, None).await {
+                        Ok(socket) => break socket,
+                        Err(403) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        Err(status) => panic!("agent side refused: {status}"),
+                    }
+                };
+                (customer, agent)
+            });
         }
+        while let Some(opened) = opening.join_next().await {
+            let (customer, agent) = opened.unwrap();
+            customers.push(customer);
+            agent_sides.push(agent);
+        }
+        eprintln!("  {} chats open ({:.1} s)", customers.len(), started.elapsed().as_secs_f64());
     }
     let epoch = Instant::now();
     let latencies = Arc::new(Mutex::new(Vec::new()));

@@ -175,6 +175,8 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     for line in ["Ada: is anyone there?", "ann: Hello Ada, Ann here.", "Ada: order 42", "ann: Refunded.", "bob: Hi Ada, Bob from billing.", "The chat ended: ann ended the chat"] {
         assert!(body.contains(line), "{line:?} in the transcript:\n{body}");
     }
+    // Bob's private consult stays private though he was conferenced in later.
+    assert_eq!((body.matches("bob joined").count(), body.matches("bob left").count()), (1, 1), "only the conference:\n{body}");
     for private in ["that card was flagged", "offer the voucher", "sue"] {
         assert!(!body.contains(private), "{private:?} is not for the customer:\n{body}");
     }
