@@ -107,6 +107,14 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
 }
 
+impl HttpSettings {
+    /// This process's own base URL (where UCS answers under `switchboard up`).
+    pub fn own_url(&self) -> String {
+        let host = if self.listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { self.listen.ip().to_string() };
+        format!("http://{host}:{}", self.listen.port())
+    }
+}
+
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
@@ -289,6 +297,9 @@ pub struct ChatSettings {
     pub idle_timeout_s: u64,
     /// Queue a transcript mail is submitted to (the e-mail sender's `send_queue`).
     pub transcript_queue: String,
+    /// UCS base URL (a customer who gives an e-mail address is found or created as a
+    /// contact there); unset: this process's own HTTP address (UCS runs in it under `up`).
+    pub ucs_url: Option<String>,
 }
 
 impl Default for ChatSettings {
@@ -304,6 +315,7 @@ impl Default for ChatSettings {
             idle_warning_s: 240,
             idle_timeout_s: 300,
             transcript_queue: "outbound-send".into(),
+            ucs_url: None,
         }
     }
 }

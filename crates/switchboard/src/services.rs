@@ -170,7 +170,8 @@ async fn run_services(
                 let sessions = chat_server::SharedSessions::new();
                 let floor = floor.clone().context("floor")?;
                 let keys = desk::session_keys(settings)?;
-                let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys)?;
+                let ucs = ucs_client::UcsClient::new(&settings.chat.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+                let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys, ucs)?;
                 router = router.merge(server.routes());
                 let post_token = token.clone();
                 tasks.spawn(async move { ("chat upkeep", chat_server::upkeep::run(server, post_token).await) });

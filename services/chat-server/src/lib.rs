@@ -37,6 +37,9 @@ use sha2::{Digest, Sha256};
 
 pub use projector::SharedSessions;
 
+/// How long starting a chat waits for UCS to find or create the contact.
+const UCS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The participant id of a session's customer.
 pub const CUSTOMER: &str = "customer";
 
@@ -54,6 +57,8 @@ struct Inner {
     producer: FutureProducer,
     topic: String,
     commands: CommandClient,
+    /// Where a customer who gives an e-mail address is found or created as a contact.
+    ucs: ucs_client::UcsClient,
     settings: ChatSettings,
 }
 
@@ -73,6 +78,7 @@ impl ChatServer {
         sessions: Arc<SharedSessions>,
         floor: Arc<floor::SharedFloor>,
         desk_keys: desk::auth::SessionKeys,
+        ucs: ucs_client::UcsClient,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
@@ -82,6 +88,7 @@ impl ChatServer {
                 producer: kafka::producer(kafka_settings)?,
                 topic: topics.name(topics::CHAT_EVENTS),
                 commands: CommandClient::new(kafka_settings, topics, "chat-server")?,
+                ucs,
                 settings: settings.clone(),
             }),
         })
@@ -177,6 +184,20 @@ async fn start(State(server): State<ChatServer>, body: Result<Json<StartRequest>
     if request.email.as_deref().is_some_and(|e| !e.contains('@') || e.len() > 320) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "email is not an e-mail address");
     }
+    // The contact first (UCS), so the interaction is on the customer's history from its start.
+    // A chat is not refused when UCS is slow or down: it starts without a contact and says why.
+    let mut contact_id = None;
+    let mut contact_error = None;
+    if let Some(email) = &request.email {
+        match tokio::time::timeout(UCS_WAIT, server.inner.ucs.identify_email(email, Some(name))).await {
+            Ok(Ok(contact)) => contact_id = Some(contact),
+            Ok(Err(e)) => contact_error = Some(e.to_string()),
+            Err(_) => contact_error = Some(format!("UCS did not answer within {} s", UCS_WAIT.as_secs())),
+        }
+        if let Some(e) = &contact_error {
+            tracing::warn!(error = %e, "chat starts without a contact");
+        }
+    }
     let token = match new_token() {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("no randomness for a token: {e}")),
@@ -215,13 +236,16 @@ async fn start(State(server): State<ChatServer>, body: Result<Json<StartRequest>
     if let Some(subject) = &request.subject {
         properties.insert("subject".into(), subject.clone());
     }
+    if let Some(e) = contact_error {
+        properties.insert("contact_lookup_error".into(), e);
+    }
     let submit = CommandPayload::Submit(Submit {
         media_type: MediaType::Chat,
         origin: "chat-server".into(),
         target_queue: server.settings().inbound_queue.clone(),
         priority: 0,
         properties,
-        contact_id: None,
+        contact_id,
         content_ref: None,
         parent_interaction_id: None,
     });

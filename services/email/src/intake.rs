@@ -14,7 +14,7 @@ use interaction_server::client::CommandClient;
 use plumbing::dead_letter::DeadLetters;
 
 use crate::parse::{self, InboundMail, Limits, Refusal};
-use crate::ucs_client::{ContentPart, UcsClient, UcsError};
+use ucs_client::{ContentPart, UcsClient, UcsError};
 
 /// Text bodies up to this size are kept inline in UCS; longer ones as blobs.
 const INLINE_TEXT_BYTES: usize = 60 * 1024;

@@ -8,7 +8,6 @@ pub mod outbound;
 /// Inbound MIME parsing with limits (its own crate, so the fuzz target builds it alone).
 pub use inbound_mail as parse;
 pub mod smtp;
-pub mod ucs_client;
 pub mod web_form;
 
 use std::sync::Arc;
@@ -26,11 +25,7 @@ use plumbing::topics::{self, Topics};
 /// own HTTP address, where UCS runs under `switchboard up`).
 pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::Intake> {
     let email = &settings.email;
-    let ucs_url = email.ucs_url.clone().unwrap_or_else(|| {
-        let listen = settings.http.listen;
-        let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
-        format!("http://{host}:{}", listen.port())
-    });
+    let ucs_url = email.ucs_url.clone().unwrap_or_else(|| settings.http.own_url());
     Ok(intake::Intake {
         ucs: ucs_client::UcsClient::new(&ucs_url),
         commands: CommandClient::new(&settings.kafka, topics, "email")?,

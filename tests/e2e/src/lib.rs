@@ -345,6 +345,22 @@ pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
 }
 
 /// A free TCP port on 127.0.0.1 (for a child process to bind).
+/// GETs `url` until it answers 200 with JSON that passes `check` (fails after `limit`).
+pub async fn poll_json(http: &reqwest::Client, url: &str, limit: Duration, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && check(&v)
+        {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url}: condition not met within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -6,7 +6,8 @@
 //! customer never sees him), his consult is ended on the desk and he is taken out of the
 //! chat; then he is conferenced in and talks to the customer and leaves; the supervisor
 //! whispers; the customer asks for the transcript, Ann ends the chat, the interaction records
-//! the end and the transcript (as the customer saw it) arrives by mail, once.
+//! the end, UCS has the chat on Ada's contact with its transcript, and the transcript (as the
+//! customer saw it) arrives by mail, once.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -61,9 +62,14 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     settings.email.outbound.smtp_port = sink.port;
     settings.email.outbound.tls = plumbing::config::MailTls::None;
     settings.email.outbound.from = "Shop Support <support@shop.example>".into();
-    let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("chat-server", free_port()), ("email", free_port())]);
+    let ucs_port = free_port();
+    settings.chat.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
+    let services = env.spawn_services(
+        &mut settings,
+        &[("ucs", ucs_port), ("router", free_port()), ("desk", free_port()), ("chat-server", free_port()), ("email", free_port())],
+    );
     let http = reqwest::Client::new();
-    for (service, ready) in [("router", "router"), ("desk", "desk"), ("chat-server", "chat")] {
+    for (service, ready) in [("ucs", "ucs"), ("router", "router"), ("desk", "desk"), ("chat-server", "chat")] {
         wait_ready(&http, &services.url(service, &format!("/health/ready/{ready}"))).await;
     }
     wait_ready(&http, &services.url("email", "/health/live")).await;
@@ -168,6 +174,16 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     assert_eq!(i["properties"]["chat_end_reason"], "ann ended the chat", "{i}");
     let (s, b) = desk.post(&ann, &format!("{interaction}/done"), json!({})).await;
     assert_eq!(s, 200, "{b}");
+
+    // UCS: the chat is on Ada's contact (found or created by her address when she started),
+    // with its transcript, whispers included for agents and marked as such.
+    let contact = i["contact_id"].as_str().expect("the chat has Ada's contact").to_owned();
+    let ucs = |path: String| format!("http://127.0.0.1:{ucs_port}{path}");
+    let history = e2e::poll_json(&http, &ucs(format!("/v1/contacts/{contact}/history")), Duration::from_secs(60), |h| h.to_string().contains(&session)).await;
+    assert!(history.to_string().contains(&session), "{history}");
+    let detail = e2e::poll_json(&http, &ucs(format!("/v1/interactions/{session}/detail")), Duration::from_secs(60), |d| d.to_string().contains("ann ended the chat")).await;
+    let lines: Vec<(&str, &str)> = detail["transcript"].as_array().unwrap().iter().filter_map(|l| Some((l["text"].as_str()?, l["visibility"].as_str().unwrap_or("all")))).collect();
+    assert!(lines.contains(&("Refunded.", "all")) && lines.contains(&("offer the voucher", "agents")), "{lines:?}");
 
     let mail = sink.delivered("ada@example.com", "Your chat transcript: Refund").await;
     let parsed = mail_parser::MessageParser::default().parse(&mail.raw).unwrap();

@@ -260,7 +260,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     .unwrap();
     let thanks = interaction_id_for("a2@example.com");
     let contact = sent["contact_id"].as_str().unwrap().to_owned();
-    let history = desk_poll(&http, &url("ucs", &format!("/v1/contacts/{contact}/history")), |h| h.to_string().contains(&thanks)).await;
+    let history = e2e::poll_json(&http, &url("ucs", &format!("/v1/contacts/{contact}/history")), LIMIT, |h| h.to_string().contains(&thanks)).await;
     let ids: Vec<&str> = history["interactions"].as_array().or(history.as_array()).unwrap().iter().filter_map(|i| i["id"].as_str().or(i["interaction_id"].as_str())).collect();
     for id in [ada.as_str(), reply.as_str(), thanks.as_str()] {
         assert!(ids.contains(&id), "{id} on Ada's history: {history}");
@@ -305,17 +305,3 @@ fn events_of(env: &TestEnv, id: &str, kind: impl Fn(&EventPayload) -> bool) -> u
     env.read_decoded::<InteractionEvent>(&env.topic("interaction.events")).iter().filter(|(_, _, e)| e.interaction_id == id && kind(&e.payload)).count()
 }
 
-async fn desk_poll(http: &reqwest::Client, url: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        if let Ok(r) = http.get(url).send().await
-            && r.status() == 200
-            && let Ok(v) = r.json::<Value>().await
-            && check(&v)
-        {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{url}: condition not met");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}

@@ -1,4 +1,4 @@
-//! The few UCS calls the channel needs, over UCS's HTTP API: store a blob, find-or-create a
+//! The few UCS calls the media channels need, over UCS's HTTP API: store a blob, find-or-create a
 //! contact, record a content part, and ask whether an interaction is known.
 
 use std::time::Duration;
