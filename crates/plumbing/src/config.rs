@@ -30,6 +30,8 @@ pub struct Settings {
     pub desk: DeskSettings,
     pub email: EmailSettings,
     pub chat: ChatSettings,
+    pub callback: CallbackSettings,
+    pub web_api: WebApiSettings,
 }
 
 impl Default for Settings {
@@ -47,6 +49,8 @@ impl Default for Settings {
             desk: DeskSettings::default(),
             email: EmailSettings::default(),
             chat: ChatSettings::default(),
+            callback: CallbackSettings::default(),
+            web_api: WebApiSettings::default(),
         }
     }
 }
@@ -317,6 +321,46 @@ impl Default for ChatSettings {
             transcript_queue: "outbound-send".into(),
             ucs_url: None,
         }
+    }
+}
+
+/// Web callbacks (`POST /v1/callbacks` on the web API; outcomes on the desk).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// Queue callbacks are submitted to (its route step should set
+    /// `not_before_property = "callback_at"`).
+    pub queue: String,
+    /// Region for numbers given without `+` and country code (ISO 3166 code, e.g. "GB");
+    /// unset: numbers must be international.
+    pub default_region: Option<String>,
+    /// How far ahead a callback may be asked for.
+    pub max_days_ahead: u32,
+    /// Attempts (an agent's "no answer" counts one) before the callback is closed unreached.
+    pub max_attempts: u32,
+    /// After "no answer", the next attempt is this much later.
+    pub retry_delay_s: u64,
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        Self { queue: "callbacks".into(), default_region: None, max_days_ahead: 30, max_attempts: 3, retry_delay_s: 900 }
+    }
+}
+
+/// The public web API (`switchboard run web-api`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebApiSettings {
+    /// Requests per client address: a burst of `rate_burst`, refilled at `rate_per_minute`;
+    /// beyond it, 429 with how long to wait.
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+}
+
+impl Default for WebApiSettings {
+    fn default() -> Self {
+        Self { rate_per_minute: 120, rate_burst: 30 }
     }
 }
 

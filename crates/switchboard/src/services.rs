@@ -140,9 +140,9 @@ async fn run_services(
             Service::WebApi => {
                 let client =
                     interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
-                router = router.merge(web_api::routes(client));
                 // The contact form is e-mail: it goes through the e-mail intake.
-                router = router.merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
+                let public = web_api::routes(client, &settings.callback).merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
+                router = router.merge(web_api::rate_limited(public, &settings.web_api)?);
             }
             Service::Router => {
                 let floor = floor.clone().context("floor")?;

@@ -72,6 +72,7 @@ pub struct Desk {
 
 struct Inner {
     settings: DeskSettings,
+    callbacks: plumbing::config::CallbackSettings,
     users_file: PathBuf,
     users: Users,
     keys: SessionKeys,
@@ -95,6 +96,7 @@ impl Desk {
         Ok(Self {
             inner: Arc::new(Inner {
                 settings: desk.clone(),
+                callbacks: settings.callback.clone(),
                 users_file,
                 users,
                 keys,
@@ -314,6 +316,9 @@ struct ActionRequest {
     priority: Option<i32>,
     decision: Option<String>,
     comment: Option<String>,
+    /// A callback's outcome: `reached`, `no_answer`, `retry_later` (with `retry_at`, RFC 3339).
+    outcome: Option<String>,
+    retry_at: Option<String>,
 }
 
 async fn act(
@@ -421,9 +426,67 @@ async fn act(
                 _ => return Err(DeskError::bad("`decision` must be \"approve\" or \"return\"")),
             }
         }
+        "outcome" => {
+            check_owner(&current, &me)?;
+            callback_outcome(&desk.inner.callbacks, &current, &me, request.outcome.as_deref(), request.retry_at.as_deref(), request.comment, contract::now_millis())?
+        }
         other => return Err(DeskError(StatusCode::NOT_FOUND, format!("unknown action {other:?}"))),
     };
     desk.run_commands(&session, &id, steps).await
+}
+
+/// What an agent's callback outcome does: `reached` closes it; `no_answer` puts it back for
+/// another attempt `retry_delay_s` later, or closes it unreached after `max_attempts`;
+/// `retry_later` puts it back for `retry_at`. The attempt is recorded on the interaction.
+fn callback_outcome(
+    settings: &plumbing::config::CallbackSettings,
+    current: &Interaction,
+    me: &str,
+    outcome: Option<&str>,
+    retry_at: Option<&str>,
+    comment: Option<String>,
+    now: i64,
+) -> Result<Vec<CommandPayload>, DeskError> {
+    if current.media_type != contract::command::MediaType::Callback {
+        return Err(DeskError::bad("an outcome is for callbacks"));
+    }
+    let attempts = current.properties.get("callback_attempts").and_then(|a| a.parse::<u32>().ok()).unwrap_or(0) + 1;
+    let outcome = outcome.ok_or_else(|| DeskError::bad("`outcome` is required: reached, no_answer or retry_later"))?;
+    let mut set: BTreeMap<String, String> = [
+        ("callback_attempts", attempts.to_string()),
+        ("callback_last_outcome", outcome.to_owned()),
+        ("callback_last_attempt_at", now.to_string()),
+        ("callback_last_agent", me.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(comment) = comment.filter(|c| !c.trim().is_empty()) {
+        set.insert("callback_comment".into(), comment);
+    }
+    let back = CommandPayload::ReturnToQueue(ReturnToQueue { agent_id: me.to_owned(), queue: None });
+    let (extra, last): (Vec<(&str, String)>, CommandPayload) = match outcome {
+        "reached" => (vec![("callback_outcome", "reached".into())], CommandPayload::Stop(Stop { reason: "callback: reached".into() })),
+        "no_answer" if attempts >= settings.max_attempts => (
+            vec![("callback_outcome", "unreached".into())],
+            CommandPayload::Stop(Stop { reason: format!("callback: no answer after {attempts} attempts") }),
+        ),
+        "no_answer" => {
+            let next = now.saturating_add(i64::try_from(settings.retry_delay_s.saturating_mul(1000)).unwrap_or(i64::MAX / 2));
+            (vec![("callback_at", next.to_string())], back)
+        }
+        "retry_later" => {
+            let at = retry_at.ok_or_else(|| DeskError::bad("`retry_at` (RFC 3339) is required for retry_later"))?;
+            let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|e| DeskError::bad(format!("retry_at {at:?} is not an RFC 3339 time: {e}")))?.timestamp_millis();
+            if at <= now {
+                return Err(DeskError::bad("retry_at is not in the future"));
+            }
+            (vec![("callback_at", at.to_string())], back)
+        }
+        other => return Err(DeskError::bad(format!("outcome {other:?} is not one of reached, no_answer, retry_later"))),
+    };
+    set.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    Ok(vec![CommandPayload::ChangeProperties(ChangeProperties { set, remove: vec![], priority: None }), last])
 }
 
 fn check_owner(i: &Interaction, me: &str) -> Result<(), DeskError> {

@@ -378,9 +378,14 @@ fn next_step<'a>(
                 }
                 return move_to(send_queue, format!("{label}: not sampled"));
             }
-            Step::Route { skills, policy, timeout_s, on_timeout, to_agent_property } => {
+            Step::Route { skills, policy, timeout_s, on_timeout, to_agent_property, not_before_property } => {
+                let not_before = not_before_property.as_ref().and_then(|p| i.properties.get(p)).and_then(|t| t.parse::<i64>().ok());
+                if not_before.is_some_and(|t| now < t) {
+                    return Next::Wait;
+                }
+                let waiting_since = not_before.map_or(i.queued_at, |t| t.max(i.queued_at));
                 if let (Some(t), Some(q)) = (timeout_s, on_timeout)
-                    && now - i.queued_at >= i64::try_from(*t).unwrap_or(i64::MAX / 1000) * 1000
+                    && now - waiting_since >= i64::try_from(*t).unwrap_or(i64::MAX / 1000) * 1000
                 {
                     return move_to(q, format!("{label}: waited over {t} s"));
                 }

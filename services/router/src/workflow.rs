@@ -167,6 +167,9 @@ pub enum Step {
         on_timeout: Option<String>,
         /// Offer only to the agent named by this property (e.g. the author of a reply).
         to_agent_property: Option<String>,
+        /// Not before the time (Unix ms) in this property (e.g. a callback's `callback_at`);
+        /// the timeout counts from then.
+        not_before_property: Option<String>,
     },
 }
 

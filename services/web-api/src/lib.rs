@@ -1,13 +1,23 @@
-//! The public HTTP API (the seed's Web API Server). For now: submit an interaction.
+//! The public HTTP API (the seed's Web API Server) for web sites and applications.
 //!
-//! `POST /v1/interactions` turns a JSON request into a `Submit` command on
-//! `interaction.commands` and answers `202 Accepted` once Kafka has it; the interaction then
-//! shows in the queue projection (`GET /interactions/{id}`). An `Idempotency-Key` header makes
-//! retries safe: the same key always yields the same interaction and command ids.
+//! - `POST /v1/interactions` turns a JSON request into a `Submit` command on
+//!   `interaction.commands` and answers `202 Accepted` once Kafka has it; the interaction then
+//!   shows in the queue projection (`GET /interactions/{id}`).
+//! - `POST /v1/callbacks`: a web callback ([`callback`]).
+//! - The contact form (`POST /v1/forms/email`) is served with these but belongs to the e-mail
+//!   channel; chats start at the chat server (`POST /v1/chats`).
+//!
+//! An `Idempotency-Key` header makes retries safe: the same key always yields the same
+//! interaction and command ids. Every route is rate limited per client address
+//! ([`rate_limited`]); `GET /v1/web/openapi.json` describes the API.
+
+pub mod callback;
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use plumbing::config::{CallbackSettings, WebApiSettings};
+use utoipa::OpenApi;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +32,7 @@ use serde_json::json;
 const MAX_FIELD_LEN: usize = 1024;
 const MAX_PROPERTIES: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     pub media_type: String,
@@ -37,10 +47,114 @@ pub struct SubmitRequest {
     pub content_ref: Option<String>,
 }
 
-pub fn routes(commands: CommandClient) -> Router {
+#[derive(Clone)]
+struct Api {
+    commands: CommandClient,
+    callbacks: CallbackSettings,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard web API", description = "For web sites: submit interactions and request callbacks. Chats start at the chat server (`POST /v1/chats`, see docs/chat-protocol.md); the contact form is `POST /v1/forms/email`."),
+    paths(submit, request_callback),
+    components(schemas(SubmitRequest, callback::CallbackRequest))
+)]
+struct ApiDoc;
+
+pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
     Router::new()
         .route("/v1/interactions", post(submit))
-        .with_state(commands)
+        .route("/v1/callbacks", post(request_callback))
+        .route("/v1/web/openapi.json", axum::routing::get(|| async { Json(ApiDoc::openapi()) }))
+        .with_state(Api { commands, callbacks: callbacks.clone() })
+}
+
+/// `router` with a per-client-address limit: a burst of `rate_burst` requests, refilled at
+/// `rate_per_minute`; beyond it `429` with `Retry-After` and the wait in the body.
+pub fn rate_limited(router: Router, settings: &WebApiSettings) -> anyhow::Result<Router> {
+    let per_request_ms = (60_000 / u64::from(settings.rate_per_minute.max(1))).max(1);
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_millisecond(per_request_ms)
+        .burst_size(settings.rate_burst.max(1))
+        .use_headers()
+        .finish()
+        .ok_or_else(|| anyhow::anyhow!("[web_api] rate_per_minute and rate_burst must be at least 1"))?;
+    let layer = tower_governor::GovernorLayer::new(config).error_handler(|e| match e {
+        tower_governor::GovernorError::TooManyRequests { wait_time, headers } => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, format!("too many requests from this address; try again in {wait_time} s"));
+            if let Some(headers) = headers {
+                response.headers_mut().extend(headers);
+            }
+            response
+        }
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    });
+    Ok(router.layer(layer))
+}
+
+/// Interaction and command ids: derived from the `Idempotency-Key` when there is one.
+fn ids(headers: &HeaderMap) -> Result<(String, String), &'static str> {
+    match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => Ok((interaction_server::client::uuid_v4(), interaction_server::client::uuid_v4())),
+        Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_FIELD_LEN => Ok((
+            uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("interaction/{key}").as_bytes()).to_string(),
+            uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("command/{key}").as_bytes()).to_string(),
+        )),
+        Some(_) => Err("Idempotency-Key must be 1 to 1024 visible ASCII characters"),
+    }
+}
+
+/// Submits and answers `202` with `extra` fields once Kafka has the command.
+async fn send_submit(commands: &CommandClient, interaction_id: String, command_id: String, submit: Submit, extra: serde_json::Value) -> Response {
+    let mut command = commands.command(&interaction_id, CommandPayload::Submit(submit));
+    command.command_id = command_id;
+    match commands.send(&command).await {
+        Ok(_) => {
+            let mut body = json!({
+                "interaction_id": interaction_id,
+                "command_id": command.command_id,
+                "status_url": format!("/interactions/{interaction_id}"),
+            });
+            if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+                body.extend(extra);
+            }
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "submit not accepted by Kafka");
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("the interaction was not accepted: {e}"))
+        }
+    }
+}
+
+/// Request a callback.
+#[utoipa::path(post, path = "/v1/callbacks", request_body = callback::CallbackRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key: the same callback")),
+    responses((status = 202, description = "accepted: `{interaction_id, callback_at}`"), (status = 422, description = "invalid phone number or time, with the reason"), (status = 429, description = "too many requests"), (status = 503, description = "not accepted; retry")))]
+async fn request_callback(State(api): State<Api>, headers: HeaderMap, body: Result<Json<callback::CallbackRequest>, JsonRejection>) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let checked = match callback::check(&request, &api.callbacks, contract::now_millis()) {
+        Ok(c) => c,
+        Err(reason) => return error(StatusCode::UNPROCESSABLE_ENTITY, reason),
+    };
+    let (interaction_id, command_id) = match ids(&headers) {
+        Ok(ids) => ids,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let submit = Submit {
+        media_type: MediaType::Callback,
+        origin: "web-api".into(),
+        target_queue: api.callbacks.queue.clone(),
+        priority: 0,
+        properties: checked.properties,
+        contact_id: None,
+        content_ref: None,
+        parent_interaction_id: None,
+    };
+    send_submit(&api.commands, interaction_id, command_id, submit, json!({"phone": checked.phone, "callback_at": checked.callback_at})).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -51,8 +165,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 const IDEMPOTENCY_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x1d2c_9e4b_77a0_4f51_8c36_0b9e_5a41_d3f2);
 
+/// Submit an interaction of any media to a queue.
+#[utoipa::path(post, path = "/v1/interactions", request_body = SubmitRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key: the same interaction")),
+    responses((status = 202, description = "accepted: `{interaction_id, command_id, status_url}`"), (status = 400, description = "invalid request, with the reason"), (status = 503, description = "not accepted; retry")))]
 async fn submit(
-    State(commands): State<CommandClient>,
+    State(Api { commands, .. }): State<Api>,
     headers: HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Response {
@@ -83,61 +201,19 @@ async fn submit(
             ),
         );
     }
-    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_FIELD_LEN => Some(key.to_owned()),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Idempotency-Key must be 1 to 1024 visible ASCII characters",
-            );
-        }
+    let (interaction_id, command_id) = match ids(&headers) {
+        Ok(ids) => ids,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
-    let (interaction_id, command_id) = match &idempotency_key {
-        Some(key) => (
-            uuid::Uuid::new_v5(
-                &IDEMPOTENCY_NAMESPACE,
-                format!("interaction/{key}").as_bytes(),
-            )
-            .to_string(),
-            uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("command/{key}").as_bytes())
-                .to_string(),
-        ),
-        None => (
-            interaction_server::client::uuid_v4(),
-            interaction_server::client::uuid_v4(),
-        ),
+    let submit = Submit {
+        media_type,
+        origin: "web-api".into(),
+        target_queue: request.queue,
+        priority: request.priority,
+        properties: request.properties,
+        contact_id: request.contact_id,
+        content_ref: request.content_ref,
+        parent_interaction_id: None,
     };
-    let mut command = commands.command(
-        &interaction_id,
-        CommandPayload::Submit(Submit {
-            media_type,
-            origin: "web-api".into(),
-            target_queue: request.queue,
-            priority: request.priority,
-            properties: request.properties,
-            contact_id: request.contact_id,
-            content_ref: request.content_ref,
-            parent_interaction_id: None,
-        }),
-    );
-    command.command_id = command_id;
-    match commands.send(&command).await {
-        Ok(_) => (
-            StatusCode::ACCEPTED,
-            Json(json!({
-                "interaction_id": interaction_id,
-                "command_id": command.command_id,
-                "status_url": format!("/interactions/{interaction_id}"),
-            })),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "submit not accepted by Kafka");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the interaction was not accepted: {e}"),
-            )
-        }
-    }
+    send_submit(&commands, interaction_id, command_id, submit, json!({})).await
 }
