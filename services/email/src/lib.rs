@@ -60,7 +60,7 @@ pub async fn run(
         tasks.spawn(async move { ("IMAP poller", poller.run(token).await) });
     }
     let commands = CommandClient::new(&settings.kafka, topics, outbound::HOLDER)?;
-    if let Some(sender) = outbound::Sender::new(floor, commands, &email.outbound, &email.domain)? {
+    if let Some(sender) = outbound::sender(floor, commands, &email.outbound, &email.domain)? {
         let token = shutdown.clone();
         tasks.spawn(async move { ("sender", Arc::new(sender).run(token).await) });
     }

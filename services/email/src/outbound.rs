@@ -1,26 +1,15 @@
-//! The outbound sender: mail waiting in the send queue (agent replies after release and QA,
-//! acknowledgements and auto-responses from the workflow's `respond` step) goes out over SMTP
-//! with lettre.
-//!
-//! Stateless: what to send, how often it was tried and when to try again are interaction
-//! properties, so a restarted sender (or another instance) picks up where this one stopped.
-//! One interaction at a time is claimed with a `Lock` (holder [`HOLDER`]); a supervisor's lock
-//! holds a mail back. Per mail:
-//! - sent: `sent_at`, `sent_message_id`, `smtp_response` set, then `Stop("sent")`;
-//! - refused or unreachable: `send_attempts`, `send_error`, `send_next_attempt_at` set (doubling
-//!   back-off), still locked; after `max_attempts` (or at once when the mail cannot be built,
-//!   e.g. no valid recipient) it moves to the failed queue with `send_error` and is unlocked,
-//!   so the workflow routes it back to its author.
-//!
-//! Delivery is at-least-once: a crash between the SMTP server's `250` and the `sent_at`
-//! event sends the mail again on restart, with the same Message-ID, which mail clients and
-//! servers use to drop the copy.
+//! The outbound e-mail channel: mail waiting in the send queue (agent replies after release and
+//! QA, acknowledgements and auto-responses from the workflow's `respond` step, chat
+//! transcripts) goes out over SMTP with lettre, driven by the shared [`send_queue::Sender`]
+//! (claim, retries, give-up: see there). A sent mail records `sent_message_id` and
+//! `smtp_response`. A mail sent twice after a crash carries the same Message-ID, which mail
+//! clients and servers use to drop the copy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use contract::command::{ChangeProperties, CommandPayload, Lock, LockHolderKind, MediaType, MoveToQueue, Stop, Unlock};
+use contract::command::MediaType;
 use floor::SharedFloor;
 use floor::library::fill;
 use interaction_server::client::CommandClient;
@@ -29,18 +18,14 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use plumbing::CancellationToken;
 use plumbing::config::{MailTls, OutboundMailSettings};
-use queues::board::{Board, Interaction, Status};
+use queues::board::{Board, Interaction};
 
 use crate::intake::{outbound_message_id, subject_tag};
 use crate::parse::clean_header_text;
 
 /// Lock holder and command issuer of the sender.
 pub const HOLDER: &str = "email-sender";
-
-/// How long a claim (a `Lock` sent, not yet seen on the floor) keeps others from re-claiming.
-const CLAIM_PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SenderSetupError {
@@ -58,236 +43,65 @@ pub struct Outgoing {
     pub recipient: String,
 }
 
-pub struct Sender {
-    floor: Arc<SharedFloor>,
-    commands: CommandClient,
+/// The e-mail channel of the [`send_queue::Sender`]: builds the mail with lettre and hands it
+/// to the SMTP server.
+pub struct EmailChannel {
     transport: AsyncSmtpTransport<Tokio1Executor>,
-    settings: OutboundMailSettings,
     from: Mailbox,
     domain: String,
 }
 
-impl Sender {
-    pub fn new(
-        floor: Arc<SharedFloor>,
-        commands: CommandClient,
-        settings: &OutboundMailSettings,
-        domain: &str,
-    ) -> Result<Option<Self>, SenderSetupError> {
-        let Some(host) = settings.smtp_host.clone() else { return Ok(None) };
-        let transport_error = |source| SenderSetupError::Transport { host: host.clone(), source };
-        let tls = |host: &str| TlsParameters::new(host.to_owned()).map_err(transport_error);
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-            .port(settings.smtp_port)
-            .timeout(Some(Duration::from_secs(settings.timeout_s)));
-        builder = match settings.tls {
-            MailTls::None => builder.tls(Tls::None),
-            MailTls::Starttls => builder.tls(Tls::Required(tls(&host)?)),
-            MailTls::Tls => builder.tls(Tls::Wrapper(tls(&host)?)),
-        };
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
-        let from = settings.from.parse().map_err(|e| SenderSetupError::From(settings.from.clone(), e))?;
-        Ok(Some(Self { floor, commands, transport: builder.build(), settings: settings.clone(), from, domain: domain.to_owned() }))
+pub type Sender = send_queue::Sender<EmailChannel>;
+
+/// The sender configured by `[email.outbound]`; `None` when no SMTP server is set.
+pub fn sender(floor: Arc<SharedFloor>, commands: CommandClient, settings: &OutboundMailSettings, domain: &str) -> Result<Option<Sender>, SenderSetupError> {
+    let Some(host) = settings.smtp_host.clone() else { return Ok(None) };
+    let transport_error = |source| SenderSetupError::Transport { host: host.clone(), source };
+    let tls = |host: &str| TlsParameters::new(host.to_owned()).map_err(transport_error);
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+        .port(settings.smtp_port)
+        .timeout(Some(Duration::from_secs(settings.timeout_s)));
+    builder = match settings.tls {
+        MailTls::None => builder.tls(Tls::None),
+        MailTls::Starttls => builder.tls(Tls::Required(tls(&host)?)),
+        MailTls::Tls => builder.tls(Tls::Wrapper(tls(&host)?)),
+    };
+    if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let from = settings.from.parse().map_err(|e| SenderSetupError::From(settings.from.clone(), e))?;
+    let channel = EmailChannel { transport: builder.build(), from, domain: domain.to_owned() };
+    let policy = send_queue::Policy {
+        send_queue: settings.send_queue.clone(),
+        failed_queue: settings.failed_queue.clone(),
+        max_attempts: settings.max_attempts,
+        retry_initial_ms: settings.retry_initial_ms,
+        retry_max_ms: settings.retry_max_ms,
+    };
+    Ok(Some(send_queue::Sender::new(floor, commands, channel, policy)))
+}
+
+impl send_queue::Channel for EmailChannel {
+    type Outgoing = Outgoing;
+
+    fn holder(&self) -> &'static str {
+        HOLDER
     }
 
-    /// Sends what the send queue holds, as it arrives, until `shutdown`; then lets the mails
-    /// in flight finish.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut changed = self.floor.changed();
-        while !self.floor.caught_up() {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                r = changed.changed() => r?,
-            }
-        }
-        tracing::info!(queue = %self.settings.send_queue, "email sender started");
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let mut claimed: HashMap<String, Instant> = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            for work in self.next_work(&mut claimed, &in_flight) {
-                match work {
-                    Work::Claim(id) => {
-                        let lock = CommandPayload::Lock(Lock { holder: HOLDER.into(), holder_kind: LockHolderKind::Router });
-                        if let Err(e) = self.commands.send(&self.commands.command(&id, lock)).await {
-                            tracing::warn!(interaction = %id, error = %e, "could not claim a mail to send; will retry");
-                            claimed.remove(&id);
-                        }
-                    }
-                    Work::Send(job) => {
-                        let sender = self.clone();
-                        let in_flight = in_flight.clone();
-                        tasks.spawn(async move {
-                            let id = job.id.clone();
-                            if let Err(e) = sender.deliver(job).await {
-                                tracing::warn!(interaction = %id, error = %e, "could not record a send outcome; will retry");
-                            }
-                            lock_set(&in_flight).remove(&id);
-                        });
-                    }
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = changed.changed() => r?,
-                Some(_) = tasks.join_next() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-        while tasks.join_next().await.is_some() {}
-        Ok(())
+    fn media(&self) -> MediaType {
+        MediaType::Email
     }
 
-    /// What to do now: claim unlocked mail, send claimed mail that is due.
-    fn next_work(&self, claimed: &mut HashMap<String, Instant>, in_flight: &Mutex<HashSet<String>>) -> Vec<Work> {
-        let floor = self.floor.read();
-        let board = floor.board();
-        let now = contract::now_millis();
-        claimed.retain(|id, at| at.elapsed() < CLAIM_PATIENCE && board.interaction(id).is_some_and(|i| i.lock.is_none()));
-        let mut in_flight = lock_set(in_flight);
-        let mut work = Vec::new();
-        for i in board.queued() {
-            if i.queue.as_deref() != Some(self.settings.send_queue.as_str()) || i.media_type != MediaType::Email || i.status != Status::Waiting {
-                continue;
-            }
-            match &i.lock {
-                None => {
-                    if !claimed.contains_key(&i.id) {
-                        claimed.insert(i.id.clone(), Instant::now());
-                        work.push(Work::Claim(i.id.clone()));
-                    }
-                }
-                Some(lock) if lock.holder == HOLDER => {
-                    let due = i.properties.get("send_next_attempt_at").and_then(|t| t.parse::<i64>().ok()).is_none_or(|t| t <= now);
-                    if due && !in_flight.contains(&i.id) {
-                        in_flight.insert(i.id.clone());
-                        let attempts = i.properties.get("send_attempts").and_then(|a| a.parse().ok()).unwrap_or(0);
-                        let mail = if i.properties.contains_key("sent_at") {
-                            Mail::AlreadySent
-                        } else {
-                            match compose(i, board, floor.library(), &self.from, &self.domain) {
-                                Ok(outgoing) => Mail::Ready(Box::new(outgoing)),
-                                Err(reason) => Mail::Unsendable(reason),
-                            }
-                        };
-                        work.push(Work::Send(Job { id: i.id.clone(), attempts, mail }));
-                    }
-                }
-                Some(_) => {} // a supervisor holds it back
-            }
-        }
-        work
+    fn compose(&self, i: &Interaction, floor: &floor::Floor) -> Result<Outgoing, String> {
+        compose(i, floor.board(), floor.library(), &self.from, &self.domain)
     }
 
-    /// One attempt at one mail, and its outcome as commands; returns once the floor shows them.
-    async fn deliver(&self, job: Job) -> anyhow::Result<()> {
-        let attempts = job.attempts + 1;
-        let now = contract::now_millis();
-        let commands = match job.mail {
-            Mail::AlreadySent => vec![stop_sent()],
-            Mail::Unsendable(reason) => self.give_up(attempts, &reason),
-            Mail::Ready(outgoing) => match self.transport.send(outgoing.message).await {
-                Ok(response) => {
-                    let reply = response.message().collect::<Vec<_>>().join(" ");
-                    tracing::info!(interaction = %job.id, recipient = %outgoing.recipient, message_id = %outgoing.message_id, "mail sent");
-                    vec![
-                        set(
-                            [
-                                ("sent_at", now.to_string()),
-                                ("sent_message_id", outgoing.message_id.clone()),
-                                ("smtp_response", format!("{} {reply}", response.code())),
-                                ("send_attempts", attempts.to_string()),
-                            ],
-                            &["send_next_attempt_at"],
-                        ),
-                        stop_sent(),
-                    ]
-                }
-                Err(e) => {
-                    let reason = format!("SMTP: {e}");
-                    if attempts >= self.settings.max_attempts {
-                        self.give_up(attempts, &reason)
-                    } else {
-                        let delay = backoff_ms(attempts, self.settings.retry_initial_ms, self.settings.retry_max_ms);
-                        tracing::warn!(interaction = %job.id, attempt = attempts, retry_in_ms = delay, error = %e, "mail not sent; will retry");
-                        let next = now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
-                        vec![set(
-                            [("send_attempts", attempts.to_string()), ("send_error", reason), ("send_next_attempt_at", next.to_string())],
-                            &[],
-                        )]
-                    }
-                }
-            },
-        };
-        let mut last = None;
-        for payload in commands {
-            last = Some(self.commands.send(&self.commands.command(&job.id, payload)).await?);
-        }
-        // Until the floor reflects the outcome, the same mail must not be picked again.
-        if let Some((partition, offset)) = last {
-            let mut changed = self.floor.changed();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while self.floor.read().reflected(partition).is_none_or(|r| r < offset) {
-                if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
-                    anyhow::bail!("the outcome of {} was not reflected within 60 s", job.id);
-                }
-            }
-        }
-        Ok(())
+    async fn send(&self, interaction: &str, outgoing: Outgoing) -> Result<Vec<(String, String)>, String> {
+        let response = self.transport.send(outgoing.message).await.map_err(|e| format!("SMTP: {e}"))?;
+        let reply = response.message().collect::<Vec<_>>().join(" ");
+        tracing::info!(interaction, recipient = %outgoing.recipient, message_id = %outgoing.message_id, "mail sent");
+        Ok(vec![("sent_message_id".into(), outgoing.message_id), ("smtp_response".into(), format!("{} {reply}", response.code()))])
     }
-
-    fn give_up(&self, attempts: u32, reason: &str) -> Vec<CommandPayload> {
-        tracing::warn!(attempts, reason, queue = %self.settings.failed_queue, "mail not sent; giving up and returning it");
-        vec![
-            set([("send_error", reason.to_owned()), ("send_failed_at", contract::now_millis().to_string())], &["send_attempts", "send_next_attempt_at"]),
-            CommandPayload::MoveToQueue(MoveToQueue {
-                queue: self.settings.failed_queue.clone(),
-                reason: format!("not sent after {attempts} attempt(s): {reason}"),
-            }),
-            CommandPayload::Unlock(Unlock { holder: HOLDER.into() }),
-        ]
-    }
-}
-
-enum Work {
-    Claim(String),
-    Send(Job),
-}
-
-struct Job {
-    id: String,
-    attempts: u32,
-    mail: Mail,
-}
-
-enum Mail {
-    Ready(Box<Outgoing>),
-    Unsendable(String),
-    /// `sent_at` is on the log but the `Stop` is not (a crash in between).
-    AlreadySent,
-}
-
-fn lock_set(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    set.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn set<const N: usize>(pairs: [(&str, String); N], remove: &[&str]) -> CommandPayload {
-    CommandPayload::ChangeProperties(ChangeProperties {
-        set: pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        remove: remove.iter().map(|r| (*r).to_owned()).collect(),
-        priority: None,
-    })
-}
-
-fn stop_sent() -> CommandPayload {
-    CommandPayload::Stop(Stop { reason: "sent".into() })
-}
-
-/// Doubling from `initial`, capped at `max`.
-pub fn backoff_ms(attempt: u32, initial: u64, max: u64) -> u64 {
-    initial.saturating_mul(1u64 << attempt.saturating_sub(1).min(32)).min(max)
 }
 
 /// Builds the mail for an outbound interaction: an agent's reply (`reply_text`, `to`,
@@ -495,8 +309,4 @@ mod tests {
         assert!(e.contains("automatic mail"), "{e}");
     }
 
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!([1, 2, 3, 4, 40].map(|a| backoff_ms(a, 100, 500)), [100, 200, 400, 500, 500]);
-    }
 }
