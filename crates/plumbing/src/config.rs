@@ -32,6 +32,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub callback: CallbackSettings,
     pub web_api: WebApiSettings,
+    pub sms: SmsSettings,
 }
 
 impl Default for Settings {
@@ -51,6 +52,7 @@ impl Default for Settings {
             chat: ChatSettings::default(),
             callback: CallbackSettings::default(),
             web_api: WebApiSettings::default(),
+            sms: SmsSettings::default(),
         }
     }
 }
@@ -320,6 +322,56 @@ impl Default for ChatSettings {
             idle_timeout_s: 300,
             transcript_queue: "outbound-send".into(),
             ucs_url: None,
+        }
+    }
+}
+
+/// The SMS channel (`switchboard run sms-server`), `[sms]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The gateway protocol: "twilio" (Twilio-compatible webhooks and REST API).
+    pub gateway: String,
+    pub account_sid: String,
+    /// Signs the gateway's webhooks (checked on every one) and authenticates our sends.
+    pub auth_token: String,
+    pub api_base: String,
+    /// Our number, the sender of what we send.
+    pub from_number: String,
+    /// The base URL the gateway calls us at, as it signs it (behind a proxy this is not our
+    /// listen address); unset: this process's own HTTP address.
+    pub public_url: Option<String>,
+    /// Region for numbers without `+` and country code (ISO 3166, e.g. "GB").
+    pub default_region: Option<String>,
+    pub inbound_queue: String,
+    /// Longest text accepted to send (characters; the gateway splits it into segments).
+    pub max_text_chars: usize,
+    /// The send queue replies and paging wait in (shared with e-mail; each sender takes its
+    /// own media), and where it goes after `max_attempts`.
+    pub send_queue: String,
+    pub failed_queue: String,
+    pub max_attempts: u32,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        Self {
+            gateway: "twilio".into(),
+            account_sid: String::new(),
+            auth_token: String::new(),
+            api_base: "https://api.twilio.com".into(),
+            from_number: String::new(),
+            public_url: None,
+            default_region: None,
+            inbound_queue: "sms-inbound".into(),
+            max_text_chars: 1600,
+            send_queue: "outbound-send".into(),
+            failed_queue: "send-failed".into(),
+            max_attempts: 5,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 15 * 60_000,
         }
     }
 }

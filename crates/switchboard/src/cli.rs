@@ -208,8 +208,10 @@ pub enum Service {
     Stats,
     /// The e-mail channel: SMTP listener, IMAP poller, outbound sender.
     Email,
-    /// The chat server (in progress): chats over WebSocket, their truth on chat.events.
+    /// The chat server: chats over WebSocket, their truth on chat.events.
     ChatServer,
+    /// The SMS channel: gateway webhooks in (signed), replies and paging out, receipts.
+    SmsServer,
 }
 
 #[derive(Debug, Subcommand)]

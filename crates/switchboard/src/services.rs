@@ -30,23 +30,24 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
     } else {
         None
     };
-    let result = run_services(
-        &settings,
-        &topics,
-        &[
-            Service::InteractionServer,
-            Service::Queues,
-            Service::WebApi,
-            Service::Ucs,
-            Service::Router,
-            Service::Desk,
-            Service::Stats,
-            Service::Email,
-            Service::ChatServer,
-        ],
-        shutdown,
-    )
-    .await;
+    let mut services = vec![
+        Service::InteractionServer,
+        Service::Queues,
+        Service::WebApi,
+        Service::Ucs,
+        Service::Router,
+        Service::Desk,
+        Service::Stats,
+        Service::Email,
+        Service::ChatServer,
+    ];
+    // Webhooks are only as safe as their signatures: no SMS without the gateway's token.
+    if settings.sms.auth_token.is_empty() {
+        tracing::info!("SMS channel off: [sms] auth_token is unset");
+    } else {
+        services.push(Service::SmsServer);
+    }
+    let result = run_services(&settings, &topics, &services, shutdown).await;
     if let Some(broker) = broker {
         broker.stop().await?;
     }
@@ -101,7 +102,7 @@ async fn run_services(
         None
     };
     // Router, desk, statistics and the e-mail sender share one floor projection in a process.
-    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email | Service::ChatServer)) {
+    let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email | Service::ChatServer | Service::SmsServer)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
         let floor = floor::SharedFloor::new(threshold_ms);
         let library = if services.iter().any(|s| matches!(s, Service::Desk | Service::Email)) {
@@ -176,6 +177,20 @@ async fn run_services(
                 let post_token = token.clone();
                 tasks.spawn(async move { ("chat upkeep", chat_server::upkeep::run(server, post_token).await) });
                 tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });
+            }
+            Service::SmsServer => {
+                let floor = floor.clone().context("floor")?;
+                let sms = &settings.sms;
+                anyhow::ensure!(!sms.auth_token.is_empty(), "[sms] auth_token is unset: webhooks could not be verified");
+                anyhow::ensure!(sms.gateway == "twilio", "[sms] gateway {:?} is not supported (twilio)", sms.gateway);
+                let gateway = std::sync::Arc::new(sms_server::twilio::Twilio::new(&sms.api_base, &sms.account_sid, &sms.auth_token, &sms.from_number));
+                let dead_letters = plumbing::dead_letter::DeadLetters::new(plumbing::kafka::producer(&kafka)?, topics.name(plumbing::topics::DEAD_LETTER), "sms-server");
+                let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
+                let commands = interaction_server::client::CommandClient::new(&kafka, &topics, "sms-server")?;
+                let server = sms_server::SmsServer::new(gateway, commands, dead_letters, sms, public_url);
+                router = router.merge(server.routes());
+                let sender = server.sender(floor, interaction_server::client::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
+                tasks.spawn(async move { ("sms sender", std::sync::Arc::new(sender).run(token).await) });
             }
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;

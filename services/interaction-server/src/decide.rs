@@ -46,6 +46,18 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
     let Some(i) = board.interaction(id) else {
         return Err(format!("no interaction {id} (it was never submitted)"));
     };
+    // Closed to work, not to facts learnt later (a delivery receipt after "sent").
+    if i.status == Status::Stopped
+        && let CommandPayload::ChangeProperties(c) = &command.payload
+        && c.priority.is_none()
+        && !(c.set.is_empty() && c.remove.is_empty())
+    {
+        return Ok(vec![EventPayload::PropertiesChanged(PropertiesChanged {
+            set: c.set.clone(),
+            removed: c.remove.clone(),
+            priority: None,
+        })]);
+    }
     if i.status == Status::Stopped {
         return Err(format!(
             "interaction {id} is stopped ({})",

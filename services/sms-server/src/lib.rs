@@ -1,0 +1,245 @@
+//! The SMS channel (the seed's SMS Server), paging mode: every inbound SMS is a new
+//! interaction; an agent's reply, or an SMS an application submits (outbound paging), waits in
+//! the send queue and is sent by the shared [`send_queue::Sender`] through the gateway;
+//! delivery receipts become property changes of the sent interaction (`delivery_status`).
+//!
+//! The gateway is behind [`gateway::Gateway`]; [`twilio::Twilio`] speaks Twilio-compatible
+//! webhooks (every one's signature checked) and REST. Routes, for gateway `{g}`:
+//! - `POST /v1/sms/{g}/inbound`: an SMS for us. `200` once Kafka has the `Submit` (the
+//!   interaction id is derived from the gateway's message id, so a redelivery is one
+//!   interaction); `403` for a bad signature; `400` with the reason for what cannot be an
+//!   interaction (no sender, an invalid number), which is also parked on the dead-letter topic;
+//!   `503` when Kafka did not take it (the gateway retries).
+//! - `POST /v1/sms/{g}/status?interaction=<id>`: a delivery receipt.
+//!
+//! Not built yet: session mode (SMS conversations through the chat server), MMS parts to UCS.
+
+pub mod gateway;
+pub mod segments;
+pub mod twilio;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
+use floor::SharedFloor;
+use gateway::Gateway;
+use interaction_server::client::CommandClient;
+use plumbing::config::SmsSettings;
+use plumbing::dead_letter::DeadLetters;
+use queues::board::Interaction;
+use serde::Deserialize;
+use serde_json::json;
+
+/// Lock holder and command issuer of the SMS sender.
+pub const HOLDER: &str = "sms-sender";
+
+pub struct SmsServer<G: Gateway> {
+    gateway: Arc<G>,
+    commands: CommandClient,
+    dead_letters: DeadLetters,
+    settings: SmsSettings,
+    /// Base URL the gateway calls us at (signatures cover it).
+    public_url: String,
+}
+
+impl<G: Gateway> SmsServer<G> {
+    pub fn new(gateway: Arc<G>, commands: CommandClient, dead_letters: DeadLetters, settings: &SmsSettings, public_url: String) -> Arc<Self> {
+        Arc::new(Self { gateway, commands, dead_letters, settings: settings.clone(), public_url: public_url.trim_end_matches('/').to_owned() })
+    }
+
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/sms/{gateway}/inbound", post(inbound::<G>))
+            .route("/v1/sms/{gateway}/status", post(status::<G>))
+            .with_state(self.clone())
+    }
+
+    /// The sender of SMS waiting in the send queue.
+    pub fn sender(self: &Arc<Self>, floor: Arc<SharedFloor>, commands: CommandClient) -> send_queue::Sender<SmsChannel<G>> {
+        let policy = send_queue::Policy {
+            send_queue: self.settings.send_queue.clone(),
+            failed_queue: self.settings.failed_queue.clone(),
+            max_attempts: self.settings.max_attempts,
+            retry_initial_ms: self.settings.retry_initial_ms,
+            retry_max_ms: self.settings.retry_max_ms,
+        };
+        send_queue::Sender::new(floor, commands, SmsChannel { server: self.clone() }, policy)
+    }
+
+    /// `raw` as a phone number in E.164, or why it is not one.
+    fn phone(&self, raw: &str) -> Result<String, String> {
+        let region = self.settings.default_region.as_deref().and_then(|r| r.parse::<phonenumber::country::Id>().ok());
+        let number = phonenumber::parse(region, raw.trim()).map_err(|e| format!("{raw:?} is not a phone number: {e}"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(format!("{raw:?} is not a valid phone number"));
+        }
+        Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    }
+}
+
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": reason.into() }))).into_response()
+}
+
+/// The webhook's fields, after its gateway and signature were checked.
+fn checked_params<G: Gateway>(server: &SmsServer<G>, name: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, (StatusCode, String)> {
+    if name != server.gateway.name() {
+        return Err((StatusCode::NOT_FOUND, format!("this server speaks to gateway {:?}, not {name:?}", server.gateway.name())));
+    }
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("the body is not a form: {e}")))?;
+    let url = format!("{}{}", server.public_url, uri.path_and_query().map_or("", |p| p.as_str()));
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    server.gateway.verify(&url, &params, signature).map_err(|reason| {
+        tracing::warn!(%url, %reason, "webhook refused");
+        (StatusCode::FORBIDDEN, reason)
+    })?;
+    Ok(params)
+}
+
+const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+
+async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match checked_params(&server, &name, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err((status, reason)) => return error(status, reason),
+    };
+    let checked = server.gateway.inbound(&params).and_then(|sms| Ok((server.phone(&sms.from)?, sms)));
+    let (from, sms) = match checked {
+        Ok(ok) => ok,
+        Err(reason) => {
+            // Nothing is lost: what cannot be an interaction is kept with the reason.
+            let key = params.iter().find(|(k, _)| k == "MessageSid").map_or("unknown", |(_, v)| v.as_str());
+            let parked = match server.dead_letters.park_input(key, &body, &reason, &format!("sms:{name}")) {
+                Ok(delivery) => plumbing::kafka::delivered(delivery).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = parked {
+                return error(StatusCode::SERVICE_UNAVAILABLE, format!("not parked, send it again: {e}"));
+            }
+            return error(StatusCode::BAD_REQUEST, reason);
+        }
+    };
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms:{name}:{}", sms.gateway_message_id).as_bytes()).to_string();
+    let mut properties = BTreeMap::from([
+        ("from".to_owned(), from),
+        ("to".to_owned(), sms.to.clone()),
+        ("body".to_owned(), sms.body.clone()),
+        ("gateway".to_owned(), name.clone()),
+        ("gateway_message_id".to_owned(), sms.gateway_message_id.clone()),
+        ("channel".to_owned(), "sms".to_owned()),
+    ]);
+    for (n, (url, content_type)) in sms.media.iter().enumerate() {
+        properties.insert(format!("media_{n}_url"), url.clone());
+        properties.insert(format!("media_{n}_type"), content_type.clone());
+    }
+    let submit = Submit {
+        media_type: if sms.media.is_empty() { MediaType::Sms } else { MediaType::Mms },
+        origin: format!("sms-server:{name}"),
+        target_queue: server.settings.inbound_queue.clone(),
+        priority: 0,
+        properties,
+        contact_id: None,
+        content_ref: None,
+        parent_interaction_id: None,
+    };
+    let command = server.commands.command(&id, CommandPayload::Submit(submit));
+    if let Err(e) = server.commands.send(&command).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("not accepted, send it again: {e}"));
+    }
+    tracing::info!(interaction = %id, gateway_message_id = %sms.gateway_message_id, "SMS received");
+    ([(axum::http::header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    interaction: String,
+}
+
+async fn status<G: Gateway>(
+    State(server): State<Arc<SmsServer<G>>>,
+    Path(name): Path<String>,
+    Query(query): Query<StatusQuery>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match checked_params(&server, &name, &uri, &headers, &body) {
+        Ok(p) => p,
+        Err((status, reason)) => return error(status, reason),
+    };
+    let receipt = match server.gateway.receipt(&params) {
+        Ok(r) => r,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let mut set = BTreeMap::from([
+        ("delivery_status".to_owned(), receipt.status.clone()),
+        ("delivery_status_at".to_owned(), contract::now_millis().to_string()),
+        ("delivery_gateway_message_id".to_owned(), receipt.gateway_message_id.clone()),
+    ]);
+    if let Some(code) = &receipt.error_code {
+        set.insert("delivery_error_code".into(), code.clone());
+    }
+    let change = CommandPayload::ChangeProperties(ChangeProperties { set, remove: vec![], priority: None });
+    if let Err(e) = server.commands.send(&server.commands.command(&query.interaction, change)).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("not recorded, send it again: {e}"));
+    }
+    tracing::info!(interaction = %query.interaction, status = %receipt.status, "delivery receipt");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// An SMS ready for the gateway.
+pub struct OutgoingSms {
+    to: String,
+    body: String,
+    segments: segments::Segmented,
+}
+
+/// The SMS channel of the [`send_queue::Sender`].
+pub struct SmsChannel<G: Gateway> {
+    server: Arc<SmsServer<G>>,
+}
+
+impl<G: Gateway> send_queue::Channel for SmsChannel<G> {
+    type Outgoing = OutgoingSms;
+
+    fn holder(&self) -> &'static str {
+        HOLDER
+    }
+
+    fn media(&self) -> MediaType {
+        MediaType::Sms
+    }
+
+    /// An agent's reply (`reply_text`, to the `to` number or the sender of the answered SMS)
+    /// or an application's paging SMS (`reply_text` and `to`).
+    fn compose(&self, i: &Interaction, floor: &floor::Floor) -> Result<OutgoingSms, String> {
+        let answered = i.properties.get("reply_to_interaction").or(i.parent_interaction_id.as_ref()).and_then(|id| floor.board().interaction(id));
+        let to = i.properties.get("to").or_else(|| answered.and_then(|a| a.properties.get("from"))).ok_or("no recipient (to)")?;
+        let to = self.server.phone(to)?;
+        let body = i.properties.get("reply_text").filter(|t| !t.trim().is_empty()).ok_or("nothing to send (reply_text)")?.clone();
+        let chars = body.chars().count();
+        if chars > self.server.settings.max_text_chars {
+            return Err(format!("the text is {chars} characters; the limit is {}", self.server.settings.max_text_chars));
+        }
+        Ok(OutgoingSms { to, segments: segments::segment(&body), body })
+    }
+
+    async fn send(&self, interaction: &str, sms: OutgoingSms) -> Result<Vec<(String, String)>, String> {
+        let callback = format!("{}/v1/sms/{}/status?interaction={interaction}", self.server.public_url, self.server.gateway.name());
+        let id = self.server.gateway.send(&sms.to, &sms.body, &callback).await?;
+        tracing::info!(interaction, to = %sms.to, segments = sms.segments.segments.len(), "SMS sent");
+        Ok(vec![
+            ("gateway_message_id".into(), id),
+            ("sent_to".into(), sms.to),
+            ("sms_encoding".into(), sms.segments.encoding.name().into()),
+            ("sms_segments".into(), sms.segments.segments.len().to_string()),
+        ])
+    }
+}
