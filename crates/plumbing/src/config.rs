@@ -344,6 +344,11 @@ pub struct SmsSettings {
     /// Region for numbers without `+` and country code (ISO 3166, e.g. "GB").
     pub default_region: Option<String>,
     pub inbound_queue: String,
+    /// MMS limits: all parts together, number of parts.
+    pub mms_max_bytes: usize,
+    pub mms_max_parts: usize,
+    /// UCS base URL (MMS parts are stored there); unset: this process's own HTTP address.
+    pub ucs_url: Option<String>,
     /// Longest text accepted to send (characters; the gateway splits it into segments).
     pub max_text_chars: usize,
     /// The send queue replies and paging wait in (shared with e-mail; each sender takes its
@@ -366,6 +371,9 @@ impl Default for SmsSettings {
             public_url: None,
             default_region: None,
             inbound_queue: "sms-inbound".into(),
+            mms_max_bytes: 5 * 1024 * 1024,
+            mms_max_parts: 20,
+            ucs_url: None,
             max_text_chars: 1600,
             send_queue: "outbound-send".into(),
             failed_queue: "send-failed".into(),

@@ -187,7 +187,8 @@ async fn run_services(
                 let dead_letters = plumbing::dead_letter::DeadLetters::new(plumbing::kafka::producer(&kafka)?, topics.name(plumbing::topics::DEAD_LETTER), "sms-server");
                 let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
                 let commands = interaction_server::client::CommandClient::new(&kafka, &topics, "sms-server")?;
-                let server = sms_server::SmsServer::new(gateway, commands, dead_letters, sms, public_url);
+                let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+                let server = sms_server::SmsServer::new(gateway, commands, dead_letters, ucs, sms, public_url);
                 router = router.merge(server.routes());
                 let sender = server.sender(floor, interaction_server::client::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
                 tasks.spawn(async move { ("sms sender", std::sync::Arc::new(sender).run(token).await) });

@@ -24,6 +24,16 @@ pub struct Receipt {
     pub error_code: Option<String>,
 }
 
+/// A media part fetched from the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    pub content_id: Option<String>,
+    /// Content-Location, or the file name of its Content-Disposition.
+    pub location: Option<String>,
+}
+
 /// Form fields of a webhook, in the order received.
 pub type Params = [(String, String)];
 
@@ -37,4 +47,6 @@ pub trait Gateway: Send + Sync + 'static {
     /// Sends `body` to `to`; receipts for it are to be posted to `status_callback`. `Ok` is the
     /// gateway's message id, `Err` why it was not taken.
     fn send(&self, to: &str, body: &str, status_callback: &str) -> impl Future<Output = Result<String, String>> + Send;
+    /// Fetches an MMS media part the gateway holds, refusing more than `max_bytes`.
+    fn fetch(&self, url: &str, max_bytes: usize) -> impl Future<Output = Result<Fetched, String>> + Send;
 }

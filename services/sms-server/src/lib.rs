@@ -12,7 +12,12 @@
 //!   `503` when Kafka did not take it (the gateway retries).
 //! - `POST /v1/sms/{g}/status?interaction=<id>`: a delivery receipt.
 //!
-//! Not built yet: session mode (SMS conversations through the chat server), MMS parts to UCS.
+//! An MMS (an inbound message with media) is fetched part by part from the gateway within
+//! `[sms] mms_max_bytes` / `mms_max_parts`, its SMIL presentation parsed ([`inbound_mms`]),
+//! and its parts stored in UCS as content-addressed blobs with `part_index` in presentation
+//! order, before the `Submit` (claim-check): the agent sees the parts as they were composed.
+//!
+//! Not built yet: session mode (SMS conversations through the chat server).
 
 pub mod gateway;
 pub mod segments;
@@ -44,14 +49,73 @@ pub struct SmsServer<G: Gateway> {
     gateway: Arc<G>,
     commands: CommandClient,
     dead_letters: DeadLetters,
+    /// Where MMS parts are stored.
+    ucs: ucs_client::UcsClient,
     settings: SmsSettings,
     /// Base URL the gateway calls us at (signatures cover it).
     public_url: String,
 }
 
+/// Why an MMS did not become an interaction.
+enum MmsError {
+    /// The message is at fault: parked with the reason, `400`.
+    Refused(String),
+    /// The gateway or UCS is: `503`, the gateway retries.
+    Unavailable(String),
+}
+
 impl<G: Gateway> SmsServer<G> {
-    pub fn new(gateway: Arc<G>, commands: CommandClient, dead_letters: DeadLetters, settings: &SmsSettings, public_url: String) -> Arc<Self> {
-        Arc::new(Self { gateway, commands, dead_letters, settings: settings.clone(), public_url: public_url.trim_end_matches('/').to_owned() })
+    pub fn new(gateway: Arc<G>, commands: CommandClient, dead_letters: DeadLetters, ucs: ucs_client::UcsClient, settings: &SmsSettings, public_url: String) -> Arc<Self> {
+        Arc::new(Self { gateway, commands, dead_letters, ucs, settings: settings.clone(), public_url: public_url.trim_end_matches('/').to_owned() })
+    }
+
+    /// Fetches, checks and stores an MMS's parts in UCS; returns properties for the interaction.
+    async fn store_mms(&self, interaction: &str, sms: &gateway::Inbound) -> Result<BTreeMap<String, String>, MmsError> {
+        let limits = inbound_mms::Limits { max_total_bytes: self.settings.mms_max_bytes, max_parts: self.settings.mms_max_parts, ..inbound_mms::Limits::default() };
+        if sms.media.len() > limits.max_parts {
+            return Err(MmsError::Refused(inbound_mms::Refusal::TooManyParts { count: sms.media.len(), limit: limits.max_parts }.to_string()));
+        }
+        let mut fetched = Vec::with_capacity(sms.media.len());
+        let mut left = limits.max_total_bytes;
+        for (url, declared_type) in &sms.media {
+            let mut part = self.gateway.fetch(url, left).await.map_err(|e| if e.starts_with("the MMS is over") { MmsError::Refused(e) } else { MmsError::Unavailable(e) })?;
+            if part.content_type == "application/octet-stream" {
+                part.content_type.clone_from(declared_type);
+            }
+            left = left.saturating_sub(part.bytes.len());
+            fetched.push(part);
+        }
+        let parts: Vec<inbound_mms::Part> = fetched
+            .iter()
+            .map(|f| inbound_mms::Part { content_type: f.content_type.clone(), content_id: f.content_id.clone(), location: f.location.clone(), size: f.bytes.len() })
+            .collect();
+        let smil = fetched.iter().find(|f| inbound_mms::is_smil(&f.content_type)).map(|f| f.bytes.as_slice());
+        let presentation = inbound_mms::present(&parts, smil, &limits).map_err(|r| MmsError::Refused(r.to_string()))?;
+        let unavailable = |e: ucs_client::UcsError| match e {
+            ucs_client::UcsError::Refused { .. } => MmsError::Refused(format!("the contact store cannot keep it: {e}")),
+            ucs_client::UcsError::Unavailable { .. } => MmsError::Unavailable(e.to_string()),
+        };
+        let mut index = 0;
+        if !sms.body.trim().is_empty() {
+            let body = ucs_client::ContentPart { part_index: 0, role: "text_body".into(), mime_type: "text/plain".into(), size: sms.body.len(), blob_ref: None, filename: None, text: Some(sms.body.clone()) };
+            self.ucs.add_content(interaction, &body).await.map_err(unavailable)?;
+            index += 1;
+        }
+        // Presented parts first, in presentation order, then the SMIL itself.
+        for n in presentation.order.iter().copied().chain(presentation.smil) {
+            let part = &fetched[n];
+            let blob = self.ucs.put_blob(part.bytes.clone()).await.map_err(unavailable)?;
+            let text = (part.content_type.starts_with("text/plain") && part.bytes.len() <= 64 * 1024).then(|| String::from_utf8_lossy(&part.bytes).into_owned());
+            let role = if Some(n) == presentation.smil { "smil" } else { "mms_part" };
+            let content = ucs_client::ContentPart { part_index: index, role: role.into(), mime_type: part.content_type.clone(), size: part.bytes.len(), blob_ref: Some(blob), filename: part.location.clone(), text };
+            self.ucs.add_content(interaction, &content).await.map_err(unavailable)?;
+            index += 1;
+        }
+        Ok(BTreeMap::from([
+            ("mms_parts".to_owned(), presentation.order.len().to_string()),
+            ("mms_slides".to_owned(), presentation.slides.to_string()),
+            ("mms_bytes".to_owned(), (limits.max_total_bytes - left).to_string()),
+        ]))
     }
 
     pub fn routes(self: &Arc<Self>) -> Router {
@@ -113,20 +177,18 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
     let checked = server.gateway.inbound(&params).and_then(|sms| Ok((server.phone(&sms.from)?, sms)));
     let (from, sms) = match checked {
         Ok(ok) => ok,
-        Err(reason) => {
-            // Nothing is lost: what cannot be an interaction is kept with the reason.
-            let key = params.iter().find(|(k, _)| k == "MessageSid").map_or("unknown", |(_, v)| v.as_str());
-            let parked = match server.dead_letters.park_input(key, &body, &reason, &format!("sms:{name}")) {
-                Ok(delivery) => plumbing::kafka::delivered(delivery).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = parked {
-                return error(StatusCode::SERVICE_UNAVAILABLE, format!("not parked, send it again: {e}"));
-            }
-            return error(StatusCode::BAD_REQUEST, reason);
-        }
+        Err(reason) => return park(&server, &name, &params, &body, reason).await,
     };
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms:{name}:{}", sms.gateway_message_id).as_bytes()).to_string();
+    let mms = if sms.media.is_empty() {
+        BTreeMap::new()
+    } else {
+        match server.store_mms(&id, &sms).await {
+            Ok(properties) => properties,
+            Err(MmsError::Refused(reason)) => return park(&server, &name, &params, &body, reason).await,
+            Err(MmsError::Unavailable(reason)) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("not accepted, send it again: {reason}")),
+        }
+    };
     let mut properties = BTreeMap::from([
         ("from".to_owned(), from),
         ("to".to_owned(), sms.to.clone()),
@@ -135,10 +197,7 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
         ("gateway_message_id".to_owned(), sms.gateway_message_id.clone()),
         ("channel".to_owned(), "sms".to_owned()),
     ]);
-    for (n, (url, content_type)) in sms.media.iter().enumerate() {
-        properties.insert(format!("media_{n}_url"), url.clone());
-        properties.insert(format!("media_{n}_type"), content_type.clone());
-    }
+    properties.extend(mms);
     let submit = Submit {
         media_type: if sms.media.is_empty() { MediaType::Sms } else { MediaType::Mms },
         origin: format!("sms-server:{name}"),
@@ -155,6 +214,20 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
     }
     tracing::info!(interaction = %id, gateway_message_id = %sms.gateway_message_id, "SMS received");
     ([(axum::http::header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
+}
+
+/// Keeps a webhook that cannot be an interaction on the dead-letter topic with the reason, and
+/// answers `400` with it (`503` if Kafka did not take it: the gateway retries).
+async fn park<G: Gateway>(server: &SmsServer<G>, name: &str, params: &[(String, String)], body: &[u8], reason: String) -> Response {
+    let key = params.iter().find(|(k, _)| k == "MessageSid").map_or("unknown", |(_, v)| v.as_str());
+    let parked = match server.dead_letters.park_input(key, body, &reason, &format!("sms:{name}")) {
+        Ok(delivery) => plumbing::kafka::delivered(delivery).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = parked {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("not parked, send it again: {e}"));
+    }
+    error(StatusCode::BAD_REQUEST, reason)
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use crate::gateway::{Gateway, Inbound, Params, Receipt};
+use crate::gateway::{Fetched, Gateway, Inbound, Params, Receipt};
 
 pub struct Twilio {
     http: reqwest::Client,
@@ -109,6 +109,32 @@ impl Gateway for Twilio {
             return Err(format!("Twilio API refused it: {status} {message} (code {})", answer["code"]));
         }
         answer["sid"].as_str().map(str::to_owned).ok_or_else(|| "Twilio API answered without a sid".to_owned())
+    }
+
+    async fn fetch(&self, url: &str, max_bytes: usize) -> Result<Fetched, String> {
+        let mut response = self
+            .http
+            .get(url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .map_err(|e| format!("media {url} unreachable: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("media {url}: {}", response.status()));
+        }
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = header("content-type").unwrap_or_else(|| "application/octet-stream".into());
+        let content_id = header("content-id").map(|c| c.trim_matches(['<', '>', ' ']).to_owned());
+        let filename = header("content-disposition").and_then(|d| d.split(';').find_map(|p| p.trim().strip_prefix("filename=").map(|f| f.trim_matches('"').to_owned())));
+        let location = header("content-location").or(filename);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("media {url}: {e}"))? {
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(format!("the MMS is over {max_bytes} bytes"));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { bytes, content_type, content_id, location })
     }
 }
 

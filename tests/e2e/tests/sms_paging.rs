@@ -9,6 +9,8 @@
 //! sent (gateway id, GSM-7, one segment), and the signed delivery receipt lands on it. An
 //! application pages a customer through the web API with a long Cyrillic text: UCS-2, three
 //! segments. A number the gateway refuses comes back to the send-failed queue with the reason.
+//! An MMS with a SMIL part reaches the agent with its parts in UCS in presentation order (not
+//! message order); an oversized MMS and one with malformed SMIL are refused and parked.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -73,13 +75,38 @@ async fn messages_api(State(sent): State<Sent>, UrlPath(sid): UrlPath<String>, h
     (StatusCode::CREATED, axum::Json(json!({"sid": sid, "status": "queued"}))).into_response()
 }
 
+const SMIL: &str = r#"<?xml version="1.0"?>
+<!DOCTYPE smil PUBLIC "-//W3C//DTD SMIL 2.0//EN" "http://www.w3.org/2001/SMIL20/SMIL20.dtd">
+<smil><head><layout><region id="Image"/><region id="Text"/></layout></head>
+<body><par dur="5s"><img src="cid:photo1" region="Image"/><text src="caption.txt" region="Text"/></par><par dur="5s"><img src="photo2.jpg" region="Image"/></par></body></smil>"#;
+
+/// The gateway's media store: `(content type, header, header value, bytes)` by name.
+fn media(name: &str) -> Option<(&'static str, &'static str, String, Vec<u8>)> {
+    Some(match name {
+        "photo2" => ("image/jpeg", "content-location", "photo2.jpg".into(), vec![0xFF, 0xD8, 2, 2, 2]),
+        "smil" => ("application/smil", "content-location", "pres.smil".into(), SMIL.as_bytes().to_vec()),
+        "caption" => ("text/plain", "content-disposition", "inline; filename=\"caption.txt\"".into(), b"Look at the dent!".to_vec()),
+        "photo1" => ("image/jpeg", "content-id", "<photo1>".into(), vec![0xFF, 0xD8, 1, 1, 1]),
+        "badsmil" => ("application/smil", "content-location", "bad.smil".into(), b"<smil><body><img src=\"cid:nothing\"/></body></smil>".to_vec()),
+        "huge" => ("video/mp4", "content-location", "huge.mp4".into(), vec![0; 300_000]),
+        _ => return None,
+    })
+}
+
+async fn media_api(UrlPath(name): UrlPath<String>) -> axum::response::Response {
+    match media(&name) {
+        Some((content_type, header, value, bytes)) => ([("content-type", content_type.to_owned()), (header, value)], bytes).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn post_webhook(http: &reqwest::Client, url: &str, params: &[(&str, &str)], signature: &str) -> (u16, String) {
     let r = http.post(url).header("X-Twilio-Signature", signature).form(params).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sms_in_and_out_through_a_twilio_compatible_gateway() {
+async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     let env = TestEnv::start().await.unwrap();
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
@@ -89,7 +116,10 @@ async fn sms_in_and_out_through_a_twilio_compatible_gateway() {
 
     // The gateway's REST side.
     let sent: Sent = Arc::default();
-    let api = axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", axum::routing::post(messages_api)).with_state(sent.clone());
+    let api = axum::Router::new()
+        .route("/2010-04-01/Accounts/{sid}/Messages.json", axum::routing::post(messages_api))
+        .with_state(sent.clone())
+        .route("/media/{name}", axum::routing::get(media_api));
     let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_port = api_listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(api_listener, api).await.unwrap() });
@@ -106,8 +136,12 @@ async fn sms_in_and_out_through_a_twilio_compatible_gateway() {
     settings.sms.public_url = Some(format!("http://127.0.0.1:{sms_port}"));
     settings.sms.max_attempts = 2;
     settings.sms.retry_initial_ms = 200;
-    let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("sms-server", sms_port), ("web-api", free_port())]);
+    settings.sms.mms_max_bytes = 100_000;
+    let ucs_port = free_port();
+    settings.sms.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
+    let services = env.spawn_services(&mut settings, &[("ucs", ucs_port), ("router", free_port()), ("desk", free_port()), ("sms-server", sms_port), ("web-api", free_port())]);
     let http = reqwest::Client::new();
+    wait_ready(&http, &services.url("ucs", "/health/ready/ucs")).await;
     wait_ready(&http, &services.url("router", "/health/ready/router")).await;
     wait_ready(&http, &services.url("desk", "/health/ready/desk")).await;
     wait_ready(&http, &services.url("sms-server", "/health/live")).await;
@@ -177,6 +211,53 @@ async fn sms_in_and_out_through_a_twilio_compatible_gateway() {
     let r: Value = http.post(services.url("web-api", "/v1/interactions")).json(&page).send().await.unwrap().json().await.unwrap();
     let failed = desk.get_until(&sue, &format!("/v1/desk/interactions/{}", r["interaction_id"].as_str().unwrap()), Duration::from_secs(60), |i| i["queue"] == "send-failed").await;
     assert!(failed["properties"]["send_error"].as_str().unwrap().contains("unsubscribed recipient"), "{failed}");
+
+    // An MMS: parts listed in message order, shown in the SMIL's order.
+    let media_url = |name: &str| format!("http://127.0.0.1:{api_port}/media/{name}");
+    let (u0, u1, u2, u3) = (media_url("photo2"), media_url("smil"), media_url("caption"), media_url("photo1"));
+    let mms = [
+        ("MessageSid", "MM33333333333333333333333333333333"),
+        ("From", "+447911123456"),
+        ("To", "+441234567890"),
+        ("Body", "My parcel arrived like this"),
+        ("NumMedia", "4"),
+        ("MediaUrl0", u0.as_str()),
+        ("MediaContentType0", "image/jpeg"),
+        ("MediaUrl1", u1.as_str()),
+        ("MediaContentType1", "application/smil"),
+        ("MediaUrl2", u2.as_str()),
+        ("MediaContentType2", "text/plain"),
+        ("MediaUrl3", u3.as_str()),
+        ("MediaContentType3", "image/jpeg"),
+    ];
+    let (s, body) = post_webhook(&http, &inbound, &mms, &sign(&inbound, &mms)).await;
+    assert_eq!(s, 200, "{body}");
+    let queue = desk.get_until(&sue, "/v1/desk/queues/sms-inbound", Duration::from_secs(60), |q| q["interactions"].as_array().is_some_and(|a| a.iter().any(|i| i["media_type"] == "mms"))).await;
+    let mms_id = queue["interactions"].as_array().unwrap().iter().find(|i| i["media_type"] == "mms").unwrap()["id"].as_str().unwrap().to_owned();
+    let detail = e2e::poll_json(&http, &format!("http://127.0.0.1:{ucs_port}/v1/interactions/{mms_id}/detail"), Duration::from_secs(60), |d| d["contents"].as_array().is_some_and(|c| c.len() == 5)).await;
+    let mut contents: Vec<&Value> = detail["contents"].as_array().unwrap().iter().collect();
+    contents.sort_by_key(|c| c["part_index"].as_i64());
+    let shown: Vec<(&str, Option<&str>)> = contents.iter().map(|c| (c["mime_type"].as_str().unwrap(), c["filename"].as_str())).collect();
+    assert_eq!(
+        shown,
+        [("text/plain", None), ("image/jpeg", None), ("text/plain", Some("caption.txt")), ("image/jpeg", Some("photo2.jpg")), ("application/smil", Some("pres.smil"))],
+        "body, then the SMIL's order (photo1, caption, photo2), then the SMIL: {detail}"
+    );
+    assert_eq!(contents[2]["text"], "Look at the dent!");
+    let photo1 = http.get(format!("http://127.0.0.1:{ucs_port}/v1/blobs/{}", contents[1]["blob_ref"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(photo1.as_ref(), [0xFF, 0xD8, 1, 1, 1], "stored as sent, not decoded");
+
+    // Refused and parked, with reasons: malformed SMIL; too large.
+    let (bad_url, huge_url) = (media_url("badsmil"), media_url("huge"));
+    for (sid, url, why) in [("MM44444444444444444444444444444444", bad_url.as_str(), "SMIL part is not valid"), ("MM55555555555555555555555555555555", huge_url.as_str(), "over 100000 bytes")] {
+        let refused = [("MessageSid", sid), ("From", "+447911123456"), ("NumMedia", "1"), ("MediaUrl0", url), ("MediaContentType0", "application/smil")];
+        let (s, body) = post_webhook(&http, &inbound, &refused, &sign(&inbound, &refused)).await;
+        assert!(s == 400 && body.contains(why), "{s} {body}");
+        env.wait_for("the refused MMS parked", Duration::from_secs(30), || {
+            env.read_all(&env.topic("deadletter")).iter().any(|m| e2e::header(m, "dlq.reason").is_some_and(|r| r.contains(why)))
+        })
+        .await;
+    }
 
     drop(services);
     stop_server.cancel();
