@@ -344,6 +344,11 @@ pub struct SmsSettings {
     /// Region for numbers without `+` and country code (ISO 3166, e.g. "GB").
     pub default_region: Option<String>,
     pub inbound_queue: String,
+    /// Session mode: an SMS from a number with an active SMS session goes into it, any other
+    /// starts one (a chat session, submitted to `session_queue`), and agents' chat messages
+    /// go back by SMS. Off: paging mode, every SMS a new interaction in `inbound_queue`.
+    pub session_mode: bool,
+    pub session_queue: String,
     /// MMS limits: all parts together, number of parts.
     pub mms_max_bytes: usize,
     pub mms_max_parts: usize,
@@ -371,6 +376,8 @@ impl Default for SmsSettings {
             public_url: None,
             default_region: None,
             inbound_queue: "sms-inbound".into(),
+            session_mode: false,
+            session_queue: "chat-inbound".into(),
             mms_max_bytes: 5 * 1024 * 1024,
             mms_max_parts: 20,
             ucs_url: None,

@@ -188,7 +188,20 @@ async fn run_services(
                 let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
                 let commands = interaction_server::client::CommandClient::new(&kafka, &topics, "sms-server")?;
                 let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
-                let server = sms_server::SmsServer::new(gateway, commands, dead_letters, ucs, sms, public_url);
+                let session = if sms.session_mode {
+                    let sessions = chat_server::SharedSessions::new();
+                    let (projection, projection_token, projection_kafka, projection_topics) = (sessions.clone(), token.clone(), kafka.clone(), topics.clone());
+                    tasks.spawn(async move {
+                        ("sms sessions", chat_server::projector::run(&projection_kafka, &projection_topics, projection, projection_token).await)
+                    });
+                    let relay_commands = interaction_server::client::CommandClient::new(&kafka, &topics, "sms-relay")?;
+                    let (relayed, relay_floor, queue, relay_token) = (sessions.clone(), floor.clone(), sms.send_queue.clone(), token.clone());
+                    tasks.spawn(async move { ("sms relay", sms_server::session::relay(relayed, relay_floor, relay_commands, queue, relay_token).await) });
+                    Some(sms_server::SessionMode { sessions, publisher: chat_server::Publisher::new(&kafka, &topics)? })
+                } else {
+                    None
+                };
+                let server = sms_server::SmsServer::new(gateway, commands, dead_letters, ucs, sms, public_url, session);
                 router = router.merge(server.routes());
                 let sender = server.sender(floor, interaction_server::client::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
                 tasks.spawn(async move { ("sms sender", std::sync::Arc::new(sender).run(token).await) });

@@ -51,6 +51,8 @@ pub struct Session {
     pub customer_name: Option<String>,
     pub customer_email: Option<String>,
     pub subject: Option<String>,
+    /// Where it started: `web-api`, or `sms:<number>` for an SMS session.
+    pub origin: Option<String>,
     #[serde(skip)]
     pub customer_token_sha256: Option<String>,
     pub participants: BTreeMap<String, Participant>,
@@ -129,6 +131,7 @@ impl Session {
                 self.customer_name = Some(s.customer_name.clone());
                 self.customer_email.clone_from(&s.customer_email);
                 self.subject.clone_from(&s.subject);
+                self.origin = Some(s.origin.clone());
                 self.customer_token_sha256 = Some(s.customer_token_sha256.clone());
                 self.started_at = event.occurred_at;
                 self.last_activity_at = event.occurred_at;

@@ -54,8 +54,7 @@ struct Inner {
     floor: Arc<floor::SharedFloor>,
     /// The desk's session keys: agents connect with their desk token.
     desk_keys: desk::auth::SessionKeys,
-    producer: FutureProducer,
-    topic: String,
+    publisher: Publisher,
     commands: CommandClient,
     /// Where a customer who gives an e-mail address is found or created as a contact.
     ucs: ucs_client::UcsClient,
@@ -85,8 +84,7 @@ impl ChatServer {
                 sessions,
                 floor,
                 desk_keys,
-                producer: kafka::producer(kafka_settings)?,
-                topic: topics.name(topics::CHAT_EVENTS),
+                publisher: Publisher::new(kafka_settings, topics)?,
                 commands: CommandClient::new(kafka_settings, topics, "chat-server")?,
                 ucs,
                 settings: settings.clone(),
@@ -124,10 +122,28 @@ impl ChatServer {
 
     /// Writes `payload` as an event of `session` and waits for Kafka's acknowledgement.
     pub async fn publish(&self, session: &str, event_id: String, payload: ChatPayload) -> Result<(), PublishError> {
+        self.inner.publisher.publish(session, event_id, payload).await
+    }
+}
+
+/// Writes chat events (the chat server, and the SMS server for SMS sessions).
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl Publisher {
+    pub fn new(kafka_settings: &KafkaSettings, topics: &Topics) -> anyhow::Result<Self> {
+        Ok(Self { producer: kafka::producer(kafka_settings)?, topic: topics.name(topics::CHAT_EVENTS) })
+    }
+
+    /// Writes `payload` as an event of `session` and waits for Kafka's acknowledgement.
+    pub async fn publish(&self, session: &str, event_id: String, payload: ChatPayload) -> Result<(), PublishError> {
         let event = ChatEvent { event_id, session_id: session.to_owned(), occurred_at: contract::now_millis(), payload };
         let bytes = event.encode().map_err(|e| PublishError::Encode(e.to_string()))?;
         let headers = Lineage::new(session).caused_by(&event.event_id).schema(ChatEvent::NAME).to_headers();
-        let delivery = kafka::send(&self.inner.producer, &self.inner.topic, None, session, &bytes, headers).map_err(|e| PublishError::Kafka(e.to_string()))?;
+        let delivery = kafka::send(&self.producer, &self.topic, None, session, &bytes, headers).map_err(|e| PublishError::Kafka(e.to_string()))?;
         kafka::delivered(delivery).await.map_err(|e| PublishError::Kafka(e.to_string()))?;
         Ok(())
     }

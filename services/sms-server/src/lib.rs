@@ -17,10 +17,12 @@
 //! and its parts stored in UCS as content-addressed blobs with `part_index` in presentation
 //! order, before the `Submit` (claim-check): the agent sees the parts as they were composed.
 //!
-//! Not built yet: session mode (SMS conversations through the chat server).
+//! In session mode (`[sms] session_mode`) an SMS conversation is a chat session instead
+//! ([`session`]).
 
 pub mod gateway;
 pub mod segments;
+pub mod session;
 pub mod twilio;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,13 @@ pub struct SmsServer<G: Gateway> {
     settings: SmsSettings,
     /// Base URL the gateway calls us at (signatures cover it).
     public_url: String,
+    /// Session mode: the chat sessions and their writer.
+    session: Option<SessionMode>,
+}
+
+pub struct SessionMode {
+    pub sessions: Arc<chat_server::SharedSessions>,
+    pub publisher: chat_server::Publisher,
 }
 
 /// Why an MMS did not become an interaction.
@@ -65,8 +74,17 @@ enum MmsError {
 }
 
 impl<G: Gateway> SmsServer<G> {
-    pub fn new(gateway: Arc<G>, commands: CommandClient, dead_letters: DeadLetters, ucs: ucs_client::UcsClient, settings: &SmsSettings, public_url: String) -> Arc<Self> {
-        Arc::new(Self { gateway, commands, dead_letters, ucs, settings: settings.clone(), public_url: public_url.trim_end_matches('/').to_owned() })
+    pub fn new(
+        gateway: Arc<G>,
+        commands: CommandClient,
+        dead_letters: DeadLetters,
+        ucs: ucs_client::UcsClient,
+        settings: &SmsSettings,
+        public_url: String,
+        session: Option<SessionMode>,
+    ) -> Arc<Self> {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        Arc::new(Self { gateway, commands, dead_letters, ucs, settings: settings.clone(), public_url, session })
     }
 
     /// Fetches, checks and stores an MMS's parts in UCS; returns properties for the interaction.
@@ -179,6 +197,16 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
         Ok(ok) => ok,
         Err(reason) => return park(&server, &name, &params, &body, reason).await,
     };
+    if let Some(mode) = server.session.as_ref().filter(|_| sms.media.is_empty()) {
+        let queue = &server.settings.session_queue;
+        return match session::inbound(&mode.sessions, &mode.publisher, &server.commands, queue, &from, &sms.gateway_message_id, &sms.body).await {
+            Ok(chat) => {
+                tracing::info!(session = %chat, gateway_message_id = %sms.gateway_message_id, "SMS into its session");
+                ([(axum::http::header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
+            }
+            Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not accepted, send it again: {reason}")),
+        };
+    }
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms:{name}:{}", sms.gateway_message_id).as_bytes()).to_string();
     let mms = if sms.media.is_empty() {
         BTreeMap::new()

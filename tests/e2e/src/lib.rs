@@ -10,6 +10,7 @@ pub mod desk;
 pub mod mail;
 pub mod fixtures;
 pub mod sql;
+pub mod sms;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

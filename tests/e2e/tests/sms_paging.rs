@@ -14,16 +14,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path as UrlPath;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use desk::users::Role;
 use e2e::desk::{DeskClient, wait_ready, write_users};
+use e2e::sms::{SID, Sent, TOKEN, post_webhook, sign};
 use e2e::{TestEnv, free_port};
 use serde_json::{Value, json};
 
@@ -36,44 +35,6 @@ steps = [{ type = "route" }]
 name = "outbound"
 steps = [{ type = "move_to", queue = "outbound-send" }]
 "#;
-
-const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "test-auth-token-1";
-
-/// Signs like Twilio, with Twilio's library.
-fn sign(url: &str, params: &[(&str, &str)]) -> String {
-    let python = e2e::python_venv("twilio-venv", &Path::new(env!("CARGO_MANIFEST_DIR")).join("python/twilio-requirements.txt"));
-    let mut child = std::process::Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/twilio_sign.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let request = json!({"token": TOKEN, "url": url, "params": params});
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// What the gateway peer was asked to send.
-type Sent = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
-
-async fn messages_api(State(sent): State<Sent>, UrlPath(sid): UrlPath<String>, headers: HeaderMap, body: String) -> axum::response::Response {
-    use base64::Engine as _;
-    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}")));
-    if sid != SID || headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"code": 20003, "message": "Authenticate"}))).into_response();
-    }
-    let form: BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
-    if form["To"].starts_with("+1212555") {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient"}))).into_response();
-    }
-    let mut sent = sent.lock().unwrap();
-    sent.push(form);
-    let sid = format!("SM{:032}", sent.len());
-    (StatusCode::CREATED, axum::Json(json!({"sid": sid, "status": "queued"}))).into_response()
-}
 
 const SMIL: &str = r#"<?xml version="1.0"?>
 <!DOCTYPE smil PUBLIC "-//W3C//DTD SMIL 2.0//EN" "http://www.w3.org/2001/SMIL20/SMIL20.dtd">
@@ -100,10 +61,6 @@ async fn media_api(UrlPath(name): UrlPath<String>) -> axum::response::Response {
     }
 }
 
-async fn post_webhook(http: &reqwest::Client, url: &str, params: &[(&str, &str)], signature: &str) -> (u16, String) {
-    let r = http.post(url).header("X-Twilio-Signature", signature).form(params).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
@@ -116,13 +73,7 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
 
     // The gateway's REST side.
     let sent: Sent = Arc::default();
-    let api = axum::Router::new()
-        .route("/2010-04-01/Accounts/{sid}/Messages.json", axum::routing::post(messages_api))
-        .with_state(sent.clone())
-        .route("/media/{name}", axum::routing::get(media_api));
-    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_port = api_listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(api_listener, api).await.unwrap() });
+    let api_port = e2e::sms::start(sent.clone(), axum::Router::new().route("/media/{name}", axum::routing::get(media_api))).await;
 
     let sms_port = free_port();
     let mut settings = env.settings(&dir.join("data"));
