@@ -9,7 +9,7 @@
 //! sent (gateway id, GSM-7, one segment), and the signed delivery receipt lands on it. An
 //! application pages a customer through the web API with a long Cyrillic text: UCS-2, three
 //! segments. A number the gateway refuses comes back to the send-failed queue with the reason.
-//! An MMS with a SMIL part reaches the agent with its parts in UCS in presentation order (not
+//! An MMS with a SMIL part is routed to Ann and its parts are in UCS in presentation order (not
 //! message order); an oversized MMS and one with malformed SMIL are refused and parked.
 #![allow(clippy::unwrap_used)]
 
@@ -68,7 +68,7 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
     std::fs::write(dir.join("workflow.toml"), WORKFLOW).unwrap();
-    let capacity: BTreeMap<String, i32> = [("sms".to_owned(), 2)].into();
+    let capacity: BTreeMap<String, i32> = [("sms".to_owned(), 2), ("mms".to_owned(), 1)].into();
     write_users(&dir.join("desk-users.toml"), vec![("ann".into(), Role::Agent, BTreeMap::new(), capacity), ("sue".into(), Role::Supervisor, BTreeMap::new(), BTreeMap::new())]);
 
     // The gateway's REST side.
@@ -185,6 +185,13 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     assert_eq!(s, 200, "{body}");
     let queue = desk.get_until(&sue, "/v1/desk/queues/sms-inbound", Duration::from_secs(60), |q| q["interactions"].as_array().is_some_and(|a| a.iter().any(|i| i["media_type"] == "mms"))).await;
     let mms_id = queue["interactions"].as_array().unwrap().iter().find(|i| i["media_type"] == "mms").unwrap()["id"].as_str().unwrap().to_owned();
+    // It reaches Ann like any interaction; what she opens is its parts in UCS.
+    let mms_path = format!("/v1/desk/interactions/{mms_id}");
+    desk.get_until(&sue, &mms_path, Duration::from_secs(60), |i| i["status"] == "offered" && i["offer"]["agent_id"] == "ann").await;
+    let (s, b) = desk.post(&ann, &format!("{mms_path}/accept"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let assigned = desk.get_until(&ann, &mms_path, Duration::from_secs(30), |i| i["status"] == "assigned").await;
+    assert_eq!((assigned["properties"]["mms_parts"].as_str(), assigned["properties"]["mms_slides"].as_str()), (Some("3"), Some("2")), "{assigned}");
     let detail = e2e::poll_json(&http, &format!("http://127.0.0.1:{ucs_port}/v1/interactions/{mms_id}/detail"), Duration::from_secs(60), |d| d["contents"].as_array().is_some_and(|c| c.len() == 5)).await;
     let mut contents: Vec<&Value> = detail["contents"].as_array().unwrap().iter().collect();
     contents.sort_by_key(|c| c["part_index"].as_i64());
