@@ -173,7 +173,7 @@ async fn run_services(
                 let keys = desk::session_keys(settings)?;
                 let ucs = ucs_client::UcsClient::new(&settings.chat.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
                 let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys, ucs)?;
-                router = router.merge(server.routes());
+                router = router.merge(server.routes(&settings.web_api)?);
                 let post_token = token.clone();
                 tasks.spawn(async move { ("chat upkeep", chat_server::upkeep::run(server, post_token).await) });
                 tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });

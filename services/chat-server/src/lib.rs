@@ -92,12 +92,16 @@ impl ChatServer {
         })
     }
 
-    pub fn routes(&self) -> Router {
-        Router::new()
-            .route("/v1/chats", post(start))
+    /// The chat routes; starting a chat (public, like the web API) is rate limited per client
+    /// address by `[web_api]`.
+    pub fn routes(&self, limits: &plumbing::config::WebApiSettings) -> anyhow::Result<Router> {
+        let start_route = Router::new().route("/v1/chats", post(start)).with_state(self.clone());
+        let start_route = plumbing::http::rate_limited(start_route, limits).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Router::new()
             .route("/v1/chats/{id}/ws", get(socket::upgrade))
             .route("/health/ready/chat", get(ready))
             .with_state(self.clone())
+            .merge(start_route))
     }
 
     pub fn sessions(&self) -> &SharedSessions {

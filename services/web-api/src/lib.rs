@@ -9,7 +9,8 @@
 //!
 //! An `Idempotency-Key` header makes retries safe: the same key always yields the same
 //! interaction and command ids. Every route is rate limited per client address
-//! ([`rate_limited`]); `GET /v1/web/openapi.json` describes the API.
+//! ([`rate_limited`]; the chat server's `POST /v1/chats` too); `GET /v1/web/openapi.json`
+//! describes the API.
 
 pub mod callback;
 
@@ -69,27 +70,9 @@ pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
         .with_state(Api { commands, callbacks: callbacks.clone() })
 }
 
-/// `router` with a per-client-address limit: a burst of `rate_burst` requests, refilled at
-/// `rate_per_minute`; beyond it `429` with `Retry-After` and the wait in the body.
+/// `router` with the per-client-address limit of `[web_api]` ([`plumbing::http::rate_limited`]).
 pub fn rate_limited(router: Router, settings: &WebApiSettings) -> anyhow::Result<Router> {
-    let per_request_ms = (60_000 / u64::from(settings.rate_per_minute.max(1))).max(1);
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_millisecond(per_request_ms)
-        .burst_size(settings.rate_burst.max(1))
-        .use_headers()
-        .finish()
-        .ok_or_else(|| anyhow::anyhow!("[web_api] rate_per_minute and rate_burst must be at least 1"))?;
-    let layer = tower_governor::GovernorLayer::new(config).error_handler(|e| match e {
-        tower_governor::GovernorError::TooManyRequests { wait_time, headers } => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, format!("too many requests from this address; try again in {wait_time} s"));
-            if let Some(headers) = headers {
-                response.headers_mut().extend(headers);
-            }
-            response
-        }
-        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    });
-    Ok(router.layer(layer))
+    plumbing::http::rate_limited(router, settings).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Interaction and command ids: derived from the `Idempotency-Key` when there is one.

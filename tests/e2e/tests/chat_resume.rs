@@ -23,6 +23,8 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     // Numbers below count only what the customer does.
     settings.chat.greeting = String::new();
     settings.chat.queue_position_notices = false;
+    settings.web_api.rate_burst = 4;
+    settings.web_api.rate_per_minute = 1;
     let port = free_port();
     settings.http.listen = ([127, 0, 0, 1], port).into();
     let config = env.write_config(&settings, "chat.toml");
@@ -122,5 +124,17 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     say(&mut c, "m9", "still there?").await;
     let e = next(&mut c).await;
     assert!(e["reason"].as_str().unwrap().contains("ended"), "{e}");
+
+    // Starting chats is rate limited per client address, with the wait.
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = http.post(format!("http://127.0.0.1:{port}/v1/chats")).json(&json!({"name": "Eve"})).send().await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+    }
+    let limited = limited.expect("429 after the burst");
+    assert!(limited["error"].as_str().unwrap().contains("try again in"), "{limited}");
     server.kill().await.unwrap();
 }
