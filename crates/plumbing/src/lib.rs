@@ -15,6 +15,7 @@ pub mod headers;
 pub mod http;
 pub mod kafka;
 pub mod local_broker;
+pub mod phone;
 pub mod telemetry;
 pub mod topics;
 

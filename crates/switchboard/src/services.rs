@@ -143,7 +143,7 @@ async fn run_services(
                     interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
                 // The contact form is e-mail: it goes through the e-mail intake.
                 let public = web_api::routes(client, &settings.callback).merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
-                router = router.merge(web_api::rate_limited(public, &settings.web_api)?);
+                router = router.merge(plumbing::http::rate_limited(public, &settings.web_api).map_err(anyhow::Error::msg)?);
             }
             Service::Router => {
                 let floor = floor.clone().context("floor")?;

@@ -58,6 +58,8 @@ pub struct SmsServer<G: Gateway> {
     public_url: String,
     /// Session mode: the chat sessions and their writer.
     session: Option<SessionMode>,
+    /// `[sms] default_region`, parsed once (an unknown code reads no national forms).
+    region: Option<plumbing::phone::Region>,
 }
 
 pub struct SessionMode {
@@ -84,7 +86,8 @@ impl<G: Gateway> SmsServer<G> {
         session: Option<SessionMode>,
     ) -> Arc<Self> {
         let public_url = public_url.trim_end_matches('/').to_owned();
-        Arc::new(Self { gateway, commands, dead_letters, ucs, settings: settings.clone(), public_url, session })
+        let region = settings.default_region.as_deref().and_then(|r| r.parse().ok());
+        Arc::new(Self { gateway, commands, dead_letters, ucs, settings: settings.clone(), public_url, session, region })
     }
 
     /// Fetches, checks and stores an MMS's parts in UCS; returns properties for the interaction.
@@ -157,12 +160,7 @@ impl<G: Gateway> SmsServer<G> {
 
     /// `raw` as a phone number in E.164, or why it is not one.
     fn phone(&self, raw: &str) -> Result<String, String> {
-        let region = self.settings.default_region.as_deref().and_then(|r| r.parse::<phonenumber::country::Id>().ok());
-        let number = phonenumber::parse(region, raw.trim()).map_err(|e| format!("{raw:?} is not a phone number: {e}"))?;
-        if !phonenumber::is_valid(&number) {
-            return Err(format!("{raw:?} is not a valid phone number"));
-        }
-        Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+        plumbing::phone::e164(raw, self.region)
     }
 }
 
@@ -185,7 +183,10 @@ fn checked_params<G: Gateway>(server: &SmsServer<G>, name: &str, uri: &Uri, head
     Ok(params)
 }
 
-const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+/// The gateway's "received, nothing to answer" (an empty TwiML document).
+fn accepted() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/xml")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>").into_response()
+}
 
 async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let params = match checked_params(&server, &name, &uri, &headers, &body) {
@@ -202,7 +203,7 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
         return match session::inbound(&mode.sessions, &mode.publisher, &server.commands, queue, &from, &sms.gateway_message_id, &sms.body).await {
             Ok(chat) => {
                 tracing::info!(session = %chat, gateway_message_id = %sms.gateway_message_id, "SMS into its session");
-                ([(axum::http::header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
+                accepted()
             }
             Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not accepted, send it again: {reason}")),
         };
@@ -241,7 +242,7 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("not accepted, send it again: {e}"));
     }
     tracing::info!(interaction = %id, gateway_message_id = %sms.gateway_message_id, "SMS received");
-    ([(axum::http::header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
+    accepted()
 }
 
 /// Keeps a webhook that cannot be an interaction on the dead-letter topic with the reason, and

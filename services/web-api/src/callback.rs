@@ -40,18 +40,14 @@ pub struct Callback {
 /// Checks a request at `now` (Unix ms); `Err` is the reason, for a person.
 pub fn check(request: &CallbackRequest, settings: &CallbackSettings, now: i64) -> Result<Callback, String> {
     let region = match settings.default_region.as_deref() {
-        Some(r) => Some(r.parse::<phonenumber::country::Id>().map_err(|_| format!("the configured default_region {r:?} is not a region code"))?),
+        Some(r) => Some(r.parse::<plumbing::phone::Region>().map_err(|_| format!("the configured default_region {r:?} is not a region code"))?),
         None => None,
     };
     let raw = request.phone.trim();
     if raw.is_empty() || raw.len() > 40 {
         return Err("phone must be 1 to 40 characters".into());
     }
-    let number = phonenumber::parse(region, raw).map_err(|e| format!("{raw:?} is not a phone number: {e}"))?;
-    if !phonenumber::is_valid(&number) {
-        return Err(format!("{raw:?} is not a valid phone number (international form: +<country code> <number>)"));
-    }
-    let phone = number.format().mode(phonenumber::Mode::E164).to_string();
+    let phone = plumbing::phone::e164(raw, region)?;
     let callback_at = match request.at.as_deref() {
         None => now,
         Some(at) => {

@@ -9,15 +9,15 @@
 //!
 //! An `Idempotency-Key` header makes retries safe: the same key always yields the same
 //! interaction and command ids. Every route is rate limited per client address
-//! ([`rate_limited`]; the chat server's `POST /v1/chats` too); `GET /v1/web/openapi.json`
-//! describes the API.
+//! (`plumbing::http::rate_limited`, applied where the service is mounted; the chat server's
+//! `POST /v1/chats` too); `GET /v1/web/openapi.json` describes the API.
 
 pub mod callback;
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use plumbing::config::{CallbackSettings, WebApiSettings};
+use plumbing::config::CallbackSettings;
 use utoipa::OpenApi;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
@@ -68,11 +68,6 @@ pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
         .route("/v1/callbacks", post(request_callback))
         .route("/v1/web/openapi.json", axum::routing::get(|| async { Json(ApiDoc::openapi()) }))
         .with_state(Api { commands, callbacks: callbacks.clone() })
-}
-
-/// `router` with the per-client-address limit of `[web_api]` ([`plumbing::http::rate_limited`]).
-pub fn rate_limited(router: Router, settings: &WebApiSettings) -> anyhow::Result<Router> {
-    plumbing::http::rate_limited(router, settings).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Interaction and command ids: derived from the `Idempotency-Key` when there is one.
