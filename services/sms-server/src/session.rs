@@ -57,33 +57,25 @@ pub async fn inbound(
         client_message_id: Some(gateway_message_id.to_owned()),
     });
     let publish_error = |e: chat_server::PublishError| e.to_string();
+    let message_id = |session: &str| event_id(session, &format!("message:customer:{gateway_message_id}"));
     if let Some(session) = existing {
-        publisher.publish(&session, event_id(&session, &format!("message:customer:{gateway_message_id}")), message).await.map_err(publish_error)?;
+        publisher.publish(&session, message_id(&session), message).await.map_err(publish_error)?;
         return Ok(session);
     }
     let session = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms-session:{gateway_message_id}").as_bytes()).to_string();
-    let opening = [
-        (
-            "started",
-            ChatPayload::SessionStarted(SessionStarted {
-                interaction_id: session.clone(),
-                customer_name: phone.to_owned(),
-                customer_email: None,
-                subject: Some("SMS".into()),
-                origin: origin(phone),
-                // No token: the customer is on the phone, not on a socket; no hash matches "".
-                customer_token_sha256: String::new(),
-            }),
-        ),
-        (
-            "customer-joined",
-            ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: chat_server::CUSTOMER.into(), role: ChatRole::Customer, display_name: phone.to_owned(), agents_only: false }),
-        ),
-    ];
-    for (what, payload) in opening {
-        publisher.publish(&session, event_id(&session, what), payload).await.map_err(publish_error)?;
+    let started = ChatPayload::SessionStarted(SessionStarted {
+        interaction_id: session.clone(),
+        customer_name: phone.to_owned(),
+        customer_email: None,
+        subject: Some("SMS".into()),
+        origin: origin(phone),
+        // No token: the customer is on the phone, not on a socket; no hash matches "".
+        customer_token_sha256: String::new(),
+    });
+    let joined = ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: chat_server::CUSTOMER.into(), role: ChatRole::Customer, display_name: phone.to_owned(), agents_only: false });
+    for (id, payload) in [(event_id(&session, "started"), started), (event_id(&session, "customer-joined"), joined), (message_id(&session), message)] {
+        publisher.publish(&session, id, payload).await.map_err(publish_error)?;
     }
-    publisher.publish(&session, event_id(&session, &format!("message:customer:{gateway_message_id}")), message).await.map_err(publish_error)?;
     let submit = CommandPayload::Submit(Submit {
         media_type: MediaType::Chat,
         origin: "sms-server".into(),
