@@ -297,6 +297,30 @@ async fn status<G: Gateway>(
 }
 
 /// An SMS ready for the gateway.
+/// The text of an outbound SMS: its `reply_text`, or the standard response it names with the
+/// merge fields filled from the answered interaction (as the e-mail sender fills them).
+pub fn message_text(i: &Interaction, answered: Option<&Interaction>, library: &floor::library::Library) -> Result<String, String> {
+    if let Some(text) = i.properties.get("reply_text").filter(|t| !t.trim().is_empty()) {
+        return Ok(text.clone());
+    }
+    let Some(name) = i.properties.get("standard_response") else {
+        return Err("nothing to send (neither reply_text nor standard_response)".into());
+    };
+    let response = library.find(name).ok_or_else(|| format!("no standard response named {name:?} in UCS"))?;
+    if !response.media.is_empty() && !response.media.iter().any(|m| m == "sms") {
+        return Err(format!("standard response {name:?} is written for {}, not SMS", response.media.join(", ")));
+    }
+    let mut fields = answered.map(|a| a.properties.clone()).unwrap_or_default();
+    if let Some(a) = answered {
+        fields.insert("interaction_id".into(), a.id.clone());
+    }
+    let text = floor::library::fill(&response.body_text, &fields);
+    if text.trim().is_empty() {
+        return Err(format!("standard response {name:?} has no text"));
+    }
+    Ok(text)
+}
+
 pub struct OutgoingSms {
     to: String,
     body: String,
@@ -319,13 +343,14 @@ impl<G: Gateway> send_queue::Channel for SmsChannel<G> {
         MediaType::Sms
     }
 
-    /// An agent's reply (`reply_text`, to the `to` number or the sender of the answered SMS)
-    /// or an application's paging SMS (`reply_text` and `to`).
+    /// An agent's reply (`reply_text`, to the `to` number or the sender of the answered SMS),
+    /// an application's paging SMS (`reply_text` and `to`), or a workflow's `respond` step
+    /// (`standard_response`, answering `reply_to_interaction`).
     fn compose(&self, i: &Interaction, floor: &floor::Floor) -> Result<OutgoingSms, String> {
         let answered = i.properties.get("reply_to_interaction").or(i.parent_interaction_id.as_ref()).and_then(|id| floor.board().interaction(id));
         let to = i.properties.get("to").or_else(|| answered.and_then(|a| a.properties.get("from"))).ok_or("no recipient (to)")?;
         let to = self.server.phone(to)?;
-        let body = i.properties.get("reply_text").filter(|t| !t.trim().is_empty()).ok_or("nothing to send (reply_text)")?.clone();
+        let body = message_text(i, answered, floor.library())?;
         let chars = body.chars().count();
         if chars > self.server.settings.max_text_chars {
             return Err(format!("the text is {chars} characters; the limit is {}", self.server.settings.max_text_chars));
@@ -343,5 +368,76 @@ impl<G: Gateway> send_queue::Channel for SmsChannel<G> {
             ("sms_encoding".into(), sms.segments.encoding.name().into()),
             ("sms_segments".into(), sms.segments.segments.len().to_string()),
         ])
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use contract::ucs::{StandardResponseSaved, UcsEvent, UcsPayload};
+
+    fn interaction(id: &str, properties: &[(&str, &str)]) -> Interaction {
+        Interaction {
+            id: id.into(),
+            media_type: MediaType::Sms,
+            origin: "test".into(),
+            status: queues::board::Status::Waiting,
+            queue: Some("outbound-send".into()),
+            priority: 0,
+            properties: properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            contact_id: None,
+            content_ref: None,
+            parent_interaction_id: None,
+            submitted_at: 0,
+            queued_at: 0,
+            lock: None,
+            offer: None,
+            owner: None,
+            parties: BTreeMap::new(),
+            stop_reason: None,
+            declined_by: Default::default(),
+            updated_at: 0,
+            rejected_commands: 0,
+        }
+    }
+
+    fn library(responses: &[(&str, &str, &[&str])]) -> floor::library::Library {
+        let mut library = floor::library::Library::default();
+        for (name, body, media) in responses {
+            library.apply(&UcsEvent {
+                event_id: format!("e-{name}"),
+                key: (*name).into(),
+                occurred_at: 0,
+                issued_by: "test".into(),
+                payload: UcsPayload::StandardResponseSaved(StandardResponseSaved {
+                    response_id: format!("r-{name}"),
+                    name: (*name).into(),
+                    category_id: None,
+                    subject: None,
+                    body_text: (*body).into(),
+                    body_html: None,
+                    media: media.iter().map(|m| (*m).to_owned()).collect(),
+                }),
+            });
+        }
+        library
+    }
+
+    #[test]
+    fn a_standard_response_is_filled_from_the_answered_sms_and_must_fit_the_medium() {
+        let library = library(&[("sms-ack", "Thanks {{from}}, ref {{interaction_id}}. {{unknown}}", &["sms"]), ("mail-only", "Dear customer", &["email"]), ("any", "Hello", &[])]);
+        let parent = interaction("p1", &[("from", "+447911123456")]);
+        let ack = interaction("c1", &[("standard_response", "SMS-ACK")]);
+        assert_eq!(message_text(&ack, Some(&parent), &library).unwrap(), "Thanks +447911123456, ref p1. {{unknown}}");
+        assert_eq!(message_text(&interaction("c2", &[("standard_response", "any")]), None, &library).unwrap(), "Hello");
+        let e = message_text(&interaction("c3", &[("standard_response", "mail-only")]), Some(&parent), &library).unwrap_err();
+        assert!(e.contains("written for email"), "{e}");
+        let e = message_text(&interaction("c4", &[("standard_response", "gone")]), Some(&parent), &library).unwrap_err();
+        assert!(e.contains("no standard response named \"gone\""), "{e}");
+        let e = message_text(&interaction("c5", &[("reply_text", "  ")]), None, &library).unwrap_err();
+        assert!(e.contains("nothing to send"), "{e}");
+        // An agent's text wins over a response name.
+        assert_eq!(message_text(&interaction("c6", &[("reply_text", "Hi"), ("standard_response", "any")]), None, &library).unwrap(), "Hi");
     }
 }

@@ -4,11 +4,15 @@
 //!
 //! - In: an SMS from a number with an active session (`origin = "sms:<number>"`) is the
 //!   customer's message in it (event id from the gateway's message id: a redelivery is one
-//!   message); from any other number it starts a session (its id derived from that first
-//!   message) and submits the chat interaction to `[sms] session_queue`.
+//!   message); from any other number it starts a session (its id derived from the
+//!   number and its count of sessions, see [`place`]) and submits the chat interaction to
+//!   `[sms] session_queue`.
 //! - Out: [`relay`] turns each message an agent writes to the customer into an SMS
 //!   interaction in the send queue, its id derived from the chat event's id, so it is sent once
 //!   however often the relay runs. Stateless: both sides are decided from the projections.
+//! - Races between the log and the projection: two first SMS of a number name one session
+//!   ([`place`]); an SMS written into a session its writer did not yet know had ended is
+//!   carried into the number's next session by the relay ([`strays`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,10 +34,77 @@ fn origin(phone: &str) -> String {
     format!("sms:{phone}")
 }
 
-/// The active session of `phone`, if any.
-pub fn active_session(sessions: &Sessions, phone: &str) -> Option<String> {
+/// Where an inbound SMS goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Start this session with the SMS (or finish starting it: every write is idempotent).
+    Open(String),
+    /// Post it into this active session.
+    Into(String),
+    /// Already posted into this session, which has ended since: nothing to write.
+    Done(String),
+}
+
+/// The customer's SMS in `session` by gateway message id, those before its end only (a
+/// message written after the end, by an instance that had not seen the end yet, is a stray:
+/// see [`strays`]).
+fn posted_before_end(session: &chat::Session) -> Vec<(String, String)> {
+    session
+        .since(0, Audience::Agents)
+        .take_while(|e| !matches!(e.event.payload, ChatPayload::SessionEnded(_)))
+        .filter_map(|e| match &e.event.payload {
+            ChatPayload::MessagePosted(m) if m.participant_id == chat_server::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sessions_of<'a>(sessions: &'a Sessions, phone: &str) -> Vec<&'a chat::Session> {
     let origin = origin(phone);
-    sessions.active().find(|s| s.origin.as_deref() == Some(origin.as_str())).map(|s| s.id.clone())
+    sessions.all().filter(|s| s.origin.as_deref() == Some(origin.as_str())).collect()
+}
+
+/// Decides [`Place`] from the projection alone, so every instance decides alike. A new
+/// session's id is derived from the number and how many sessions it had before: two SMS from
+/// a new number that arrive before either session shows both name the same session, and its
+/// opening events and interaction are written once (their ids repeat).
+pub fn place(sessions: &Sessions, phone: &str, gateway_message_id: &str) -> Place {
+    let mine = sessions_of(sessions, phone);
+    for s in &mine {
+        if let Some(at) = posted_before_end(s).iter().position(|(id, _)| id == gateway_message_id) {
+            return match (s.is_ended(), at) {
+                (true, _) => Place::Done(s.id.clone()),
+                (false, 0) => Place::Open(s.id.clone()),
+                (false, _) => Place::Into(s.id.clone()),
+            };
+        }
+    }
+    if let Some(active) = mine.iter().find(|s| !s.is_ended()) {
+        return Place::Into(active.id.clone());
+    }
+    Place::Open(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms-session:{phone}:{}", mine.len()).as_bytes()).to_string())
+}
+
+/// A customer's SMS written into a session after its end (the writer's projection had not
+/// caught up with the end): `(phone, gateway message id, text)`, until it is posted before the
+/// end of some session of the number. [`relay`] carries each into the number's next session,
+/// so no SMS is lost to that race.
+pub fn strays(sessions: &Sessions) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for s in sessions.ended() {
+        let Some(phone) = s.origin.as_deref().and_then(|o| o.strip_prefix("sms:")) else { continue };
+        let after_end = s.since(0, Audience::Agents).skip_while(|e| !matches!(e.event.payload, ChatPayload::SessionEnded(_))).filter_map(|e| match &e.event.payload {
+            ChatPayload::MessagePosted(m) if m.participant_id == chat_server::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
+            _ => None,
+        });
+        for (id, text) in after_end {
+            let placed = sessions_of(sessions, phone).iter().any(|other| posted_before_end(other).iter().any(|(posted, _)| *posted == id));
+            if !placed {
+                out.push((phone.to_owned(), id, text));
+            }
+        }
+    }
+    out
 }
 
 /// Puts an inbound SMS into its session, starting one if needed; returns the session id.
@@ -49,7 +120,7 @@ pub async fn inbound(
     if !sessions.caught_up() {
         return Err("the SMS sessions are still being replayed".into());
     }
-    let existing = active_session(&sessions.read(), phone);
+    let place = place(&sessions.read(), phone, gateway_message_id);
     let message = ChatPayload::MessagePosted(MessagePosted {
         participant_id: chat_server::CUSTOMER.into(),
         text: text.to_owned(),
@@ -58,11 +129,14 @@ pub async fn inbound(
     });
     let publish_error = |e: chat_server::PublishError| e.to_string();
     let message_id = |session: &str| event_id(session, &format!("message:customer:{gateway_message_id}"));
-    if let Some(session) = existing {
-        publisher.publish(&session, message_id(&session), message).await.map_err(publish_error)?;
-        return Ok(session);
-    }
-    let session = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms-session:{gateway_message_id}").as_bytes()).to_string();
+    let session = match place {
+        Place::Done(session) => return Ok(session),
+        Place::Into(session) => {
+            publisher.publish(&session, message_id(&session), message).await.map_err(publish_error)?;
+            return Ok(session);
+        }
+        Place::Open(session) => session,
+    };
     let started = ChatPayload::SessionStarted(SessionStarted {
         interaction_id: session.clone(),
         customer_name: phone.to_owned(),
@@ -133,8 +207,21 @@ pub fn due(sessions: &Sessions, board: &Board, send_queue: &str) -> Vec<(String,
     out
 }
 
-/// Every second, submits what [`due`] lists, until `shutdown`.
-pub async fn relay(sessions: Arc<SharedSessions>, floor: Arc<SharedFloor>, commands: CommandClient, send_queue: String, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// What [`relay`] needs: the projections it compares, and the writers.
+pub struct Relay {
+    pub sessions: Arc<SharedSessions>,
+    pub floor: Arc<SharedFloor>,
+    pub commands: CommandClient,
+    pub publisher: Publisher,
+    /// `[sms] send_queue`: agents' messages go out from here.
+    pub send_queue: String,
+    /// `[sms] session_queue`: where a stray SMS's new session is submitted.
+    pub session_queue: String,
+}
+
+/// Every second, submits what [`due`] lists and carries [`strays`] over, until `shutdown`.
+pub async fn relay(relay: Relay, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Relay { sessions, floor, commands, publisher, send_queue, session_queue } = relay;
     let mut submitted: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
@@ -143,6 +230,13 @@ pub async fn relay(sessions: Arc<SharedSessions>, floor: Arc<SharedFloor>, comma
         }
         if !sessions.caught_up() || !floor.caught_up() {
             continue;
+        }
+        let strays = strays(&sessions.read());
+        for (phone, gateway_message_id, text) in strays {
+            match inbound(&sessions, &publisher, &commands, &session_queue, &phone, &gateway_message_id, &text).await {
+                Ok(session) => tracing::info!(%session, %gateway_message_id, "SMS written after its session ended, carried over"),
+                Err(e) => tracing::warn!(%gateway_message_id, error = %e, "stray SMS not carried over; will retry"),
+            }
         }
         let due = due(&sessions.read(), floor.read().board(), &send_queue);
         for (id, submit) in due {
@@ -157,5 +251,59 @@ pub async fn relay(sessions: Arc<SharedSessions>, floor: Arc<SharedFloor>, comma
             }
         }
         submitted.retain(|_, at| at.elapsed() < PATIENCE * 6);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use contract::chat::{ChatEvent, SessionEnded};
+
+    const PHONE: &str = "+447911123456";
+
+    fn apply(sessions: &mut Sessions, session: &str, id: &str, payload: ChatPayload) {
+        sessions.apply(ChatEvent { event_id: id.into(), session_id: session.into(), occurred_at: 1000, payload });
+    }
+
+    fn open(sessions: &mut Sessions, session: &str, first_sms: &str) {
+        let started = SessionStarted { interaction_id: session.into(), customer_name: PHONE.into(), customer_email: None, subject: None, origin: origin(PHONE), customer_token_sha256: String::new() };
+        apply(sessions, session, &format!("{session}-started"), ChatPayload::SessionStarted(started));
+        sms(sessions, session, first_sms);
+    }
+
+    fn sms(sessions: &mut Sessions, session: &str, gateway_id: &str) {
+        let m = MessagePosted { participant_id: chat_server::CUSTOMER.into(), text: "hi".into(), visibility: Visibility::All, client_message_id: Some(gateway_id.into()) };
+        apply(sessions, session, &format!("{session}-{gateway_id}"), ChatPayload::MessagePosted(m));
+    }
+
+    #[test]
+    fn a_number_has_one_session_at_a_time_and_redeliveries_land_where_they_landed() {
+        let mut sessions = Sessions::default();
+        let first = place(&sessions, PHONE, "SM1");
+        let Place::Open(s1) = first.clone() else { panic!("{first:?}") };
+        assert_eq!(place(&sessions, PHONE, "SM2"), first, "a second SMS before the session shows names the same session");
+        assert_ne!(place(&sessions, "+447911000000", "SM3"), first, "another number, another session");
+
+        open(&mut sessions, &s1, "SM1");
+        assert_eq!(place(&sessions, PHONE, "SM1"), Place::Open(s1.clone()), "a redelivered first SMS finishes the opening");
+        assert_eq!(place(&sessions, PHONE, "SM2"), Place::Into(s1.clone()));
+        sms(&mut sessions, &s1, "SM2");
+        assert_eq!(place(&sessions, PHONE, "SM2"), Place::Into(s1.clone()), "a redelivery is the same event");
+
+        apply(&mut sessions, &s1, "end", ChatPayload::SessionEnded(SessionEnded { ended_by: "ann".into(), reason: "done".into() }));
+        assert_eq!(place(&sessions, PHONE, "SM2"), Place::Done(s1.clone()), "nothing is written into an ended session");
+        let next = place(&sessions, PHONE, "SM4");
+        assert!(matches!(&next, Place::Open(s2) if *s2 != s1), "after the end, a new session: {next:?}");
+        assert!(strays(&sessions).is_empty());
+
+        // SM5 written into s1 after its end (its writer had not seen the end): a stray, placed
+        // like a new SMS, until the next session has it.
+        sms(&mut sessions, &s1, "SM5");
+        assert_eq!(strays(&sessions), [(PHONE.to_owned(), "SM5".to_owned(), "hi".to_owned())]);
+        let Place::Open(s2) = place(&sessions, PHONE, "SM5") else { panic!() };
+        assert_eq!(Place::Open(s2.clone()), next, "the number's next session");
+        open(&mut sessions, &s2, "SM5");
+        assert!(strays(&sessions).is_empty());
     }
 }

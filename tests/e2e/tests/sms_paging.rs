@@ -10,7 +10,8 @@
 //! application pages a customer through the web API with a long Cyrillic text: UCS-2, three
 //! segments. A number the gateway refuses comes back to the send-failed queue with the reason.
 //! An MMS with a SMIL part is routed to Ann and its parts are in UCS in presentation order (not
-//! message order); an oversized MMS and one with malformed SMIL are refused and parked.
+//! message order); an oversized MMS and one with malformed SMIL are refused and parked. The
+//! workflow's `respond` step acknowledges the SMS with a standard response from UCS, filled.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -30,7 +31,10 @@ const WORKFLOW: &str = r#"
 offer_timeout_s = 60
 [[queue]]
 name = "sms-inbound"
-steps = [{ type = "route" }]
+steps = [
+  { type = "respond", standard_response = "sms-ack", media = ["sms"], queue = "outbound-send" },
+  { type = "route" },
+]
 [[queue]]
 name = "outbound"
 steps = [{ type = "move_to", queue = "outbound-send" }]
@@ -101,6 +105,11 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     let (ann, sue) = (desk.login("ann").await, desk.login("sue").await);
     let (s, b) = desk.post(&ann, "/v1/desk/state", json!({"state": "ready"})).await;
     assert_eq!(s, 200, "{b}");
+    // The workflow acknowledges each SMS with this standard response, sent by the SMS server.
+    let ack = json!({"name": "sms-ack", "media": ["sms"], "body_text": "Thanks, we have your message (ref {{interaction_id}}). An agent will text you back."});
+    let r = http.post(format!("http://127.0.0.1:{ucs_port}/v1/standard-responses")).json(&ack).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    e2e::poll_json(&http, &format!("http://127.0.0.1:{ucs_port}/v1/standard-responses?media=sms"), Duration::from_secs(30), |a| a.as_array().is_some_and(|a| a.len() == 1)).await;
 
     // Inbound: signed as Twilio signs it; twice (a redelivery) is one interaction.
     let inbound = services.url("sms-server", "/v1/sms/twilio/inbound");
@@ -139,8 +148,14 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     let reply_path = format!("/v1/desk/interactions/{reply}");
     let done = desk.get_until(&sue, &reply_path, Duration::from_secs(60), |i| i["status"] == "stopped").await;
     assert_eq!((done["properties"]["sms_encoding"].as_str(), done["properties"]["sms_segments"].as_str()), (Some("GSM-7"), Some("1")), "{done}");
-    let first = sent.lock().unwrap()[0].clone();
-    assert_eq!((first["To"].as_str(), first["From"].as_str(), first["Body"].as_str()), ("+447911123456", "+441234567890", "It arrives tomorrow before noon."));
+    let first = sent.lock().unwrap().iter().find(|m| m["Body"] == "It arrives tomorrow before noon.").cloned().unwrap();
+    assert_eq!((first["To"].as_str(), first["From"].as_str()), ("+447911123456", "+441234567890"));
+    // The strategy's acknowledgement went to the sender too, filled, once for the two deliveries.
+    let is_ack = |m: &BTreeMap<String, String>| m["Body"].starts_with("Thanks, we have");
+    env.wait_for("the acknowledgement sent", Duration::from_secs(30), || sent.lock().unwrap().iter().any(is_ack)).await;
+    let acks: Vec<BTreeMap<String, String>> = sent.lock().unwrap().iter().filter(|m| is_ack(m)).cloned().collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!((acks[0]["To"].as_str(), acks[0]["Body"].clone()), ("+447911123456", format!("Thanks, we have your message (ref {id}). An agent will text you back.")));
 
     // The gateway's signed delivery receipt lands on the sent interaction.
     let callback = first["StatusCallback"].clone();

@@ -3,7 +3,8 @@
 //! from a number starts a chat session (a chat interaction routed to Ann); she joins it over
 //! the chat server's WebSocket like any chat and answers; her answer goes to the phone by
 //! SMS; the customer's next SMS (delivered twice by the gateway) lands once in the same
-//! session; Ann ends the chat, and the number's next SMS starts a new session.
+//! session; Ann ends the chat, and the number's next SMS starts a new session. Two first SMS
+//! from another number, delivered at the same moment, open one session.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -15,6 +16,8 @@ use e2e::chat::{connect, read_until, say, send, text_of};
 use e2e::desk::{DeskClient, wait_ready, write_users};
 use e2e::sms::{SID, Sent, TOKEN, post_webhook, sign};
 use e2e::{TestEnv, free_port};
+use contract::AvroMessage;
+use contract::chat::{ChatEvent, ChatPayload};
 use serde_json::json;
 
 const WORKFLOW: &str = r#"
@@ -117,6 +120,26 @@ async fn an_sms_conversation_is_a_chat_session() {
     // Each of Ann's messages went out once.
     let bodies: Vec<String> = sent.lock().unwrap().iter().map(|m| m["Body"].clone()).collect();
     assert_eq!(bodies.iter().filter(|b| *b == "Yes, it left this morning.").count(), 1, "{bodies:?}");
+
+    // Two first SMS from a new number, at the same time: one session holds both.
+    let other = |sid: &'static str, body: &'static str| [("MessageSid", sid), ("From", "+447911654321"), ("To", "+441234567890"), ("Body", body)];
+    tokio::join!(deliver(other("SM00000000000000000000000000000004", "Hello?")), deliver(other("SM00000000000000000000000000000005", "Anyone there?")));
+    let topic = env.topic(plumbing::topics::CHAT_EVENTS);
+    let of_number = || -> Vec<ChatEvent> {
+        let events: Vec<ChatEvent> = env.read_all(&topic).iter().map(|m| ChatEvent::decode(plumbing::Message::payload(m).unwrap()).unwrap()).collect();
+        let sessions: Vec<String> = events.iter().filter_map(|e| match &e.payload {
+            ChatPayload::SessionStarted(s) if s.origin == "sms:+447911654321" => Some(e.session_id.clone()),
+            _ => None,
+        }).collect();
+        events.into_iter().filter(|e| sessions.contains(&e.session_id)).collect()
+    };
+    // Both webhooks were answered 200, so both messages are on the topic already.
+    let events = of_number();
+    let messages: Vec<&ChatEvent> = events.iter().filter(|e| matches!(&e.payload, ChatPayload::MessagePosted(m) if m.participant_id == "customer")).collect();
+    assert_eq!(messages.len(), 2, "{events:?}");
+    assert_eq!(messages[0].session_id, messages[1].session_id, "one session: {events:?}");
+    let started = events.iter().filter(|e| matches!(e.payload, ChatPayload::SessionStarted(_))).count();
+    assert!(started >= 1 && events.iter().filter(|e| matches!(e.payload, ChatPayload::SessionStarted(_))).all(|e| e.event_id == events[0].event_id), "one opening, written once or repeated with one id: {events:?}");
 
     drop(services);
     stop_server.cancel();
