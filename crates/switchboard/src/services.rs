@@ -105,7 +105,7 @@ async fn run_services(
     let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email | Service::ChatServer | Service::SmsServer)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
         let floor = floor::SharedFloor::new(threshold_ms);
-        let library = if services.iter().any(|s| matches!(s, Service::Desk | Service::Email)) {
+        let library = if services.iter().any(|s| matches!(s, Service::Desk | Service::Email | Service::SmsServer)) {
             floor::projector::Library::Follow
         } else {
             floor::projector::Library::Skip
@@ -116,6 +116,9 @@ async fn run_services(
     } else {
         None
     };
+    if services.iter().any(|s| matches!(s, Service::Desk | Service::WebApi)) {
+        router = router.merge(web_ui::asset_routes());
+    }
     for service in services {
         let (kafka, topics, token) = (settings.kafka.clone(), topics.clone(), shutdown.clone());
         match service {
@@ -144,6 +147,7 @@ async fn run_services(
                 // The contact form is e-mail: it goes through the e-mail intake.
                 let public = web_api::routes(client, &settings.callback).merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
                 router = router.merge(plumbing::http::rate_limited(public, &settings.web_api).map_err(anyhow::Error::msg)?);
+                router = router.merge(web_ui::customer_routes());
             }
             Service::Router => {
                 let floor = floor.clone().context("floor")?;
@@ -155,7 +159,7 @@ async fn run_services(
             Service::Desk => {
                 let floor = floor.clone().context("floor")?;
                 let desk = desk::Desk::new(settings, &topics, floor)?;
-                router = router.merge(desk.routes());
+                router = router.merge(desk.routes()).merge(web_ui::staff_routes());
             }
             Service::Stats => {
                 let floor = floor.clone().context("floor")?;
@@ -194,10 +198,18 @@ async fn run_services(
                     tasks.spawn(async move {
                         ("sms sessions", chat_server::projector::run(&projection_kafka, &projection_topics, projection, projection_token).await)
                     });
-                    let relay_commands = interaction_server::client::CommandClient::new(&kafka, &topics, "sms-relay")?;
-                    let (relayed, relay_floor, queue, relay_token) = (sessions.clone(), floor.clone(), sms.send_queue.clone(), token.clone());
-                    tasks.spawn(async move { ("sms relay", sms_server::session::relay(relayed, relay_floor, relay_commands, queue, relay_token).await) });
-                    Some(sms_server::SessionMode { sessions, publisher: chat_server::Publisher::new(&kafka, &topics)? })
+                    let publisher = chat_server::Publisher::new(&kafka, &topics)?;
+                    let relay = sms_server::session::Relay {
+                        sessions: sessions.clone(),
+                        floor: floor.clone(),
+                        commands: interaction_server::client::CommandClient::new(&kafka, &topics, "sms-relay")?,
+                        publisher: publisher.clone(),
+                        send_queue: sms.send_queue.clone(),
+                        session_queue: sms.session_queue.clone(),
+                    };
+                    let relay_token = token.clone();
+                    tasks.spawn(async move { ("sms relay", sms_server::session::relay(relay, relay_token).await) });
+                    Some(sms_server::SessionMode { sessions, publisher })
                 } else {
                     None
                 };

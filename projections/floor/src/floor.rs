@@ -125,6 +125,7 @@ pub struct Floor {
     stats: Stats,
     agent_events: u64,
     library: Library,
+    trend: crate::trend::Trend,
 }
 
 /// The agent ids an interaction involves: (offered to, owner, parties).
@@ -172,6 +173,12 @@ impl Floor {
         &self.stats
     }
 
+    /// Queue depth and service level per minute over the last `minutes` (see [`crate::trend`]).
+    pub fn trend(&self, now: i64, minutes: i64) -> crate::trend::TrendView {
+        let current = crate::trend::sample_of(&self.board.queue_summaries(), self.stats.queue_totals());
+        self.trend.view(now, minutes, current)
+    }
+
     pub fn agent_events(&self) -> u64 {
         self.agent_events
     }
@@ -187,6 +194,8 @@ impl Floor {
         let reflected = self.reflected.entry(event.command_partition).or_insert(-1);
         *reflected = (*reflected).max(event.command_offset);
 
+        let (board, stats) = (&self.board, &self.stats);
+        self.trend.before_event(at, || crate::trend::sample_of(&board.queue_summaries(), stats.queue_totals()));
         let before = self.board.interaction(id).cloned();
         self.board.apply(event);
         let after = self.board.interaction(id).cloned();

@@ -3,11 +3,17 @@
 //!   service level and totals;
 //! - `GET /v1/stats/agents`: per agent current state and time in each state;
 //! - `GET /v1/agents`, `GET /v1/agents/{id}`: agents' state, skills, capacity and load;
+//! - `GET /v1/stats/stream`: the queue and agent figures as server-sent events (`stats`),
+//!   pushed when the floor changes (at most twice a second) and every 5 s (waits grow);
+//! - `GET /v1/stats/history?minutes=60`: per queue, depth and service level per minute;
 //! - `GET /health/ready/floor`: 200 once the replay is done.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +26,8 @@ pub fn routes(floor: Arc<SharedFloor>) -> Router {
     Router::new()
         .route("/v1/stats/queues", get(queue_stats))
         .route("/v1/stats/agents", get(agent_stats))
+        .route("/v1/stats/stream", get(stream))
+        .route("/v1/stats/history", get(history))
         .route("/v1/agents", get(agents))
         .route("/v1/agents/{id}", get(agent))
         .route("/health/ready/floor", get(ready))
@@ -55,4 +63,59 @@ async fn agent(State(floor): State<Arc<SharedFloor>>, Path(id): Path<String>) ->
 
 async fn ready(State(floor): State<Arc<SharedFloor>>) -> Response {
     plumbing::http::readiness(floor.caught_up(), "replaying")
+}
+
+/// What the dashboard shows live: queue figures and, per agent, state, ready media and load.
+pub fn dashboard(floor: &SharedFloor, now: i64) -> serde_json::Value {
+    let f = floor.read();
+    let agents: Vec<_> = f
+        .agents()
+        .filter(|a| a.logged_in || a.total_load() > 0)
+        .map(|a| {
+            let in_state_ms = f.stats().agent_view(&a.id, now).map_or(0, |v| v.in_state_ms);
+            json!({
+                "id": a.id,
+                "state": a.state_name(),
+                "ready": a.ready,
+                "load": a.total_load(),
+                "capacity": a.capacity.values().sum::<i32>(),
+                "in_state_ms": in_state_ms,
+            })
+        })
+        .collect();
+    json!({ "now": now, "queues": f.stats().queue_views(now, &f.board().queue_summaries()), "agents": agents })
+}
+
+async fn stream(State(floor): State<Arc<SharedFloor>>) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);
+    let mut changed = floor.changed();
+    tokio::spawn(async move {
+        loop {
+            let event = Event::default().event("stats").data(dashboard(&floor, contract::now_millis()).to_string());
+            if tx.send(event).await.is_err() {
+                return;
+            }
+            // Pace: no more than two updates a second, at least one every 5 s.
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                r = changed.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    });
+    Sse::new(futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok)).keep_alive(KeepAlive::default())
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    minutes: Option<i64>,
+}
+
+async fn history(State(floor): State<Arc<SharedFloor>>, Query(q): Query<HistoryQuery>) -> Json<crate::trend::TrendView> {
+    let minutes = q.minutes.unwrap_or(60).clamp(1, 180);
+    Json(floor.read().trend(contract::now_millis(), minutes))
 }

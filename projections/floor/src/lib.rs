@@ -4,9 +4,10 @@
 //!   load derived from the board, never counted separately, so the two cannot disagree.
 //! - [`library`]: standard responses and categories from `ucs.events`, for the desk.
 //! - [`stats`]: the Stat Server role: queue and agent statistics over time.
+//! - [`trend`]: per queue, depth and service level minute by minute (the dashboard's charts).
 //! - [`projector`]: replays `interaction.events`, `agent.events` (and `ucs.events` where a desk
 //!   needs the library) from offset 0, then follows.
-//! - [`http`]: the statistics API.
+//! - [`http`]: the statistics API, with a pushed stream and the trend.
 //!
 //! Everything here is rebuilt at start; nothing is stored.
 
@@ -15,6 +16,7 @@ pub mod http;
 pub mod library;
 pub mod projector;
 pub mod stats;
+pub mod trend;
 
 pub use floor::{Agent, Floor, Touched};
 pub use projector::SharedFloor;

@@ -76,6 +76,10 @@ impl Stats {
         self.threshold_ms
     }
 
+    pub fn queue_totals(&self) -> &BTreeMap<String, QueueTotals> {
+        &self.queues
+    }
+
     pub(crate) fn on_interaction_event(
         &mut self,
         event: &InteractionEvent,

@@ -84,6 +84,14 @@ const SESSION_WAIT: Duration = Duration::from_secs(10);
 /// How long this instance's floor may lag behind the desk that just let an agent accept.
 const FLOOR_WAIT: Duration = Duration::from_secs(2);
 
+/// A page served by this server itself (the widget page, the agent desktop): the Origin's
+/// host and port are the request's Host. Cross-site WebSocket hijacking needs another origin,
+/// so only other origins must be listed in `[chat] allowed_origins`.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
 /// `GET /v1/chats/{id}/ws`: the customer's socket (token as `Authorization: Bearer` or `?token=`).
 pub async fn upgrade(
     State(server): State<ChatServer>,
@@ -94,7 +102,7 @@ pub async fn upgrade(
 ) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
-        if !server.settings().allowed_origins.iter().any(|o| o == origin) {
+        if !server.settings().allowed_origins.iter().any(|o| o == origin) && !same_origin(origin, &headers) {
             return error(StatusCode::FORBIDDEN, format!("origin {origin:?} may not open chats here"));
         }
     }

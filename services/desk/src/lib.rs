@@ -80,6 +80,9 @@ struct Inner {
     commands: CommandClient,
     producer: FutureProducer,
     agent_topic: String,
+    /// For reads of the log itself (timeline, time travel).
+    kafka: plumbing::config::KafkaSettings,
+    topics: Topics,
     /// Open event streams per agent (for disconnect detection).
     streams: Mutex<HashMap<String, u64>>,
 }
@@ -104,6 +107,8 @@ impl Desk {
                 commands: CommandClient::new(&settings.kafka, topics, "desk")?,
                 producer: kafka::producer(&settings.kafka)?,
                 agent_topic: topics.name(topics::AGENT_EVENTS),
+                kafka: settings.kafka.clone(),
+                topics: topics.clone(),
                 streams: Mutex::new(HashMap::new()),
             }),
         })
@@ -117,6 +122,8 @@ impl Desk {
             .route("/v1/desk/events", get(events))
             .route("/v1/desk/interactions/{id}", get(interaction))
             .route("/v1/desk/interactions/{id}/responses", get(responses))
+            .route("/v1/desk/interactions/{id}/timeline", get(timeline))
+            .route("/v1/desk/history/queues", get(queues_at))
             .route("/v1/desk/interactions/{id}/{action}", post(act))
             .route("/v1/desk/queues", get(queues_summary))
             .route("/v1/desk/queues/{queue}", get(queue_view))
@@ -288,6 +295,54 @@ async fn responses(State(desk): State<Desk>, session: Session, Path(id): Path<St
     let category = i.properties.get("category").map(String::as_str);
     let suggestions = floor.library().suggestions(i.media_type.as_str(), category, &fields);
     Ok(Json(json!({ "interaction_id": i.id, "category": category, "responses": suggestions })).into_response())
+}
+
+/// The interaction's audit timeline, read from the log (supervisors).
+async fn timeline(State(desk): State<Desk>, session: Session, Path(id): Path<String>) -> DeskResult {
+    supervisor_only(&session)?;
+    if id.is_empty() || id.len() > 200 {
+        return Err(DeskError::bad("an interaction id is 1 to 200 characters"));
+    }
+    let audit = history::audit(&desk.inner.kafka, &desk.inner.topics, &id)
+        .await
+        .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, format!("could not read the log: {e:#}")))?;
+    if audit.steps.is_empty() {
+        return Err(DeskError(StatusCode::NOT_FOUND, format!("nothing on the log for interaction {id}")));
+    }
+    Ok(Json(audit).into_response())
+}
+
+#[derive(Deserialize)]
+struct AtQuery {
+    /// Epoch milliseconds or RFC 3339.
+    at: String,
+}
+
+/// Time travel: the queues as they stood at `at`, rebuilt by replaying the log (supervisors).
+async fn queues_at(State(desk): State<Desk>, session: Session, axum::extract::Query(q): axum::extract::Query<AtQuery>) -> DeskResult {
+    supervisor_only(&session)?;
+    let at = q
+        .at
+        .parse::<i64>()
+        .ok()
+        .or_else(|| chrono::DateTime::parse_from_rfc3339(&q.at).ok().map(|t| t.timestamp_millis()))
+        .ok_or_else(|| DeskError::bad(format!("`at` {:?} is neither epoch milliseconds nor RFC 3339", q.at)))?;
+    if at > contract::now_millis() {
+        return Err(DeskError::bad("`at` is in the future: the log cannot tell that yet"));
+    }
+    let (board, applied) = history::board_at(&desk.inner.kafka, &desk.inner.topics, at)
+        .await
+        .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, format!("could not read the log: {e:#}")))?;
+    let queues: Vec<Value> = board
+        .queue_summaries()
+        .into_iter()
+        .filter(|q| q.counts.total > 0)
+        .map(|q| {
+            let view = board.queue_view(&q.queue);
+            json!({ "queue": q.queue, "waiting": q.counts.waiting, "offered": q.counts.offered, "interactions": view.interactions })
+        })
+        .collect();
+    Ok(Json(json!({ "at": at, "events_applied": applied, "queues": queues })).into_response())
 }
 
 async fn ready(State(desk): State<Desk>) -> Response {
