@@ -97,6 +97,15 @@ impl ChatServer {
     pub fn routes(&self, limits: &plumbing::config::WebApiSettings) -> anyhow::Result<Router> {
         let start_route = Router::new().route("/v1/chats", post(start)).with_state(self.clone());
         let start_route = plumbing::http::rate_limited(start_route, limits).map_err(|e| anyhow::anyhow!(e))?;
+        // The widget on a listed site starts chats here from its own origin (CORS); the socket's
+        // Origin is checked against the same list in `socket::upgrade`.
+        let origins = self.settings().allowed_origins.iter().filter_map(|o| o.parse::<axum::http::HeaderValue>().ok()).collect::<Vec<_>>();
+        let start_route = start_route.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+                .allow_methods([axum::http::Method::POST])
+                .allow_headers([axum::http::header::CONTENT_TYPE]),
+        );
         Ok(Router::new()
             .route("/v1/chats/{id}/ws", get(socket::upgrade))
             .route("/health/ready/chat", get(ready))

@@ -5,7 +5,8 @@
 "use strict";
 
 let me = null;          // the last GET /v1/desk/me
-let selected = null;    // the interaction id in the workspace
+let selected = null;    // the interaction id chosen for the workspace
+let shown = null;       // the interaction id whose content the workspace holds
 let chat = null;        // { id, socket, lastSeq, participants, typingTimer }
 let refreshTimer = null;
 
@@ -20,7 +21,7 @@ async function refresh() {
     renderStates();
     renderOffers();
     renderMine();
-    if (selected) await renderWorkspace(false);
+    if (selected) await renderWorkspace();
   } catch (error) {
     if (error.status === 401) { Desk.forget(); location.reload(); return; }
     say($("state-status"), error.message, true);
@@ -56,12 +57,19 @@ function renderOffers() {
     const countdown = el("span", { class: "countdown", "data-deadline": i.offer ? i.offer.offered_at + i.offer.timeout_ms : "" });
     return el("li", { class: "offer", "data-interaction": i.id },
       el("div", {}, el("span", { class: "pill" }, i.media_type), " ", el("strong", {}, title(i))),
+      customer(i) ? el("div", {}, customer(i)) : null,
       el("div", { class: "muted" }, "from queue ", i.queue || "–", " · answer within ", countdown),
       el("div", { class: "row" },
         el("button", { type: "button", onclick: () => answerOffer(i.id, "accept") }, "Accept"),
         el("button", { type: "button", class: "secondary", onclick: () => answerOffer(i.id, "reject") }, "Reject")));
   }));
   tickCountdowns();
+}
+
+/** Who the interaction is with, as far as its properties tell. */
+function customer(i) {
+  const p = i.properties || {};
+  return p.customer_name || p.from_name || p.from || p.phone || "";
 }
 
 function tickCountdowns() {
@@ -84,7 +92,7 @@ function renderMine() {
   const mine = [...(me.owned || []), ...(me.consulting || [])];
   $("no-mine").classList.toggle("hidden", mine.length > 0);
   replace($("mine"), mine.map((i) => el("li", { "data-interaction": i.id },
-    el("button", { type: "button", class: "link", "aria-current": i.id === selected ? "true" : null, onclick: () => { selected = i.id; renderWorkspace(true); } },
+    el("button", { type: "button", class: "link", "aria-current": i.id === selected ? "true" : null, onclick: () => { selected = i.id; renderWorkspace(); } },
       i.media_type + " · " + title(i)),
     i.properties && i.properties.qa_status === "returned" ? el("span", { class: "pill returned" }, " returned by QA") : null)));
   if (selected && !mine.some((i) => i.id === selected)) closeWorkspace();
@@ -92,15 +100,19 @@ function renderMine() {
 
 function closeWorkspace() {
   selected = null;
+  shown = null;
   closeChat();
   $("ws").classList.add("hidden");
   $("ws-empty").classList.remove("hidden");
 }
 
-/** Fills the workspace for `selected`; `fresh` when it was just chosen (loads content). */
-async function renderWorkspace(fresh) {
+/** Fills the workspace for `selected`, loading its content when it was just chosen. */
+async function renderWorkspace() {
   let i;
   try { i = await api("GET", "/v1/desk/interactions/" + selected); } catch (error) { say($("ws-status-line"), error.message, true); return; }
+  if (i.id !== selected) return;
+  const fresh = shown !== i.id;
+  shown = i.id;
   const p = i.properties || {};
   $("ws-empty").classList.add("hidden");
   $("ws").classList.remove("hidden");
