@@ -321,7 +321,7 @@ impl Floor {
 mod tests {
     use super::*;
     use contract::agent::{LoggedIn, LoggedOut, Ready};
-    use contract::event::{AgentId, AgentReason, EventPayload, OfferedToAgent, PlacedInQueue, Stopped, Submitted};
+    use contract::event::{AgentId, AgentReason, EventPayload, LockHolderKind, Locked, OfferedToAgent, PlacedInQueue, Stopped, Submitted};
 
     fn ev(id: &str, at: i64, offset: i64, payload: EventPayload) -> InteractionEvent {
         InteractionEvent {
@@ -414,5 +414,21 @@ mod tests {
         let expected = BTreeMap::from([("busy", 10), ("logged_out", 10), ("not_ready", 1), ("ready", 28)]);
         let got: BTreeMap<&str, i64> = stats.ms_in_state.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_stop_in_queue_by_its_lock_holder_is_processed_not_abandoned() {
+        let mut floor = Floor::new(20_000);
+        for e in submitted("sent", 10, MediaType::Email).iter().chain(&submitted("gone", 11, MediaType::Email)) {
+            floor.apply_interaction_event(e);
+        }
+        // A sender claims its mail with a lock, sends it and stops it: finished work.
+        floor.apply_interaction_event(&ev("sent", 20, 20, EventPayload::Locked(Locked { holder: "email-sender".into(), holder_kind: LockHolderKind::Router })));
+        floor.apply_interaction_event(&ev("sent", 21, 21, EventPayload::Stopped(Stopped { reason: "sent".into(), stopped_by: "email-sender".into() })));
+        // Stopped while waiting by someone else (locked by another, too): abandoned.
+        floor.apply_interaction_event(&ev("gone", 22, 22, EventPayload::Locked(Locked { holder: "sue".into(), holder_kind: LockHolderKind::Supervisor })));
+        floor.apply_interaction_event(&ev("gone", 23, 23, EventPayload::Stopped(Stopped { reason: "customer left".into(), stopped_by: "chat-server".into() })));
+        let totals = &floor.stats().queue_totals()["q"];
+        assert_eq!((totals.processed, totals.abandoned, totals.entered), (1, 1, 2));
     }
 }

@@ -17,8 +17,12 @@ pub struct QueueTotals {
     pub answered: u64,
     /// Of those, assigned within the service-level threshold of entering the queue.
     pub answered_within_threshold: u64,
-    /// Stopped while waiting in this queue.
+    /// Stopped while waiting in this queue, by anyone but the holder of its lock (the customer
+    /// gave up, a supervisor or the workflow ended it).
     pub abandoned: u64,
+    /// Stopped while waiting by the holder of its lock: work a service finished in the queue
+    /// (a channel's sender claims a reply with a lock, sends it, then stops it "sent").
+    pub processed: u64,
     /// Handlings finished (an owner stopped, transferred or returned it).
     pub handled: u64,
     pub handle_ms_total: i64,
@@ -108,12 +112,18 @@ impl Stats {
                     let totals = self.queue(&queue);
                     totals.handled += 1;
                     totals.handle_ms_total += (at - since).max(0);
-                } else if matches!(event.payload, EventPayload::Stopped(_))
+                } else if let EventPayload::Stopped(stopped) = &event.payload
                     && let Some(i) = before
                     && matches!(i.status, Status::Waiting | Status::Offered)
                     && let Some(queue) = &i.queue
                 {
-                    self.queue(queue).abandoned += 1;
+                    let by_lock_holder = i.lock.as_ref().is_some_and(|lock| lock.holder == stopped.stopped_by);
+                    let totals = self.queue(queue);
+                    if by_lock_holder {
+                        totals.processed += 1;
+                    } else {
+                        totals.abandoned += 1;
+                    }
                 }
             }
             _ => {}

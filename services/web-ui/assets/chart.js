@@ -14,7 +14,9 @@ function lineChart(svg, legend, series, options) {
   const pad = { left: 34, right: 8, top: 8, bottom: 18 };
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   svg.replaceChildren();
-  const max = options.yMax || Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[1] || 0)));
+  // Counts get an even top, so the middle grid line is a whole number too.
+  const highest = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[1] || 0)));
+  const max = options.yMax || Math.max(2, Math.ceil(highest / 2) * 2);
   const x = (t) => pad.left + ((t - options.from) / Math.max(1, options.to - options.from)) * (width - pad.left - pad.right);
   const y = (v) => height - pad.bottom - (v / max) * (height - pad.top - pad.bottom);
   const node = (tag, attrs, text) => { const n = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; svg.append(n); return n; };
@@ -28,12 +30,15 @@ function lineChart(svg, legend, series, options) {
   series.forEach((s, index) => {
     const color = PALETTE[index % PALETTE.length];
     let d = "", pen = false;
+    const values = s.points.filter((p) => p[1] !== null && p[1] !== undefined);
     for (const [t, v] of s.points) {
       if (v === null || v === undefined) { pen = false; continue; }
       d += (pen ? " L" : " M") + x(t).toFixed(1) + " " + y(v).toFixed(1);
       pen = true;
     }
     if (d) node("path", { d, fill: "none", stroke: color, "stroke-width": 2, "data-series": s.name });
+    // A lone sample (the first minute of a queue, say) draws no line: mark it.
+    if (values.length === 1) node("circle", { cx: x(values[0][0]).toFixed(1), cy: y(values[0][1]).toFixed(1), r: 3, fill: color, "data-series": s.name });
   });
   if (legend) {
     legend.replaceChildren(...series.map((s, index) => {

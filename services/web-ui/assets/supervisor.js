@@ -17,6 +17,7 @@ function renderQueues(now) {
     el("td", { class: "num" }, duration(q.oldest_wait_ms)),
     el("td", { class: "num" }, q.service_level === null || q.service_level === undefined ? "–" : Math.round(q.service_level * 100) + " %"),
     el("td", { class: "num", "data-field": "answered" }, q.answered),
+    el("td", { class: "num" }, q.processed),
     el("td", { class: "num" }, q.abandoned))));
   const select = $("qv-queue");
   const chosen = select.value;
