@@ -143,8 +143,10 @@ async function loadContent(i) {
     const contents = (detail.contents || []).slice().sort((a, b) => (a.part_index || 0) - (b.part_index || 0));
     const body = contents.find((c) => c.role === "text_body");
     if (body && body.text) $("ws-body").textContent = body.text;
-    const parts = contents.filter((c) => c !== body);
-    replace($("ws-parts"), parts.length ? el("h3", {}, "Parts, in presentation order") : null, el("ol", {}, parts.map((c) => el("li", { "data-part": c.part_index },
+    // The HTML twin of the body and the raw message are kept for the record, not shown here.
+    const parts = contents.filter((c) => c !== body && c.role !== "html_body" && !(c.role === "other" && c.mime_type === "message/rfc822"));
+    const mms = contents.some((c) => c.role === "mms_part" || c.role === "smil");
+    replace($("ws-parts"), parts.length ? el("h3", {}, mms ? "Parts, in presentation order" : "Attachments") : null, el("ol", {}, parts.map((c) => el("li", { "data-part": c.part_index },
       c.mime_type && c.mime_type.startsWith("image/") && c.blob_ref ? el("img", { src: "/v1/blobs/" + c.blob_ref, alt: c.filename || "image part " + c.part_index }) : null,
       c.text ? el("div", { class: "body-text" }, c.text) : null,
       el("span", { class: "muted" }, (c.filename || c.role || "") + " · " + (c.mime_type || ""))))));
