@@ -4,11 +4,13 @@
 // Exits non-zero with the reason on the first thing that does not happen.
 import { chromium } from "playwright-core";
 import path from "node:path";
+import http from "node:http";
 
 const base = process.env.BASE_URL;
 const artifacts = process.env.ARTIFACTS;
 const password = process.env.PASSWORD;
 const heldId = process.env.HELD_ID;
+const sitePort = Number(process.env.SITE_PORT);
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 30_000;
 
@@ -28,6 +30,17 @@ async function login(page, url, user) {
   await page.getByRole("button", { name: "Log in" }).click();
   await page.locator("#app").waitFor({ state: "visible" });
 }
+
+// A customer's web site on another origin (listed in [chat] allowed_origins), embedding the
+// widget with the one tag the README gives; the chat crosses origins as it would in production.
+const site = http.createServer((request, response) => {
+  response.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+  response.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<script src="${base}/ui/chat-widget.js" defer></script></head>
+<body><h1>Shop</h1><p>Our parcels travel far.</p></body></html>`);
+});
+await new Promise((resolve) => site.listen(sitePort, "127.0.0.1", resolve));
+const siteUrl = "http://127.0.0.1:" + sitePort + "/";
 
 const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 const errors = [];
@@ -50,9 +63,9 @@ try {
   }
   step("ann is ready for chat and e-mail");
 
-  // --- A customer starts a chat from the widget.
+  // --- A customer starts a chat from the widget on the shop's site.
   const customer = await newPage("widget");
-  await customer.goto(base + "/ui/chat");
+  await customer.goto(siteUrl);
   await customer.getByRole("button", { name: "Chat with us" }).click();
   await customer.getByLabel("Your name").fill("Ada Lovelace");
   await customer.getByLabel("What is it about?").fill("My parcel");
@@ -160,6 +173,8 @@ try {
   }
   if (errors.length) console.error("page errors:\n" + errors.join("\n"));
   await browser.close();
+  site.close();
   process.exit(1);
 }
 await browser.close();
+site.close();

@@ -1,7 +1,7 @@
 //! The web pages (issue 9) in real headless Chromium (Debian's package, driven by Playwright's
 //! `playwright-core` from `tests/browser/pages.mjs`), against `switchboard up` on one port
 //! with the real broker, UCS on SQLite and aiosmtpd as the SMTP server:
-//! - a customer chats from the widget while Ann accepts the offer on the agent desktop and
+//! - a customer chats from the widget embedded in a shop's page on another origin while Ann accepts the offer on the agent desktop and
 //!   replies; each sees the other's messages, and Ann sees the customer typing;
 //! - a contact-form e-mail is answered from the desktop with a suggested standard response,
 //!   its merge fields filled; the mail reaches the SMTP server;
@@ -54,6 +54,9 @@ async fn people_use_the_pages_in_a_browser() {
     settings.email.outbound.smtp_port = sink.port;
     settings.email.outbound.tls = plumbing::config::MailTls::None;
     settings.email.outbound.from = "Shop Support <support@shop.example>".into();
+    // The shop's site, on its own origin, embeds the chat widget (served by tests/browser/pages.mjs).
+    let site_port = free_port();
+    settings.chat.allowed_origins = vec![format!("http://127.0.0.1:{site_port}")];
     let port = free_port();
     settings.http.listen = ([127, 0, 0, 1], port).into();
     let config = env.write_config(&settings, "up.toml");
@@ -96,6 +99,7 @@ async fn people_use_the_pages_in_a_browser() {
         .env("ARTIFACTS", &artifacts)
         .env("PASSWORD", PASSWORD)
         .env("HELD_ID", &held_id)
+        .env("SITE_PORT", site_port.to_string())
         .output();
     let output = tokio::time::timeout(Duration::from_secs(300), run).await.expect("the browser run took over 5 minutes").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
