@@ -159,7 +159,11 @@ try {
   const local = new Date(before.getTime() - before.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
   await supervisor.getByLabel("or at").fill(local);
   await supervisor.getByRole("button", { name: "Rebuild" }).click();
-  await supervisor.locator('#tt tr[data-queue="held"]').waitFor();
+  // Before the pull, "held" had it waiting (the live table now says 0).
+  const past = supervisor.locator('#tt tr[data-queue="held"]');
+  await past.getByText("Invoice question · waiting").waitFor();
+  const pastWaiting = await past.locator('[data-field="waiting"]').textContent();
+  if (pastWaiting !== "1") throw new Error("time travel shows " + pastWaiting + " waiting in held before the pull, not 1");
   await until(supervisor, "the charts to be drawn", () => document.querySelectorAll("#chart-depth path").length > 0);
   await shot(supervisor, "supervisor-history");
   step("timeline and time travel shown");

@@ -154,7 +154,7 @@ async function timeTravel() {
     const past = await api("GET", "/v1/desk/history/queues?at=" + at);
     $("tt-when").textContent = "As at " + new Date(past.at).toLocaleString() + " (" + past.events_applied + " events replayed)";
     replace($("tt").tBodies[0], past.queues.length ? past.queues.map((q) => el("tr", { "data-queue": q.queue },
-      el("th", { scope: "row" }, q.queue), el("td", { class: "num" }, q.waiting), el("td", { class: "num" }, q.offered),
+      el("th", { scope: "row" }, q.queue), el("td", { class: "num", "data-field": "waiting" }, q.waiting), el("td", { class: "num" }, q.offered),
       el("td", {}, q.interactions.map((i) => el("div", { class: "muted" }, i.media_type + " · " + title(i) + " · " + i.status))))) : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No queue held anything.")));
     say($("tt-status"), "");
   } catch (error) { say($("tt-status"), error.message, true); }
