@@ -134,9 +134,41 @@ try {
   await agent.locator("#ws-status-line").getByText("release: done").waitFor();
   step("ann answered the e-mail with the suggested response");
 
-  // --- Sue pulls the held interaction and watches the dashboard change.
+  // --- Sue reviews the reply in the QA inbox and returns it with a comment.
   const supervisor = await newPage("supervisor");
   await login(supervisor, "/ui/supervisor", "sue");
+  const review = supervisor.locator("#qa li", { hasText: "your order ships tomorrow" });
+  await review.waitFor();
+  await review.getByLabel("Comment").fill("Please add the tracking link.");
+  await review.getByRole("button", { name: "Return" }).click();
+  await supervisor.locator("#qa-status").getByText(": done").waitFor();
+  step("sue returned the reply with a comment");
+
+  // Ann is offered her returned reply, sees the comment, adds the link and sends it again.
+  const returned = agent.locator("#offers li.offer", { hasText: "Re: Parcel" });
+  await returned.waitFor();
+  await returned.getByRole("button", { name: "Accept" }).click();
+  await agent.locator("#ws-qa").getByText("Please add the tracking link.").waitFor();
+  await agent.locator("#ws-body").getByText("when will my order ship?").waitFor();
+  const refilled = await agent.locator('#ws-responses [data-response="Order status"]').textContent();
+  if (!refilled.includes("Dear Ada Lovelace") || refilled.includes("{{")) throw new Error("the returned reply's suggestion is not filled from the mail it answers: " + refilled);
+  const draft = await agent.getByLabel("Reply").inputValue();
+  if (!draft.startsWith("Dear Ada Lovelace, your order ships tomorrow.")) throw new Error("the returned reply's text is not in the editor: " + draft);
+  await agent.getByLabel("Reply").fill(draft + " Track it at https://track.example/T123.");
+  await shot(agent, "desk-qa-returned");
+  await agent.getByRole("button", { name: "Send reply" }).click();
+  // Resubmitted, it goes back to the outbound queue and leaves her hands.
+  await until(agent, "the reworked reply to leave Ann's list", () => ![...document.querySelectorAll("#mine [data-interaction]")].some((n) => n.textContent.includes("Re: Parcel")));
+  step("ann reworked the reply");
+
+  // Sue approves the reworked reply; the inbox empties and the mail goes out.
+  const again = supervisor.locator("#qa li", { hasText: "track.example/T123" });
+  await again.waitFor();
+  await again.getByRole("button", { name: "Approve" }).click();
+  await supervisor.locator("#qa-empty").waitFor({ state: "visible" });
+  step("sue approved it");
+
+  // --- Sue pulls the held interaction and watches the dashboard change.
   const held = (n) => document.querySelector('#queues tr[data-queue="held"] [data-field="waiting"]')?.textContent === n;
   await until(supervisor, "the held queue to show 1 waiting", held, "1");
   await supervisor.getByLabel("Queue", { exact: true }).selectOption("held");

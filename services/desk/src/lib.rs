@@ -287,12 +287,16 @@ fn visible_interaction<'f>(floor: &'f floor::Floor, session: &Session, id: &str)
 async fn responses(State(desk): State<Desk>, session: Session, Path(id): Path<String>) -> DeskResult {
     let floor = desk.inner.floor.read();
     let i = visible_interaction(&floor, &session, &id)?;
-    let mut fields = i.properties.clone();
+    // A reply (one QA returned, say) is filled from the customer's interaction it answers:
+    // the customer's name, category and reference are there; the reply's own fields win.
+    let answered = i.parent_interaction_id.as_deref().and_then(|p| floor.board().interaction(p));
+    let mut fields = answered.map(|a| a.properties.clone()).unwrap_or_default();
+    fields.extend(i.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
     let agent_name = desk.inner.users.get(&session.user).map(|u| u.name.clone()).filter(|n| !n.is_empty());
-    fields.insert("interaction_id".into(), i.id.clone());
+    fields.insert("interaction_id".into(), answered.map_or(&i.id, |a| &a.id).clone());
     fields.insert("agent_id".into(), session.user.clone());
     fields.insert("agent_name".into(), agent_name.unwrap_or_else(|| session.user.clone()));
-    let category = i.properties.get("category").map(String::as_str);
+    let category = i.properties.get("category").or_else(|| answered.and_then(|a| a.properties.get("category"))).map(String::as_str);
     let suggestions = floor.library().suggestions(i.media_type.as_str(), category, &fields);
     Ok(Json(json!({ "interaction_id": i.id, "category": category, "responses": suggestions })).into_response())
 }

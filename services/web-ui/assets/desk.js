@@ -128,7 +128,8 @@ async function renderWorkspace() {
   $("ws-reply").classList.toggle("hidden", isChat);
   if (!fresh) return;
   say($("ws-status-line"), "");
-  $("reply-text").value = p.draft_text || "";
+  // A reply QA returned is reworked in place: its text is what the reviewer saw.
+  $("reply-text").value = p.draft_text || (p.qa_status === "returned" ? p.reply_text : "") || "";
   if (isChat) openChat(i.id); else { closeChat(); loadContent(i); }
   loadResponses(i);
   loadHistory(i);
@@ -136,10 +137,13 @@ async function renderWorkspace() {
 
 async function loadContent(i) {
   const p = i.properties || {};
-  $("ws-body").textContent = p.body || p.text || "";
+  // A reply shows the customer's message it answers.
+  const source = i.parent_interaction_id || i.id;
+  $("ws-content-title").textContent = i.parent_interaction_id ? "The message it answers" : "Message";
+  $("ws-body").textContent = i.parent_interaction_id ? "" : p.body || p.text || "";
   replace($("ws-parts"));
   try {
-    const detail = await api("GET", "/v1/interactions/" + i.id + "/detail");
+    const detail = await api("GET", "/v1/interactions/" + source + "/detail");
     const contents = (detail.contents || []).slice().sort((a, b) => (a.part_index || 0) - (b.part_index || 0));
     const body = contents.find((c) => c.role === "text_body");
     if (body && body.text) $("ws-body").textContent = body.text;

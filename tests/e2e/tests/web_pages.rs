@@ -5,6 +5,8 @@
 //!   replies; each sees the other's messages, and Ann sees the customer typing;
 //! - a contact-form e-mail is answered from the desktop with a suggested standard response,
 //!   its merge fields filled; the mail reaches the SMTP server;
+//! - the reply waits in the supervisor's QA inbox, is returned with a comment, which Ann sees
+//!   on her returned reply; she reworks it, the supervisor approves, and only then is it sent;
 //! - a supervisor pulls an interaction from the queue view and sees the dashboard's numbers
 //!   change; she reads its audit timeline and the queues as they stood minutes ago;
 //! - screenshots of every page go to `artifacts/web-pages/`.
@@ -30,7 +32,10 @@ name = "chat-inbound"
 steps = [{ type = "route" }]
 [[queue]]
 name = "outbound"
-steps = [{ type = "move_to", queue = "outbound-send" }]
+steps = [{ type = "qa", sample_percent = 100, review_queue = "qa-review", send_queue = "outbound-send" }]
+[[queue]]
+name = "qa-returned"
+steps = [{ type = "route", to_agent_property = "author_agent" }]
 # "held" has no steps: what is there waits for a supervisor.
 "#;
 
@@ -90,6 +95,8 @@ async fn people_use_the_pages_in_a_browser() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let artifacts = workspace_root().join("artifacts/web-pages");
+    // Only this run's screenshots (a failed run leaves failure-*.png).
+    let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
     let browser_dir = workspace_root().join("tests/browser");
     let run = tokio::process::Command::new("node")
@@ -111,10 +118,11 @@ async fn people_use_the_pages_in_a_browser() {
     let mail = sink.delivered("ada@example.com", "Parcel").await;
     let text = String::from_utf8_lossy(&mail.raw);
     assert!(text.contains("your order ships tomorrow") && text.contains("Dear Ada Lovelace"), "{text}");
+    assert!(text.contains("track.example/T123"), "the mail sent is the reply as reworked after QA: {text}");
     assert!(!text.contains("{{"), "merge fields filled: {text}");
     let pulled = desk.get_until(&sue, &format!("/v1/desk/interactions/{held_id}"), Duration::from_secs(30), |i| i["status"] == "assigned").await;
     assert_eq!(pulled["owner"], "sue", "{pulled}");
-    for page in ["desk-chat", "widget-chat", "desk-email", "contact", "supervisor", "supervisor-history"] {
+    for page in ["desk-chat", "widget-chat", "desk-email", "desk-qa-returned", "contact", "supervisor", "supervisor-history"] {
         let shot = artifacts.join(format!("{page}.png"));
         assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 5_000), "screenshot {} missing", shot.display());
     }
