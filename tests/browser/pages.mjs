@@ -5,6 +5,9 @@
 import { chromium } from "playwright-core";
 import path from "node:path";
 import http from "node:http";
+import { createRequire } from "node:module";
+
+const axeScript = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const base = process.env.BASE_URL;
 const artifacts = process.env.ARTIFACTS;
@@ -15,7 +18,23 @@ const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 30_000;
 
 function step(message) { console.log(new Date().toISOString().slice(11, 23), message); }
-async function shot(page, name) { await page.screenshot({ path: path.join(artifacts, name + ".png"), fullPage: true }); step("screenshot " + name + ".png"); }
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(artifacts, name + ".png"), fullPage: true });
+  step("screenshot " + name + ".png");
+  await accessibility(page, name);
+}
+
+// WCAG 2 A and AA rules (axe-core) on the page as it stands; serious and critical findings fail
+// the run at the end, each named with its rule and the elements it found.
+const inaccessible = [];
+async function accessibility(page, name) {
+  await page.addScriptTag({ path: axeScript });
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }));
+  for (const v of result.violations) {
+    const line = name + ": " + v.id + " (" + v.impact + ") " + v.help + " — " + v.nodes.slice(0, 4).map((n) => n.target.join(" ")).join(", ");
+    if (v.impact === "serious" || v.impact === "critical") inaccessible.push(line); else step("accessibility note " + line);
+  }
+}
 
 /** Waits until `read()` (run in the page) returns something truthy; fails with `what`. */
 async function until(page, what, read, arg) {
@@ -45,7 +64,8 @@ const siteUrl = "http://127.0.0.1:" + sitePort + "/";
 const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 const errors = [];
 async function newPage(name) {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  // bypassCSP only so that axe-core can be added to the page for the accessibility check.
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, bypassCSP: true });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (e) => errors.push(name + ": " + e.message));
@@ -201,6 +221,7 @@ try {
   step("timeline and time travel shown");
 
   if (errors.length) throw new Error("errors in the pages:\n" + errors.join("\n"));
+  if (inaccessible.length) throw new Error("accessibility (WCAG 2.1 A/AA, serious or critical):\n" + inaccessible.join("\n"));
   step("all done");
 } catch (e) {
   console.error("FAILED:", e.message);
