@@ -98,7 +98,7 @@ try {
   await offer.waitFor();
   const countdown = await offer.locator(".countdown").textContent();
   if (!/^\d+ s$/.test(countdown.trim())) throw new Error("the offer shows no countdown: " + countdown);
-  await offer.getByRole("button", { name: "Accept" }).click();
+  await offer.getByRole("button", { name: "Accept" }).press("Enter");  // by keyboard
   await agent.locator("#ws-chat").waitFor({ state: "visible" });
   await agent.locator("#chat-log").getByText("Ada Lovelace started the chat").waitFor();
   step("ann accepted the chat (countdown was " + countdown.trim() + ")");
@@ -131,11 +131,15 @@ try {
   // --- The contact form: an e-mail, answered from the desktop with a standard response.
   const form = await newPage("contact");
   await form.goto(base + "/ui/contact");
-  await form.getByLabel("Your name").fill("Ada Lovelace");
-  await form.getByLabel("Your e-mail address").fill("ada@example.com");
-  await form.getByLabel("Subject").fill("Parcel");
-  await form.getByLabel("Message").fill("Hello, when will my order ship?");
-  await form.getByRole("button", { name: "Send" }).click();
+  // Keyboard only: Tab through the fields in their visual order, Enter on the button.
+  for (const text of ["Ada Lovelace", "ada@example.com", "Parcel", "Hello, when will my order ship?"]) {
+    await form.keyboard.press("Tab");
+    await form.keyboard.type(text);
+  }
+  const typed = [await form.getByLabel("Your name").inputValue(), await form.getByLabel("Your e-mail address").inputValue(), await form.getByLabel("Subject").inputValue(), await form.getByLabel("Message").inputValue()];
+  if (typed.join("|") !== "Ada Lovelace|ada@example.com|Parcel|Hello, when will my order ship?") throw new Error("the Tab order of the contact form is not its visual order: " + typed.join("|"));
+  await form.keyboard.press("Tab");
+  await form.keyboard.press("Enter");
   await form.locator("#contact-status").getByText("Thank you").waitFor();
   await shot(form, "contact");
   step("the contact form was sent");
