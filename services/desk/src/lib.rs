@@ -291,7 +291,7 @@ async fn responses(State(desk): State<Desk>, session: Session, Path(id): Path<St
     // the customer's name, category and reference are there; the reply's own fields win.
     let answered = i.parent_interaction_id.as_deref().and_then(|p| floor.board().interaction(p));
     let mut fields = answered.map(|a| a.properties.clone()).unwrap_or_default();
-    fields.extend(i.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+    fields.extend(i.properties.clone());
     let agent_name = desk.inner.users.get(&session.user).map(|u| u.name.clone()).filter(|n| !n.is_empty());
     fields.insert("interaction_id".into(), answered.map_or(&i.id, |a| &a.id).clone());
     fields.insert("agent_id".into(), session.user.clone());

@@ -384,10 +384,16 @@ impl Services {
 
 /// `switchboard --config CONFIG run SERVICE`, its log appended to `log`, killed when dropped.
 pub fn spawn_service(config: &std::path::Path, service: &str, log: &std::path::Path) -> tokio::process::Child {
+    spawn_switchboard(config, &["run", service], log)
+}
+
+/// `switchboard --config CONFIG ARGS...` (`run <service>`, `up`), its log appended to `log`,
+/// killed when dropped.
+pub fn spawn_switchboard(config: &std::path::Path, args: &[&str], log: &std::path::Path) -> tokio::process::Child {
     tokio::process::Command::new(switchboard_bin())
         .arg("--config")
         .arg(config)
-        .args(["run", service])
+        .args(args)
         .env("RUST_LOG", "info,router=debug")
         .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
         .stdin(std::process::Stdio::null())

@@ -1,8 +1,9 @@
 //! The web pages (issue 9) in real headless Chromium (Debian's package, driven by Playwright's
 //! `playwright-core` from `tests/browser/pages.mjs`), against `switchboard up` on one port
 //! with the real broker, UCS on SQLite and aiosmtpd as the SMTP server:
-//! - a customer chats from the widget embedded in a shop's page on another origin while Ann accepts the offer on the agent desktop and
-//!   replies; each sees the other's messages, and Ann sees the customer typing;
+//! - a customer chats from the widget embedded in a shop's page on another origin while Ann
+//!   accepts the offer on the agent desktop and replies; each sees the other's messages, and
+//!   Ann sees the customer typing;
 //! - a contact-form e-mail is answered from the desktop with a suggested standard response,
 //!   its merge fields filled; the mail reaches the SMTP server;
 //! - the reply waits in the supervisor's QA inbox, is returned with a comment, which Ann sees
@@ -19,7 +20,7 @@ use std::time::Duration;
 use desk::users::Role;
 use e2e::desk::{DeskClient, PASSWORD, write_users};
 use e2e::mail::SmtpSink;
-use e2e::{TestEnv, free_port, switchboard_bin};
+use e2e::{TestEnv, free_port};
 use serde_json::{Value, json};
 
 const WORKFLOW: &str = r#"
@@ -65,18 +66,7 @@ async fn people_use_the_pages_in_a_browser() {
     let port = free_port();
     settings.http.listen = ([127, 0, 0, 1], port).into();
     let config = env.write_config(&settings, "up.toml");
-    let _up = tokio::process::Command::new(switchboard_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("up")
-        .env("RUST_LOG", "info")
-        .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("up.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let _up = e2e::spawn_switchboard(&config, &["up"], &dir.join("up.log"));
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     e2e::desk::wait_ready(&http, &format!("{base}/health/ready")).await;
