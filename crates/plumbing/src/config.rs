@@ -65,8 +65,16 @@ pub struct KafkaSettings {
     /// Prepended to every topic name in `infra/topics.toml`; isolates tenants and tests.
     pub topic_prefix: String,
     pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics Switchboard creates; unset: the cluster's default.
+    pub min_insync_replicas: Option<i32>,
+    /// Create missing topics at start. Off (least-privilege ACLs without CREATE): a missing
+    /// topic is an error that names it.
+    pub create_topics: bool,
     /// Topic definitions; the built-in copy of `infra/topics.toml` when unset.
     pub topics_file: Option<PathBuf>,
+    /// What the cluster runs: `kafka` (Apache Kafka or compatible: transactions, group
+    /// rebalancing) or `tansu` (Tansu 0.6: neither; Switchboard works around both).
+    pub broker: crate::broker::BrokerKind,
     /// librdkafka settings for every client: `security.protocol`, `sasl.*`, `ssl.*`, ...
     pub client: BTreeMap<String, String>,
     /// librdkafka settings for producers only (override `client`).
@@ -81,7 +89,10 @@ impl Default for KafkaSettings {
             bootstrap_servers: String::new(),
             topic_prefix: String::new(),
             replication_factor: 1,
+            min_insync_replicas: None,
+            create_topics: true,
             topics_file: None,
+            broker: crate::broker::BrokerKind::Kafka,
             client: BTreeMap::new(),
             producer: BTreeMap::new(),
             consumer: BTreeMap::new(),
@@ -92,8 +103,19 @@ impl Default for KafkaSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddedBrokerSettings {
+    /// `kafka` or `tansu`; unset: the broker whose log the data directory holds, else Apache
+    /// Kafka when Java 17+ is found, else Tansu.
+    pub kind: Option<crate::broker::BrokerKind>,
     /// Port of the embedded broker on 127.0.0.1.
     pub port: u16,
+    /// Apache Kafka's KRaft controller port on 127.0.0.1 (0: a free one at each start).
+    pub controller_port: u16,
+    /// Apache Kafka's JVM heap, in MiB.
+    pub heap_mb: u32,
+    /// The `java` to run Apache Kafka with; unset: `$JAVA_HOME/bin/java`, else `java`.
+    pub java: Option<PathBuf>,
+    /// Directory of the Apache Kafka jars; installed into the user cache when unset and missing.
+    pub kafka_jars: Option<PathBuf>,
     /// Path of the `tansu` binary; installed into the user cache when unset and missing.
     pub tansu_bin: Option<PathBuf>,
 }
@@ -101,7 +123,12 @@ pub struct EmbeddedBrokerSettings {
 impl Default for EmbeddedBrokerSettings {
     fn default() -> Self {
         Self {
+            kind: None,
             port: 9092,
+            controller_port: 9093,
+            heap_mb: 512,
+            java: None,
+            kafka_jars: None,
             tansu_bin: None,
         }
     }

@@ -127,8 +127,9 @@ pub fn group_consumer(
     group_id: &str,
 ) -> Result<(GroupConsumer, RebalanceLog), KafkaSetupError> {
     let mut config = base_config(settings)?;
+    // The deployment's prefix isolates its groups as it does its topics.
     config
-        .set("group.id", group_id)
+        .set("group.id", format!("{}{group_id}", settings.topic_prefix))
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -350,5 +351,77 @@ impl Replay {
         }
         self.remaining.retain(|(t, p, high)| !(t == topic && *p == partition && offset + 1 >= *high));
         self.remaining.is_empty()
+    }
+}
+
+/// librdkafka's version and `builtin.features` (ssl, sasl_scram, zstd, ...), for the start-up
+/// log: a client built without a feature fails only when a setting needs it.
+pub fn client_library() -> String {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    let features = ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    format!("librdkafka {version} ({features})")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
+    #[error("Kafka at {bootstrap} refused Switchboard's credentials: {reason}")]
+    Authentication { bootstrap: String, reason: String },
+    #[error("cannot reach Kafka at {bootstrap} within {secs} s: {reason}")]
+    Unreachable {
+        bootstrap: String,
+        secs: u64,
+        reason: String,
+    },
+}
+
+/// Remembers the errors librdkafka reports in the background (it retries failed connections and
+/// authentications quietly; a metadata request just times out).
+#[derive(Default)]
+struct ErrorLog(Mutex<Vec<(KafkaError, String)>>);
+
+impl ClientContext for ErrorLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push((error, reason.to_owned()));
+        }
+    }
+}
+
+impl ConsumerContext for ErrorLog {}
+
+/// Connects with the configured client settings and asks for metadata, so a wrong address,
+/// TLS setting or password is a clear error at start (within `limit`) instead of a service
+/// that waits forever.
+pub fn check_connection(settings: &KafkaSettings, limit: Duration) -> Result<(), ConnectError> {
+    let config = base_config(settings)?;
+    let bootstrap = settings.bootstrap_servers.clone();
+    let client: rdkafka::consumer::BaseConsumer<ErrorLog> = config
+        .create_with_context(ErrorLog::default())
+        .map_err(|source| KafkaSetupError::Client { what: "client", source })?;
+    let started = std::time::Instant::now();
+    let mut last: String;
+    loop {
+        match client.fetch_metadata(None, Duration::from_millis(1000)) {
+            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
+            Ok(_) => last = "metadata without brokers".into(),
+            Err(e) => last = e.to_string(),
+        }
+        let seen = client.context().0.lock().map(|v| v.clone()).unwrap_or_default();
+        if let Some((_, reason)) = seen.iter().rev().find(|(e, _)| {
+            matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::Authentication))
+        }) {
+            return Err(ConnectError::Authentication { bootstrap, reason: reason.clone() });
+        }
+        if let Some((_, reason)) = seen.last() {
+            last = reason.clone();
+        }
+        if started.elapsed() >= limit {
+            return Err(ConnectError::Unreachable { bootstrap, secs: limit.as_secs(), reason: last });
+        }
     }
 }

@@ -7,14 +7,14 @@
 //! - [`headers`]: W3C `traceparent`, causation id and correlation id on every record.
 //! - [`dead_letter`]: parks what cannot be processed, with the reason in headers.
 //! - [`topics`]: the declarative topic list in `infra/topics.toml`, created at start.
-//! - [`local_broker`]: installs and runs the embedded Tansu broker for `switchboard up`.
+//! - [`broker`]: installs and runs the embedded broker (Apache Kafka, or Tansu without Java).
 
+pub mod broker;
 pub mod config;
 pub mod dead_letter;
 pub mod headers;
 pub mod http;
 pub mod kafka;
-pub mod local_broker;
 pub mod phone;
 pub mod telemetry;
 pub mod topics;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -52,6 +52,10 @@ pub enum TopicError {
         declared: i32,
         actual: i32,
     },
+    #[error(
+        "topics missing and kafka.create_topics = false: {topics}; create them as infra/topics.toml declares (see infra/kafka/README.md) or allow creation"
+    )]
+    Missing { topics: String },
     #[error("cannot read metadata of topic {topic}: {detail}")]
     Metadata { topic: String, detail: String },
 }
@@ -125,59 +129,141 @@ impl Topics {
             .map(|t| t.partitions)
     }
 
-    /// Creates missing topics and checks that existing ones have the declared partition count.
+    /// Prepares the topics on the cluster: describes what exists, creates only what is missing
+    /// (unless `kafka.create_topics` is off: then missing topics are an error naming them),
+    /// waits until new topics show in metadata, refuses declared topics whose partition count
+    /// differs (keys would have moved) and warns about settings that differ from the file.
     pub async fn ensure(
         &self,
         admin: &AdminClient<DefaultClientContext>,
-        replication_factor: i32,
+        kafka: &crate::config::KafkaSettings,
     ) -> Result<(), TopicError> {
         let names: Vec<String> = self.specs.iter().map(|s| self.name(&s.name)).collect();
-        let new_topics: Vec<NewTopic<'_>> = self
+        let existing = partition_counts(admin.inner(), &names)?;
+        let missing: Vec<(&TopicSpec, &String)> = self
             .specs
             .iter()
             .zip(&names)
-            .map(|(spec, name)| {
-                spec.config.iter().fold(
-                    NewTopic::new(
-                        name,
-                        spec.partitions,
-                        TopicReplication::Fixed(replication_factor),
-                    ),
-                    |topic, (k, v)| topic.set(k, v),
-                )
-            })
+            .filter(|(_, name)| !existing.contains_key(*name))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics(new_topics.iter(), &options)
-            .await
-            .map_err(|e| TopicError::Create {
-                topic: names.join(","),
-                detail: e.to_string(),
-            })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(TopicError::Create {
-                        topic,
-                        detail: code.to_string(),
-                    });
+        if !missing.is_empty() && !kafka.create_topics {
+            return Err(TopicError::Missing {
+                topics: missing.iter().map(|(_, n)| (*n).clone()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        if !missing.is_empty() {
+            let min_isr = kafka.min_insync_replicas.map(|n| n.to_string());
+            let new_topics: Vec<NewTopic<'_>> = missing
+                .iter()
+                .map(|(spec, name)| {
+                    let topic = spec.config.iter().fold(
+                        NewTopic::new(name, spec.partitions, TopicReplication::Fixed(kafka.replication_factor)),
+                        |topic, (k, v)| topic.set(k, v),
+                    );
+                    match &min_isr {
+                        Some(n) => topic.set("min.insync.replicas", n),
+                        None => topic,
+                    }
+                })
+                .collect();
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+            let results = admin
+                .create_topics(new_topics.iter(), &options)
+                .await
+                .map_err(|e| TopicError::Create {
+                    topic: missing.iter().map(|(_, n)| (*n).clone()).collect::<Vec<_>>().join(","),
+                    detail: e.to_string(),
+                })?;
+            for result in results {
+                match result {
+                    // Another instance created it between our describe and create.
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        return Err(TopicError::Create { topic, detail: code.to_string() });
+                    }
                 }
             }
+            tracing::info!(topics = ?missing.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(), "topics created");
         }
+        // A created topic reaches every broker's metadata a moment after the controller has it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let actual = loop {
+            let actual = partition_counts(admin.inner(), &names)?;
+            if actual.len() == names.len() {
+                break actual;
+            }
+            if std::time::Instant::now() > deadline {
+                let absent: Vec<&str> = names.iter().filter(|n| !actual.contains_key(*n)).map(String::as_str).collect();
+                return Err(TopicError::Metadata {
+                    topic: absent.join(", "),
+                    detail: "created but not in the cluster's metadata after 30 s".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         for (spec, name) in self.specs.iter().zip(&names) {
-            let actual = partition_count(admin.inner(), name)?;
-            if actual != spec.partitions {
+            if actual[name] != spec.partitions {
                 return Err(TopicError::PartitionMismatch {
                     topic: name.clone(),
                     declared: spec.partitions,
-                    actual,
+                    actual: actual[name],
                 });
             }
         }
+        let existed: Vec<(&TopicSpec, &String)> =
+            self.specs.iter().zip(&names).filter(|(_, n)| existing.contains_key(*n)).collect();
+        if let Err(e) = warn_about_settings(admin, &existed).await {
+            tracing::warn!(error = %e, "could not compare the topics' settings with infra/topics.toml");
+        }
         Ok(())
     }
+}
+
+/// Logs a warning for each existing topic whose settings differ from the declared ones
+/// (a cluster's operators may have reasons; Switchboard never alters a topic).
+async fn warn_about_settings(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[(&TopicSpec, &String)],
+) -> Result<(), rdkafka::error::KafkaError> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|(_, n)| ResourceSpecifier::Topic(n)).collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = admin.describe_configs(resources.iter(), &options).await?;
+    for ((spec, name), result) in topics.iter().zip(described) {
+        let Ok(resource) = result else { continue };
+        for (key, declared) in &spec.config {
+            let actual = resource.get(key).and_then(|e| e.value.clone());
+            if actual.as_deref() != Some(declared.as_str()) {
+                tracing::warn!(
+                    topic = %name,
+                    setting = %key,
+                    declared = %declared,
+                    actual = actual.as_deref().unwrap_or("(unset)"),
+                    "topic setting differs from infra/topics.toml"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Partition counts of those `topics` that exist, from one metadata request.
+pub fn partition_counts<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topics: &[String],
+) -> Result<BTreeMap<String, i32>, TopicError> {
+    let metadata = client.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| TopicError::Metadata {
+        topic: topics.join(", "),
+        detail: e.to_string(),
+    })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty() && topics.iter().any(|n| n == t.name()))
+        .map(|t| (t.name().to_owned(), i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+        .collect())
 }
 
 /// The partition count of a topic, from broker metadata.

@@ -58,8 +58,9 @@ pub enum LogFormatArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every service in one process; starts the embedded Tansu broker (installing it on
-    /// first use) when no Kafka bootstrap servers are configured. Ctrl-C stops it cleanly.
+    /// Run every service in one process; starts the embedded broker (Apache Kafka with Java
+    /// 17+, else Tansu; installed on first use) when no Kafka bootstrap servers are configured.
+    /// Ctrl-C stops it cleanly.
     Up {
         /// HTTP address of the API and health endpoints.
         #[arg(long)]
@@ -94,7 +95,7 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
-    /// The embedded broker (Tansu).
+    /// The embedded broker (Apache Kafka, or Tansu where there is no Java).
     Broker {
         #[command(subcommand)]
         action: BrokerAction,
@@ -224,10 +225,23 @@ pub enum TopicsAction {
 
 #[derive(Debug, Subcommand)]
 pub enum BrokerAction {
-    /// Install the pinned Tansu version into the user cache if missing, and print its path.
-    Install,
-    /// Print where the Tansu binary is (or would be installed).
+    /// Install the pinned broker into the user cache if missing, and print where it is:
+    /// Apache Kafka's jars (with Maven; under a minute) or Tansu (with cargo; about 9 minutes).
+    Install {
+        /// Which broker; default: the one `up` would start on this data directory.
+        #[arg(value_enum)]
+        which: Option<BrokerChoice>,
+    },
+    /// Print where each broker is (or would be installed), and which one `up` would start.
     Path,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BrokerChoice {
+    Kafka,
+    Tansu,
+    /// Both (scripts/test does this: the Tansu smoke test needs it).
+    All,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -340,27 +354,49 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             use_embedded_broker_if_unset(&mut settings);
             let admin = plumbing::kafka::admin(&settings.kafka)?;
             topics
-                .ensure(&admin, settings.kafka.replication_factor)
+                .ensure(&admin, &settings.kafka)
                 .await?;
             println!("topics ready on {}", settings.kafka.bootstrap_servers);
             Ok(())
         }
         Command::Broker {
-            action: BrokerAction::Install,
+            action: BrokerAction::Install { which },
         } => {
-            let path =
-                plumbing::local_broker::ensure_installed(settings.broker.tansu_bin.as_deref())
-                    .await?;
-            println!("{}", path.display());
+            use plumbing::broker::{BrokerKind, kafka, tansu};
+            let which = match which {
+                Some(w) => w,
+                None => match plumbing::broker::choose(&settings.broker, &settings.data_dir)?.0 {
+                    BrokerKind::Kafka => BrokerChoice::Kafka,
+                    BrokerKind::Tansu => BrokerChoice::Tansu,
+                },
+            };
+            if matches!(which, BrokerChoice::Kafka | BrokerChoice::All) {
+                kafka::check_java(&kafka::java_path(settings.broker.java.as_deref()))?;
+                let jars = kafka::ensure_installed(settings.broker.kafka_jars.as_deref()).await?;
+                println!("Apache Kafka {}: {}", kafka::KAFKA_VERSION, jars.display());
+            }
+            if matches!(which, BrokerChoice::Tansu | BrokerChoice::All) {
+                let path = tansu::ensure_installed(settings.broker.tansu_bin.as_deref()).await?;
+                println!("Tansu {}: {}", tansu::TANSU_VERSION, path.display());
+            }
             Ok(())
         }
         Command::Broker {
             action: BrokerAction::Path,
         } => {
+            use plumbing::broker::{kafka, tansu};
             println!(
-                "{}",
-                plumbing::local_broker::tansu_path(settings.broker.tansu_bin.as_deref()).display()
+                "Apache Kafka {}: {}",
+                kafka::KAFKA_VERSION,
+                kafka::jars_dir(settings.broker.kafka_jars.as_deref()).display()
             );
+            println!(
+                "Tansu {}: {}",
+                tansu::TANSU_VERSION,
+                tansu::tansu_path(settings.broker.tansu_bin.as_deref()).display()
+            );
+            let (kind, why) = plumbing::broker::choose(&settings.broker, &settings.data_dir)?;
+            println!("`up` on {} starts {kind}: {why}", settings.data_dir.display());
             Ok(())
         }
         Command::Config => {
@@ -480,6 +516,9 @@ fn require_bootstrap(settings: &Settings) -> anyhow::Result<()> {
 fn use_embedded_broker_if_unset(settings: &mut Settings) {
     if settings.kafka.bootstrap_servers.trim().is_empty() {
         settings.kafka.bootstrap_servers = format!("127.0.0.1:{}", settings.broker.port);
-        plumbing::local_broker::tune_for_tansu(&mut settings.kafka);
+        if plumbing::broker::tansu_dir(&settings.data_dir).join("tansu.db").exists() {
+            settings.kafka.broker = plumbing::broker::BrokerKind::Tansu;
+            plumbing::broker::tansu::tune_for_tansu(&mut settings.kafka);
+        }
     }
 }

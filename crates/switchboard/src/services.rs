@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use plumbing::CancellationToken;
 use plumbing::config::Settings;
-use plumbing::local_broker::{self, LocalBroker};
+use plumbing::broker::EmbeddedBroker;
 use plumbing::topics::Topics;
 use tokio::task::JoinSet;
 
@@ -17,15 +17,10 @@ const GRACE: Duration = Duration::from_secs(20);
 pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let broker = if settings.kafka.bootstrap_servers.trim().is_empty() {
-        let tansu = local_broker::ensure_installed(settings.broker.tansu_bin.as_deref()).await?;
-        let broker = LocalBroker::start(
-            &tansu,
-            &settings.data_dir.join("broker"),
-            settings.broker.port,
-        )
-        .await?;
-        settings.kafka.bootstrap_servers = broker.bootstrap_servers().to_owned();
-        local_broker::tune_for_tansu(&mut settings.kafka);
+        let broker = EmbeddedBroker::start(&settings.broker, &settings.data_dir)
+            .await
+            .context("starting the embedded broker")?;
+        broker.configure(&mut settings.kafka);
         Some(broker)
     } else {
         None
@@ -87,9 +82,12 @@ async fn run_services(
     services: &[Service],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    tracing::info!(client = %plumbing::kafka::client_library(), bootstrap = %settings.kafka.bootstrap_servers, "connecting to Kafka");
+    let kafka = settings.kafka.clone();
+    tokio::task::spawn_blocking(move || plumbing::kafka::check_connection(&kafka, Duration::from_secs(15))).await??;
     let admin = plumbing::kafka::admin(&settings.kafka)?;
     topics
-        .ensure(&admin, settings.kafka.replication_factor)
+        .ensure(&admin, &settings.kafka)
         .await
         .with_context(|| format!("preparing topics on {}", settings.kafka.bootstrap_servers))?;
 

@@ -61,7 +61,7 @@ async fn main() {
     let n = args.next().unwrap_or(1000);
     let rate = args.next().unwrap_or(100);
     let env = TestEnv::start().await.unwrap();
-    println!("broker: Tansu {} at {}", plumbing::local_broker::TANSU_VERSION, env.kafka.bootstrap_servers);
+    println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
     let (stop_server, server) = env.spawn_interaction_server();
     let producer = env.producer();
     for e in agent_events(20, contract::now_millis()) {

@@ -25,8 +25,8 @@ async fn main() {
         .unwrap_or(20_000);
     let env = TestEnv::start().await.unwrap();
     println!(
-        "broker: Tansu {} (sqlite) at {}",
-        plumbing::local_broker::TANSU_VERSION,
+        "broker: Apache Kafka {} at {}",
+        plumbing::broker::kafka::KAFKA_VERSION,
         env.kafka.bootstrap_servers
     );
 

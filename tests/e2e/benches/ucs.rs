@@ -83,9 +83,9 @@ async fn main() {
         env.produce_fixture(&env.producer(), chunk).await;
     }
     println!(
-        "produced {} records to Tansu {} in {:.1} s",
+        "produced {} records to Apache Kafka {} in {:.1} s",
         records.len(),
-        plumbing::local_broker::TANSU_VERSION,
+        plumbing::broker::kafka::KAFKA_VERSION,
         started.elapsed().as_secs_f64()
     );
     let settings = env.settings(&dir.path().join("data"));

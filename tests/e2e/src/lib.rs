@@ -1,5 +1,11 @@
-//! Test harness: a real Tansu broker per test (it starts in milliseconds), topics under a
-//! unique prefix, and helpers to write and read records as the services do.
+//! Test harness: a real Apache Kafka per test binary (started at the first test that asks, in
+//! its own directory under `target/e2e-runs/`, and killed by the kernel when the binary exits),
+//! each test under a topic prefix of its own (which also prefixes its consumer groups), and
+//! helpers to write and read records as the services do.
+//!
+//! One broker per binary, not per test: a JVM takes several seconds to start on two cores, a
+//! prefix isolates tests as well, and tests that need a broker of their own (one to stop, one
+//! with a secured listener) start one with [`plumbing::broker::KafkaBroker`] directly.
 //!
 //! Tests read records with rdkafka directly (this crate is allowed to): they check what is
 //! really on the topics, not what the services' own code says is there.
@@ -18,7 +24,7 @@ use std::time::{Duration, Instant};
 use contract::AvroMessage;
 use contract::command::InteractionCommand;
 use plumbing::config::KafkaSettings;
-use plumbing::local_broker::{self, LocalBroker};
+use plumbing::broker::{KafkaBroker, KafkaOptions, kafka as kafka_broker};
 use plumbing::topics::Topics;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -27,7 +33,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub struct TestEnv {
-    pub broker: Option<LocalBroker>,
     pub kafka: KafkaSettings,
     pub topics: Topics,
     /// Kept after the run (under `target/e2e-runs/`): broker and service logs to read when
@@ -68,22 +73,15 @@ impl TestEnv {
             plumbing::telemetry::init(&plumbing::telemetry::TelemetrySettings::default()).ok()
         });
         let dir = run_dir()?;
-        let tansu = local_broker::tansu_path(None);
-        let broker = LocalBroker::start(&tansu, &dir.path().join("broker"), 0).await?;
-        let mut kafka = KafkaSettings {
+        let broker = tokio::task::spawn_blocking(shared_kafka).await??;
+        let kafka = KafkaSettings {
             bootstrap_servers: broker.bootstrap_servers().to_owned(),
             topic_prefix: format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             ..KafkaSettings::default()
         };
-        local_broker::tune_for_tansu(&mut kafka);
         let topics = Topics::load(None, &kafka.topic_prefix)?;
-        topics.ensure(&plumbing::kafka::admin(&kafka)?, 1).await?;
-        Ok(Self {
-            broker: Some(broker),
-            kafka,
-            topics,
-            dir,
-        })
+        topics.ensure(&plumbing::kafka::admin(&kafka)?, &kafka).await?;
+        Ok(Self { kafka, topics, dir })
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -160,7 +158,7 @@ impl TestEnv {
         }
     }
 
-    /// Settings for a service process against this broker (tuned for Tansu, topics prefixed).
+    /// Settings for a service process against this broker (topics and groups prefixed).
     pub fn settings(&self, data_dir: &std::path::Path) -> plumbing::config::Settings {
         plumbing::config::Settings {
             data_dir: data_dir.to_owned(),
@@ -205,7 +203,6 @@ impl TestEnv {
     /// Every record of `topic`, per partition in offset order, as it is on the broker now.
     pub fn read_all(&self, topic: &str) -> Vec<OwnedMessage> {
         let mut config = ClientConfig::new();
-        // Small fetches: Tansu answers librdkafka's default 50 MB fetch very slowly.
         for (k, v) in self.kafka.client.iter().chain(&self.kafka.consumer) {
             config.set(k, v);
         }
@@ -333,6 +330,30 @@ impl TestEnv {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The Apache Kafka of this test binary, started on first use (see the module doc).
+pub fn shared_kafka() -> anyhow::Result<&'static KafkaBroker> {
+    static SHARED: std::sync::OnceLock<Result<KafkaBroker, String>> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let dir = run_dir().map_err(|e| e.to_string())?;
+            start_kafka_blocking(KafkaOptions::new(dir.path().join("kafka"), kafka_jars())).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("the test binary's Kafka did not start: {e}"))
+}
+
+/// The installed Apache Kafka jars (`switchboard broker install`, which scripts/test runs).
+pub fn kafka_jars() -> PathBuf {
+    kafka_broker::jars_dir(None)
+}
+
+/// Starts an Apache Kafka of a test's own (`options.dir` holds its log and `server.log`).
+pub fn start_kafka_blocking(mut options: KafkaOptions) -> anyhow::Result<KafkaBroker> {
+    // Tests run several at once on two cores: a slower controller must not fence its broker.
+    options.properties.entry("broker.session.timeout.ms".into()).or_insert_with(|| "30000".into());
+    Ok(KafkaBroker::start_blocking(&options)?)
 }
 
 /// A header's value as text.

@@ -1,6 +1,6 @@
 //! Databases for the UCS tests: a SQLite file in the run directory, or a fresh schema in the
-//! PostgreSQL that every test and CI machine runs (127.0.0.1:5432, trust auth, database
-//! `test`; override with SWITCHBOARD_TEST_POSTGRES_URL). An unreachable PostgreSQL fails the
+//! PostgreSQL that `scripts/test` installs and starts (127.0.0.1:5432, role `switchboard`,
+//! database `test`; override with SWITCHBOARD_TEST_POSTGRES_URL). An unreachable PostgreSQL fails the
 //! test with the reason: these tests never skip.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::path::Path;
 /// The server the PostgreSQL tests use.
 pub fn postgres_base_url() -> String {
     std::env::var("SWITCHBOARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".to_owned())
+        .unwrap_or_else(|_| "postgres://switchboard:switchboard@127.0.0.1:5432/test".to_owned())
 }
 
 /// A new, empty schema on the test PostgreSQL and a URL whose connections use it.

@@ -1,6 +1,8 @@
-//! `switchboard up` on its embedded defaults: an interaction submitted over HTTP shows in the
-//! queue projection; SIGINT stops services and broker cleanly; a second `up` on the same data
-//! directory still shows it (the log is durable).
+//! `switchboard up` on its embedded defaults, on each embedded broker (Apache Kafka, the
+//! default where Java is found, and Tansu, the no-JVM fallback): an interaction submitted over
+//! HTTP shows in the queue projection; SIGINT stops services and broker cleanly; a second `up`
+//! on the same data directory still shows it (the log is durable). On Kafka, a SIGKILLed `up`
+//! leaves no broker behind, and the data directory keeps its broker when asked for the other.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Stdio;
@@ -15,27 +17,34 @@ struct Up {
     base: String,
 }
 
-async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16) -> Up {
+fn up_command(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &str) -> tokio::process::Command {
     let log = std::fs::File::create(data.join(format!("up-{run}.log"))).unwrap();
-    let child = tokio::process::Command::new(switchboard_bin())
+    let mut command = tokio::process::Command::new(switchboard_bin());
+    command
         .arg("--data-dir")
         .arg(data.join("data"))
         .args(["--broker-port", &broker.to_string()])
         .args(["up", "--http", &format!("127.0.0.1:{http}")])
         .env("RUST_LOG", "info")
+        .env("SWITCHBOARD_BROKER__KIND", kind)
+        // Tests run side by side: Kafka's controller on a free port, not the default 9093.
+        .env("SWITCHBOARD_BROKER__CONTROLLER_PORT", "0")
         .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .kill_on_drop(true);
+    command
+}
+
+async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &str) -> Up {
+    let child = up_command(data, run, http, broker, kind).spawn().unwrap();
     let base = format!("http://127.0.0.1:{http}");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(
             Instant::now() < deadline,
-            "`up` not ready within 60 s; see {}",
+            "`up` not ready within 120 s; see {}",
             data.display()
         );
         if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await
@@ -47,10 +56,24 @@ async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16) -> Up {
     Up { child, base }
 }
 
+/// Processes whose command line mentions `needle` (a broker started on a data directory).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) && !cmdline.contains("cargo") {
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
 async fn stop(mut up: Up) {
     let pid = nix::unistd::Pid::from_raw(up.child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(60), up.child.wait())
         .await
         .unwrap()
         .unwrap();
@@ -69,10 +92,49 @@ async fn interaction(base: &str, id: &str) -> Option<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submitted_over_http_survives_a_restart() {
+async fn on_apache_kafka_submitted_over_http_survives_a_restart_and_a_kill_leaves_no_broker() {
     let dir = run_dir().unwrap();
     let (http, broker) = (free_port(), free_port());
-    let first = up(dir.path(), 1, http, broker).await;
+    submitted_over_http_survives_a_restart(dir.path(), http, broker, "kafka").await;
+    let data = dir.path().join("data");
+    let kafka_log = std::fs::read_to_string(data.join("kafka/server.log")).unwrap();
+    assert!(kafka_log.contains("Kafka Server started"), "the data directory's broker was not Apache Kafka");
+    assert!(processes_mentioning(&data.display().to_string()).is_empty(), "a broker outlived a clean stop");
+
+    // SIGKILL (no chance to stop anything): the kernel takes the JVM down with it.
+    let mut third = up(dir.path(), 3, http, broker, "kafka").await;
+    assert!(!processes_mentioning("kafka.Kafka").is_empty());
+    third.child.start_kill().unwrap();
+    third.child.wait().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&data.join("kafka").display().to_string());
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a killed `up` left its broker running: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // This directory holds a Kafka log: asked for Tansu, `up` refuses and says why.
+    let output = up_command(dir.path(), 4, http, broker, "tansu").output().await.unwrap();
+    assert!(!output.status.success());
+    let said = std::fs::read_to_string(dir.path().join("up-4.log")).unwrap();
+    assert!(said.contains("holds the log of Apache Kafka"), "{said}");
+}
+
+/// The no-JVM fallback stays honest: the same on Tansu.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_tansu_submitted_over_http_survives_a_restart() {
+    let dir = run_dir().unwrap();
+    let (http, broker) = (free_port(), free_port());
+    submitted_over_http_survives_a_restart(dir.path(), http, broker, "tansu").await;
+    assert!(dir.path().join("data/broker/tansu.db").exists());
+    assert!(!dir.path().join("data/kafka").exists());
+}
+
+async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16, broker: u16, kind: &str) {
+    let first = up(dir, 1, http, broker, kind).await;
 
     let client = reqwest::Client::new();
     let response = client
@@ -145,10 +207,10 @@ async fn submitted_over_http_survives_a_restart() {
         assert!(Instant::now() < deadline, "interaction never reached UCS");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(dir.path().join("data/ucs.db").exists());
+    assert!(dir.join("data/ucs.db").exists());
     stop(first).await;
 
-    let second = up(dir.path(), 2, http, broker).await;
+    let second = up(dir, 2, http, broker, kind).await;
     let again = interaction(&second.base, &id)
         .await
         .expect("interaction still there after restart");

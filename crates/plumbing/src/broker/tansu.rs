@@ -51,7 +51,8 @@ pub const TANSU_CONSUMER_TUNING: [(&str, &str); 3] = [
     ("max.partition.fetch.bytes", "262144"),
 ];
 
-/// Adds [`TANSU_CONSUMER_TUNING`] to `settings` where it does not set those keys itself.
+/// Adds [`TANSU_CONSUMER_TUNING`] to `settings` (only ever for Tansu: on Apache Kafka these
+/// small fetches would only cost throughput) where it does not set those keys itself.
 pub fn tune_for_tansu(settings: &mut crate::config::KafkaSettings) {
     for (key, value) in TANSU_CONSUMER_TUNING {
         settings
@@ -73,13 +74,7 @@ pub fn tansu_path(configured: Option<&Path>) -> PathBuf {
 }
 
 fn install_root() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache
-        .join("switchboard")
-        .join(format!("tansu-{TANSU_VERSION}"))
+    super::cache_dir().join(format!("tansu-{TANSU_VERSION}"))
 }
 
 /// Installs the pinned Tansu if missing, showing cargo's progress on stderr.
@@ -112,14 +107,14 @@ pub async fn ensure_installed(configured: Option<&Path>) -> Result<PathBuf, Brok
     Ok(path)
 }
 
-/// A running Tansu process; stopped on [`LocalBroker::stop`], killed if dropped.
-pub struct LocalBroker {
+/// A running Tansu process; stopped on [`TansuBroker::stop`], killed if dropped.
+pub struct TansuBroker {
     child: Child,
     bootstrap: String,
     log: PathBuf,
 }
 
-impl LocalBroker {
+impl TansuBroker {
     /// Starts Tansu on 127.0.0.1:`port` (0 picks a free port) with its log in `data_dir`, and
     /// waits until it accepts connections.
     pub async fn start(tansu: &Path, data_dir: &Path, port: u16) -> Result<Self, BrokerError> {
