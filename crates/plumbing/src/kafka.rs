@@ -181,15 +181,30 @@ pub fn assign_all(
     reader.assign(&tpl)
 }
 
-/// The offset one past the last record of a partition (0 when empty).
+/// The offset one past the last record of a partition (0 when empty). A leader that is moving
+/// (a new topic, a broker restarting) is waited for, up to 10 s.
 pub fn high_watermark<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     topic: &str,
     partition: i32,
 ) -> Result<i64, KafkaError> {
-    consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map(|(_, high)| high)
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((_, high)) => return Ok(high),
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::UnknownTopicOrPartition)
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Marks `offset` as processed; it is committed with the next auto-commit.

@@ -249,7 +249,8 @@ async fn warn_about_settings(
     Ok(())
 }
 
-/// Partition counts of those `topics` that exist, from one metadata request.
+/// Partition counts of those `topics` that exist and have a leader for every partition, from
+/// one metadata request.
 pub fn partition_counts<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topics: &[String],
@@ -261,7 +262,13 @@ pub fn partition_counts<C: rdkafka::ClientContext>(
     Ok(metadata
         .topics()
         .iter()
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty() && topics.iter().any(|n| n == t.name()))
+        // A partition without a leader yet (just created) cannot be read or written.
+        .filter(|t| {
+            t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+                && topics.iter().any(|n| n == t.name())
+        })
         .map(|t| (t.name().to_owned(), i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
         .collect())
 }

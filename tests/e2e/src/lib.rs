@@ -366,7 +366,6 @@ pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (for a child process to bind).
 /// GETs `url` until it answers 200 with JSON that passes `check` (fails after `limit`).
 pub async fn poll_json(http: &reqwest::Client, url: &str, limit: Duration, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = std::time::Instant::now() + limit;
@@ -383,8 +382,10 @@ pub async fn poll_json(http: &reqwest::Client, url: &str, limit: Duration, check
     }
 }
 
+/// A free TCP port on 127.0.0.1 for a child process to bind (below the ephemeral range, see
+/// [`plumbing::broker::free_listen_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    plumbing::broker::free_listen_port().unwrap()
 }
 
 /// Services started by [`TestEnv::spawn_services`]; killed when dropped.

@@ -119,7 +119,7 @@ async fn on_apache_kafka_submitted_over_http_survives_a_restart_and_a_kill_leave
     // This directory holds a Kafka log: asked for Tansu, `up` refuses and says why.
     let output = up_command(dir.path(), 4, http, broker, "tansu").output().await.unwrap();
     assert!(!output.status.success());
-    let said = std::fs::read_to_string(dir.path().join("up-4.log")).unwrap();
+    let said = std::fs::read_to_string(dir.path().join("up-4.log")).unwrap() + &String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("holds the log of Apache Kafka"), "{said}");
 }
 

@@ -555,7 +555,7 @@ fn cluster_id() -> String {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    super::free_listen_port()
 }
 
 fn tail(path: &Path, lines: usize) -> String {

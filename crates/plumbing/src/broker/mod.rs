@@ -67,6 +67,22 @@ pub fn cache_dir() -> PathBuf {
         .join("switchboard")
 }
 
+/// A port on 127.0.0.1 that is free now, for a child process to listen on. Taken below the
+/// kernel's ephemeral range (32768-60999 on Linux), so that no outgoing connection of this
+/// machine can be holding it by the time the child binds it (a port from `bind(0)` can).
+pub fn free_listen_port() -> std::io::Result<u16> {
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let random = u16::from_le_bytes([uuid::Uuid::new_v4().as_bytes()[0], uuid::Uuid::new_v4().as_bytes()[1]]);
+    for step in 0..SPAN {
+        let port = LOW + (random.wrapping_add(step) % SPAN);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Where each broker keeps its log inside a data directory.
 pub fn kafka_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("kafka")
