@@ -195,6 +195,8 @@ impl Default for InteractionServerSettings {
 pub struct UcsSettings {
     /// `sqlite://PATH` or `postgres://...`; unset: `sqlite://<data_dir>/ucs.db`.
     pub database_url: Option<String>,
+    /// A file holding `database_url` (a secret: it carries the password).
+    pub database_url_file: Option<PathBuf>,
     /// Content-addressed blobs; unset: `<data_dir>/blobs`.
     pub blob_dir: Option<PathBuf>,
     /// Largest blob accepted, in bytes.
@@ -210,6 +212,7 @@ impl Default for UcsSettings {
     fn default() -> Self {
         Self {
             database_url: None,
+            database_url_file: None,
             blob_dir: None,
             max_blob_bytes: 25 * 1024 * 1024,
             batch_size: 2000,
@@ -362,6 +365,8 @@ pub struct SmsSettings {
     pub account_sid: String,
     /// Signs the gateway's webhooks (checked on every one) and authenticates our sends.
     pub auth_token: String,
+    /// A file holding `auth_token`.
+    pub auth_token_file: Option<PathBuf>,
     pub api_base: String,
     /// Our number, the sender of what we send.
     pub from_number: String,
@@ -398,6 +403,7 @@ impl Default for SmsSettings {
             gateway: "twilio".into(),
             account_sid: String::new(),
             auth_token: String::new(),
+            auth_token_file: None,
             api_base: "https://api.twilio.com".into(),
             from_number: String::new(),
             public_url: None,
@@ -504,6 +510,8 @@ pub struct OutboundMailSettings {
     pub tls: MailTls,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A file holding `password`.
+    pub password_file: Option<PathBuf>,
     /// The From of every mail sent, e.g. `Customer Service <support@example.com>`.
     pub from: String,
     /// Queue of mail ready to send (where QA approval or the `respond` step puts it).
@@ -526,6 +534,7 @@ impl Default for OutboundMailSettings {
             tls: MailTls::Starttls,
             username: None,
             password: None,
+            password_file: None,
             from: "Customer Service <support@switchboard.localhost>".into(),
             send_queue: "outbound-send".into(),
             failed_queue: "send-failed".into(),
@@ -558,6 +567,8 @@ pub struct ImapSettings {
     pub tls: MailTls,
     pub username: String,
     pub password: String,
+    /// A file holding `password`.
+    pub password_file: Option<PathBuf>,
     pub mailbox: String,
     pub poll_interval_ms: u64,
     pub after_accept: AfterAccept,
@@ -573,6 +584,7 @@ impl Default for ImapSettings {
             tls: MailTls::Tls,
             username: String::new(),
             password: String::new(),
+            password_file: None,
             mailbox: "INBOX".into(),
             poll_interval_ms: 30_000,
             after_accept: AfterAccept::Flag,
@@ -598,13 +610,14 @@ impl Default for EmailSettings {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(#[from] Box<figment::Error>);
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Secret(String),
+}
 
 impl Settings {
-    /// `file`: an explicit config file (must exist), else `switchboard.toml` if present.
-    /// `overrides`: adds values from flags, highest precedence, e.g.
-    /// `|f| f.merge(Serialized::default("http.listen", addr))`.
     pub fn load(
         file: Option<&Path>,
         overrides: impl FnOnce(Figment) -> Figment,
@@ -614,8 +627,160 @@ impl Settings {
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("switchboard.toml")),
         };
-        overrides(figment.merge(Env::prefixed("SWITCHBOARD_").split("__")))
+        let mut settings: Settings = overrides(figment.merge(Env::prefixed("SWITCHBOARD_").split("__")))
             .extract()
-            .map_err(|e| ConfigError(Box::new(e)))
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        settings.resolve_secrets()?;
+        Ok(settings)
+    }
+
+    /// Reads every `*_file` secret into its setting, and turns librdkafka keys written with
+    /// underscores (as environment variables must: `SWITCHBOARD_KAFKA__CLIENT__SASL_PASSWORD`)
+    /// into their dotted names (`sasl.password`); a librdkafka key ending in `_file`
+    /// (`sasl.password_file`, `SWITCHBOARD_KAFKA__CLIENT__SASL_PASSWORD_FILE`) is read from
+    /// that file. Secrets then never need to sit in a configuration file in clear.
+    pub fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        for map in [&mut self.kafka.client, &mut self.kafka.producer, &mut self.kafka.consumer] {
+            *map = librdkafka_keys(std::mem::take(map))?;
+        }
+        secret_from_file(&mut self.ucs.database_url, self.ucs.database_url_file.take(), "ucs.database_url")?;
+        let outbound = &mut self.email.outbound;
+        secret_from_file(&mut outbound.password, outbound.password_file.take(), "email.outbound.password")?;
+        let mut imap = (!self.email.imap.password.is_empty()).then(|| std::mem::take(&mut self.email.imap.password));
+        secret_from_file(&mut imap, self.email.imap.password_file.take(), "email.imap.password")?;
+        self.email.imap.password = imap.unwrap_or_default();
+        let mut token = (!self.sms.auth_token.is_empty()).then(|| std::mem::take(&mut self.sms.auth_token));
+        secret_from_file(&mut token, self.sms.auth_token_file.take(), "sms.auth_token")?;
+        self.sms.auth_token = token.unwrap_or_default();
+        let telemetry = &mut self.telemetry;
+        secret_from_file(&mut telemetry.otlp_headers, telemetry.otlp_headers_file.take(), "telemetry.otlp_headers")?;
+        Ok(())
+    }
+
+    /// A copy fit to print or log: every password, token, key and header value is `***`.
+    pub fn redacted(&self) -> Settings {
+        let mut copy = self.clone();
+        for map in [&mut copy.kafka.client, &mut copy.kafka.producer, &mut copy.kafka.consumer] {
+            for (key, value) in map.iter_mut() {
+                if is_secret_key(key) {
+                    *value = REDACTED.into();
+                }
+            }
+        }
+        copy.ucs.database_url = copy.ucs.database_url.as_deref().map(redact_url);
+        for secret in [&mut copy.email.outbound.password, &mut copy.telemetry.otlp_headers] {
+            if secret.is_some() {
+                *secret = Some(REDACTED.into());
+            }
+        }
+        for secret in [&mut copy.email.imap.password, &mut copy.sms.auth_token] {
+            if !secret.is_empty() {
+                *secret = REDACTED.into();
+            }
+        }
+        copy
+    }
+}
+
+pub const REDACTED: &str = "***";
+
+/// librdkafka settings that hold secrets (`sasl.password`, `ssl.key.password`,
+/// `ssl.key.pem`, `sasl.oauthbearer.client.secret`, `sasl.jaas.config`, ...).
+fn is_secret_key(key: &str) -> bool {
+    ["password", "secret", "key.pem", "jaas", "token", "credentials"].iter().any(|s| key.contains(s))
+}
+
+fn librdkafka_keys(map: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        // librdkafka's own keys never contain `_`; ours end in `_file`.
+        let (key, value) = match key.strip_suffix("_file") {
+            Some(base) => (base.replace('_', "."), read_secret(Path::new(&value), base)?),
+            None => (key.replace('_', "."), value),
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn secret_from_file(secret: &mut Option<String>, file: Option<PathBuf>, name: &str) -> Result<(), ConfigError> {
+    let Some(file) = file else { return Ok(()) };
+    if secret.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ConfigError::Secret(format!("{name} and {name}_file are both set; set one")));
+    }
+    *secret = Some(read_secret(&file, name)?);
+    Ok(())
+}
+
+/// A secret file's content without its trailing newline (as `echo` and editors leave it).
+fn read_secret(path: &Path, name: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Secret(format!("cannot read {name}_file {}: {e}", path.display())))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// `scheme://user:***@host/...` for a URL that carries a password; other URLs unchanged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:{REDACTED}{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_files_and_the_environment_and_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("kafka-password");
+        std::fs::write(&password, "kafka-s3cret\n").unwrap();
+        let db = dir.path().join("db-url");
+        std::fs::write(&db, "postgres://ucs:db-s3cret@db/ucs\n").unwrap();
+        let config = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka.client]\n\"sasl.username\" = \"sb\"\n\"sasl.password_file\" = \"{}\"\n[ucs]\ndatabase_url_file = \"{}\"\n",
+                password.display(),
+                db.display()
+            ),
+        )
+        .unwrap();
+        let mut loaded = None;
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWITCHBOARD_KAFKA__PRODUCER__SSL_KEY_PASSWORD", "env-s3cret");
+            jail.set_env("SWITCHBOARD_SMS__AUTH_TOKEN", "token-s3cret");
+            loaded = Some(Settings::load(Some(&config), |f| f).unwrap());
+            Ok(())
+        });
+        let settings = loaded.unwrap();
+        assert_eq!(settings.kafka.client["sasl.password"], "kafka-s3cret");
+        assert_eq!(settings.kafka.client["sasl.username"], "sb");
+        assert_eq!(settings.kafka.producer["ssl.key.password"], "env-s3cret");
+        assert_eq!(settings.ucs.database_url.as_deref(), Some("postgres://ucs:db-s3cret@db/ucs"));
+        assert_eq!(settings.sms.auth_token, "token-s3cret");
+        let printed = toml::to_string_pretty(&settings.redacted()).unwrap();
+        for secret in ["kafka-s3cret", "db-s3cret", "env-s3cret", "token-s3cret"] {
+            assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        }
+        assert!(printed.contains("sasl.username = \"sb\"") || printed.contains("\"sasl.username\" = \"sb\""), "{printed}");
+        assert!(printed.contains("postgres://ucs:***@db/ucs"), "{printed}");
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_are_refused() {
+        let mut settings = Settings::default();
+        settings.sms.auth_token = "a".into();
+        settings.sms.auth_token_file = Some("/nonexistent".into());
+        assert!(settings.resolve_secrets().unwrap_err().to_string().contains("sms.auth_token and sms.auth_token_file"));
     }
 }

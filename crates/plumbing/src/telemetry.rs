@@ -20,8 +20,15 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `RUST_LOG` syntax; the `RUST_LOG` variable wins when set.
     pub log_filter: String,
-    /// e.g. `http://127.0.0.1:4318/v1/traces`; no export when unset.
+    /// e.g. `https://collector:4318/v1/traces`; no export when unset.
     pub otlp_endpoint: Option<String>,
+    /// Headers sent with every export, `name=value,name=value` (as OTEL_EXPORTER_OTLP_HEADERS):
+    /// a secret, often an API key.
+    pub otlp_headers: Option<String>,
+    /// A file holding `otlp_headers`.
+    pub otlp_headers_file: Option<std::path::PathBuf>,
+    /// PEM certificates to trust for an `https` endpoint, besides the system's.
+    pub otlp_ca_file: Option<std::path::PathBuf>,
     pub service_name: String,
 }
 
@@ -33,6 +40,9 @@ impl Default for TelemetrySettings {
             // (target `librdkafka`) carry the same news with duplicates suppressed.
             log_filter: "info,rdkafka::client=off".into(),
             otlp_endpoint: None,
+            otlp_headers: None,
+            otlp_headers_file: None,
+            otlp_ca_file: None,
             service_name: "switchboard".into(),
         }
     }
@@ -57,6 +67,18 @@ pub enum TelemetryError {
     Filter { filter: String, detail: String },
 }
 
+/// `name=value,name=value` as OTEL_EXPORTER_OTLP_HEADERS writes headers.
+fn parse_headers(text: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| "otlp_headers: expected name=value pairs separated by commas".to_owned())
+        })
+        .collect()
+}
+
 /// Installs the global subscriber. A second call (as in tests) keeps the first subscriber.
 pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -66,10 +88,21 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
             .build(),
     );
     if let Some(endpoint) = &settings.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig;
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+        let exporter_error = |detail: String| TelemetryError::Exporter { endpoint: endpoint.clone(), detail };
+        let mut client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(10));
+        if let Some(ca) = &settings.otlp_ca_file {
+            let pem = std::fs::read(ca).map_err(|e| exporter_error(format!("cannot read otlp_ca_file {}: {e}", ca.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| exporter_error(format!("otlp_ca_file {}: {e}", ca.display())))? {
+                client = client.add_root_certificate(cert);
+            }
+        }
+        let client = client.build().map_err(|e| exporter_error(e.to_string()))?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(client)
             .with_endpoint(endpoint.clone())
+            .with_headers(parse_headers(settings.otlp_headers.as_deref().unwrap_or_default()).map_err(exporter_error)?)
             .build()
             .map_err(|e| TelemetryError::Exporter {
                 endpoint: endpoint.clone(),

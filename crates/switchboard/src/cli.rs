@@ -400,7 +400,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&settings)?);
+            // Secrets (passwords, tokens, keys, the database URL's password) as `***`.
+            print!("{}", toml::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
         Command::Ucs {

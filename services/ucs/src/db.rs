@@ -177,16 +177,7 @@ fn row_text(row: &sqlx::any::AnyRow) -> Result<String, sqlx::Error> {
 }
 
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    plumbing::config::redact_url(url)
 }
 
 /// A bind value of the two portable column types.
