@@ -426,6 +426,8 @@ pub fn check_connection(settings: &KafkaSettings, limit: Duration) -> Result<(),
             Ok(_) => last = "metadata without brokers".into(),
             Err(e) => last = e.to_string(),
         }
+        // Errors reach the context only while the client is polled.
+        let _ = client.poll(Duration::from_millis(100));
         let seen = client.context().0.lock().map(|v| v.clone()).unwrap_or_default();
         if let Some((_, reason)) = seen.iter().rev().find(|(e, _)| {
             matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::Authentication))

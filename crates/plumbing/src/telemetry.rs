@@ -97,7 +97,12 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
                 client = client.add_root_certificate(cert);
             }
         }
-        let client = client.build().map_err(|e| exporter_error(e.to_string()))?;
+        // reqwest's blocking client runs a runtime of its own, which may not be built (or
+        // dropped) on an async thread: build it on a thread of its own.
+        let client = std::thread::spawn(move || client.build())
+            .join()
+            .map_err(|_| exporter_error("building the HTTP client panicked".into()))?
+            .map_err(|e| exporter_error(e.to_string()))?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(client)

@@ -17,6 +17,7 @@ pub mod mail;
 pub mod fixtures;
 pub mod sql;
 pub mod sms;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
