@@ -159,23 +159,35 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InteractionServerSettings {
-    /// Consumer group (committed offsets; membership only with `assignment = "group"`).
+    /// Consumer group (committed offsets; membership only with `assignment = "group"`). The
+    /// deployment's `topic_prefix` is prepended, as to the transactional ids derived from it.
     pub group_id: String,
-    pub assignment: Assignment,
+    /// `group` or `static`; unset: `group` on Apache Kafka, `static` on Tansu.
+    pub assignment: Option<Assignment>,
     /// With `static`: the command partitions this instance owns; all when unset.
     pub partitions: Option<Vec<i32>>,
+    /// Write each batch's events and command offsets in one Kafka transaction, with a
+    /// `transactional.id` per partition (`<prefix><group_id>-<partition>`) so that a newer
+    /// owner fences an older one. Unset: on for Apache Kafka, off for Tansu (no transactions).
+    pub transactions: Option<bool>,
+    /// Kafka's `transaction.timeout.ms`: the longest a stalled owner's open transaction holds
+    /// `read_committed` readers of `interaction.events` back (a new owner aborts it sooner).
+    pub transaction_timeout_ms: u64,
+    /// A partition's open transaction is committed after this long (or `transaction_max_commands`).
+    pub transaction_linger_ms: u64,
+    pub transaction_max_commands: usize,
 }
 
 /// How an Interaction Server instance gets its partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Assignment {
-    /// It owns `partitions` (default all) and starts each where the events log says.
-    /// Without transactional fencing this keeps one writer per partition by construction,
-    /// and a restarted instance resumes at once.
+    /// It owns `partitions` (default all) and starts each where the events log says. Two
+    /// instances with the same partitions fence each other on Kafka (transactions); on Tansu
+    /// nothing does, so give each its own partitions.
     Static,
-    /// Kafka consumer-group membership. Two owners can overlap during a rebalance, and Tansu
-    /// 0.6 did not reassign a killed member's partitions; use with a real Kafka only.
+    /// Kafka consumer-group membership (cooperative-sticky): replicas share the partitions and
+    /// take over a dead member's. Tansu 0.6 did not reassign a killed member's partitions.
     Group,
 }
 
@@ -183,9 +195,26 @@ impl Default for InteractionServerSettings {
     fn default() -> Self {
         Self {
             group_id: "interaction-server".into(),
-            assignment: Assignment::Static,
+            assignment: None,
             partitions: None,
+            transactions: None,
+            transaction_timeout_ms: 10_000,
+            transaction_linger_ms: 5,
+            transaction_max_commands: 1000,
         }
+    }
+}
+
+impl InteractionServerSettings {
+    pub fn assignment(&self, broker: crate::broker::BrokerKind) -> Assignment {
+        self.assignment.unwrap_or(match broker {
+            crate::broker::BrokerKind::Kafka => Assignment::Group,
+            crate::broker::BrokerKind::Tansu => Assignment::Static,
+        })
+    }
+
+    pub fn transactions(&self, broker: crate::broker::BrokerKind) -> bool {
+        self.transactions.unwrap_or(broker == crate::broker::BrokerKind::Kafka)
     }
 }
 

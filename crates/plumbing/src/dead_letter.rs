@@ -56,6 +56,17 @@ impl DeadLetters {
         message: &BorrowedMessage<'_>,
         reason: &str,
     ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+        self.park_with(&self.producer, message, reason)
+    }
+
+    /// [`DeadLetters::park`] through `producer` (a transactional one: the copy is parked in the
+    /// same transaction as the source offset).
+    pub fn park_with(
+        &self,
+        producer: &FutureProducer,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+    ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
         tracing::warn!(
             topic = message.topic(),
             partition = message.partition(),
@@ -91,7 +102,7 @@ impl DeadLetters {
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
         kafka::send(
-            &self.producer,
+            producer,
             &self.topic,
             None,
             &key,

@@ -69,6 +69,32 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaSetupEr
     })
 }
 
+/// A transactional producer (`transactional.id` = the deployment's prefix + `id`): a newer
+/// producer with the same id fences this one. `message.timeout.ms` may not exceed the
+/// transaction timeout, and librdkafka's socket timeout follows it.
+pub fn transactional_producer(
+    settings: &KafkaSettings,
+    id: &str,
+    transaction_timeout_ms: u64,
+) -> Result<FutureProducer, KafkaSetupError> {
+    let mut config = base_config(settings)?;
+    let timeout = transaction_timeout_ms.to_string();
+    config
+        .set("transactional.id", format!("{}{id}", settings.topic_prefix))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        .set("transaction.timeout.ms", &timeout)
+        .set("message.timeout.ms", &timeout)
+        .set("socket.timeout.ms", &timeout);
+    overlay(&mut config, &settings.producer);
+    config.create().map_err(|source| KafkaSetupError::Client {
+        what: "transactional producer",
+        source,
+    })
+}
+
 /// Records which partitions a group consumer lost, so a service can drop their state.
 #[derive(Default, Clone)]
 pub struct RebalanceLog {
@@ -135,6 +161,9 @@ pub fn group_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // Replicas share partitions; a rebalance moves only the partitions that must move.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", "read_committed")
         .set("session.timeout.ms", "10000");
     overlay(&mut config, &settings.consumer);
     let log = RebalanceLog::default();
@@ -150,16 +179,23 @@ pub fn group_consumer(
 
 /// A consumer outside any group, for reading partitions from a given offset (replays,
 /// projections that rebuild from offset 0, audits). It never commits.
+///
+/// It reads `read_committed` and reports each partition's end as
+/// `Err(KafkaError::PartitionEOF(partition))` from `recv()`: on a transactionally written
+/// topic the last offsets are commit markers (and aborted records), which are never delivered,
+/// so "the last record was read" is never true there; callers treat the end event with
+/// [`Replay::reached_ends`] or [`is_partition_end`].
 pub fn reader(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaSetupError> {
     let mut config = base_config(settings)?;
     config
         .set(
             "group.id",
-            format!("switchboard-reader-{}", std::process::id()),
+            format!("{}switchboard-reader-{}", settings.topic_prefix, std::process::id()),
         )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
     overlay(&mut config, &settings.consumer);
     config.create().map_err(|source| KafkaSetupError::Client {
         what: "reader",
@@ -205,6 +241,16 @@ pub fn high_watermark<C: ConsumerContext>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether a reader's error is the end of a partition (see [`reader`]), not a failure.
+pub fn is_partition_end(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+}
+
+/// The position of `reader` in a partition (the next offset it will read), if it has one.
+pub fn position<C: ConsumerContext>(reader: &StreamConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
+    reader.position().ok()?.find_partition(topic, partition)?.offset().to_raw().filter(|o| *o >= 0)
 }
 
 /// Marks `offset` as processed; it is committed with the next auto-commit.
@@ -356,6 +402,23 @@ impl Replay {
     }
 
     pub fn caught_up(&self) -> bool {
+        self.remaining.is_empty()
+    }
+
+    /// On a partition end from the reader: notes every partition whose position reached its
+    /// end at start (past commit markers and aborted records, which are never delivered);
+    /// `true` exactly when that completes the replay.
+    pub fn reached_ends<C: ConsumerContext>(&mut self, reader: &StreamConsumer<C>) -> bool {
+        if self.remaining.is_empty() {
+            return false;
+        }
+        let Ok(positions) = reader.position() else { return false };
+        self.remaining.retain(|(topic, partition, high)| {
+            positions
+                .find_partition(topic, *partition)
+                .and_then(|e| e.offset().to_raw())
+                .is_none_or(|position| position < *high)
+        });
         self.remaining.is_empty()
     }
 

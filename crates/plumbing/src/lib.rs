@@ -21,7 +21,7 @@ pub mod topics;
 
 pub use rdkafka::consumer::Consumer;
 pub use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
-pub use rdkafka::producer::FutureProducer;
+pub use rdkafka::producer::{FutureProducer, Producer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::{Offset, TopicPartitionList};
 pub use tokio_util::sync::CancellationToken;

@@ -113,7 +113,14 @@ pub async fn tail(
         if max.is_some_and(|m| printed >= m) {
             break;
         }
-        let message = reader.recv().await?;
+        let message = match reader.recv().await {
+            Err(e) if kafka::is_partition_end(&e) => {
+                // Commit markers at a partition's end are never delivered: the position says.
+                ends.retain(|p, end| kafka::position(&reader, &full, *p).is_none_or(|at| at < *end));
+                continue;
+            }
+            other => other?,
+        };
         if let Some(&end) = ends.get(&message.partition())
             && message.offset() + 1 >= end
         {

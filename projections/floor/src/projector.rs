@@ -131,7 +131,18 @@ pub async fn run(
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message.context("reading the floor's topics")?,
+            message = reader.recv() => message,
+        };
+        let message = match message {
+            Err(e) if kafka::is_partition_end(&e) => {
+                if !floor.caught_up() && replay.reached_ends(&reader) {
+                    floor.caught_up.store(true, Ordering::Release);
+                    floor.version.send_modify(|_| {});
+                    tracing::info!(records = replayed, seconds = started.elapsed().as_secs_f64(), "floor projection caught up");
+                }
+                continue;
+            }
+            other => other.context("reading the floor's topics")?,
         };
         let bytes = message.payload().unwrap_or_default();
         let decoded = if message.topic() == interaction_topic {

@@ -36,11 +36,17 @@ pub async fn read_partition(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     reader.assign(&tpl)?;
-    while out.last().is_none_or(|m: &OwnedMessage| m.offset() + 1 < high) {
-        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+    // The end is where the reader's position reaches `high`: the last offsets may be commit
+    // markers, which are never delivered.
+    while kafka::position(&reader, topic, partition).is_none_or(|at| at < high) {
+        match tokio::time::timeout(Duration::from_secs(30), reader.recv())
             .await
-            .with_context(|| format!("no record from {topic} partition {partition} within 30 s"))??;
-        out.push(message.detach());
+            .with_context(|| format!("no record from {topic} partition {partition} within 30 s"))?
+        {
+            Ok(message) => out.push(message.detach()),
+            Err(e) if kafka::is_partition_end(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(out)
 }

@@ -70,10 +70,29 @@ pub async fn run(
         projection.caught_up.store(true, Ordering::Release);
     }
     tracing::info!(%topic, records = replay.backlog(), "queue projection replaying from offset 0");
+    let caught_up_log = |replayed: u64| {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            events = replayed,
+            seconds = secs,
+            events_per_sec = (replayed as f64 / secs.max(1e-9)) as u64,
+            "queue projection caught up"
+        );
+    };
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message.context("reading interaction events")?,
+            message = reader.recv() => message,
+        };
+        let message = match message {
+            Err(e) if kafka::is_partition_end(&e) => {
+                if !projection.caught_up() && replay.reached_ends(&reader) {
+                    projection.caught_up.store(true, Ordering::Release);
+                    caught_up_log(replayed);
+                }
+                continue;
+            }
+            other => other.context("reading interaction events")?,
         };
         match InteractionEvent::decode(message.payload().unwrap_or_default()) {
             Ok(event) => projection.apply(&event),
@@ -91,13 +110,7 @@ pub async fn run(
             replayed += 1;
             if replay.read(message.topic(), message.partition(), message.offset()) {
                 projection.caught_up.store(true, Ordering::Release);
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(
-                    events = replayed,
-                    seconds = secs,
-                    events_per_sec = (replayed as f64 / secs.max(1e-9)) as u64,
-                    "queue projection caught up"
-                );
+                caught_up_log(replayed);
             }
         }
     }

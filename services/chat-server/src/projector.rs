@@ -69,7 +69,17 @@ pub async fn run(kafka_settings: &KafkaSettings, topics: &Topics, sessions: Arc<
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message.context("reading chat.events")?,
+            message = reader.recv() => message,
+        };
+        let message = match message {
+            Err(e) if kafka::is_partition_end(&e) => {
+                if replay.reached_ends(&reader) {
+                    sessions.caught_up.store(true, Ordering::Release);
+                    tracing::info!(sessions = sessions.read().len(), "chat sessions caught up");
+                }
+                continue;
+            }
+            other => other.context("reading chat.events")?,
         };
         match ChatEvent::decode(message.payload().unwrap_or_default()) {
             Ok(event) => sessions.apply(event),

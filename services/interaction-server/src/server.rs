@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use plumbing::Consumer;
 use plumbing::config::{Assignment, InteractionServerSettings, KafkaSettings};
+use plumbing::Producer as _;
 use plumbing::dead_letter::DeadLetters;
 use plumbing::headers::{Lineage, continue_trace};
 use plumbing::kafka::{self, GroupConsumer};
@@ -23,10 +24,21 @@ use crate::partition::{Outcome, PartitionState};
 
 /// Commands whose events are written but not yet acknowledged; past this, wait for acks.
 const MAX_IN_FLIGHT: usize = 20_000;
+/// How long a transactional call (init, commit, abort) may take before it counts as failed.
+const TRANSACTION_CALL: Duration = Duration::from_secs(30);
 
 type Acked = BoxFuture<'static, anyhow::Result<(i32, i64)>>;
 
 /// Runs until `shutdown` is cancelled, then finishes in-flight writes and commits offsets.
+///
+/// Two ways to write, chosen by the broker ([`InteractionServerSettings::transactions`]):
+/// - **transactions** (Apache Kafka): per partition a producer with its own
+///   `transactional.id`; each batch's events, dead letters and command offsets are committed
+///   together. A newer owner of the partition (after a rebalance or a restart) fences the
+///   older at once and aborts its open transaction, so a stalled "zombie" can never add to the
+///   log once its partition has moved; readers see only committed batches.
+/// - **idempotent writes** (Tansu): events carry the command offset and deterministic ids;
+///   recovery from the log skips what is reflected (see `partition.rs`).
 pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
@@ -34,6 +46,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let group_id = settings.group_id.as_str();
+    let assignment = settings.assignment(kafka_settings.broker);
+    let transactional = settings.transactions(kafka_settings.broker);
     let commands_topic = topics.name(topics::INTERACTION_COMMANDS);
     let events_topic = topics.name(topics::INTERACTION_EVENTS);
     let producer = kafka::producer(kafka_settings)?;
@@ -52,8 +66,22 @@ pub async fn run(
              they must match (each command's events go to its partition number)"
         );
     }
-    let mut partitions = HashMap::new();
-    match settings.assignment {
+    let mut server = Server {
+        kafka_settings,
+        settings,
+        group_id: group_id.to_owned(),
+        consumer: &consumer,
+        producer,
+        dead_letters,
+        commands_topic: commands_topic.clone(),
+        events_topic: events_topic.clone(),
+        partitions: HashMap::new(),
+        transactions: transactional.then(HashMap::new),
+        in_flight: FuturesOrdered::new(),
+        processed: 0,
+        last_report: Instant::now(),
+    };
+    match assignment {
         Assignment::Group => {
             consumer
                 .subscribe(&[&commands_topic])
@@ -78,53 +106,70 @@ pub async fn run(
                 .unwrap_or_else(|_| start.clone());
             let mut assignment = plumbing::TopicPartitionList::new();
             for &p in &owned {
-                let state = recover(kafka_settings, &events_topic, p).await?;
+                server.open_partition(p).await?;
                 let committed = committed
                     .find_partition(&commands_topic, p)
                     .and_then(|e| e.offset().to_raw())
                     .filter(|o| *o >= 0)
                     .unwrap_or(0);
-                let resume = state.resume_at().max(committed);
-                log_recovered(p, &state, &events_topic);
+                let resume = server.partitions.get(&p).map_or(0, PartitionState::resume_at).max(committed);
                 assignment.add_partition_offset(&commands_topic, p, Offset::Offset(resume))?;
-                partitions.insert(p, state);
             }
             consumer
                 .assign(&assignment)
                 .context("assigning command partitions")?;
         }
     }
-    tracing::info!(%commands_topic, %events_topic, group_id, assignment = ?settings.assignment, "interaction server started");
+    tracing::info!(%commands_topic, %events_topic, group_id, ?assignment, transactional, "interaction server started");
 
-    let mut server = Server {
-        kafka_settings,
-        consumer: &consumer,
-        producer,
-        dead_letters,
-        commands_topic,
-        events_topic,
-        partitions,
-        in_flight: FuturesOrdered::new(),
-        processed: 0,
-        last_report: Instant::now(),
-    };
     let result = server.run_loop(&shutdown, &rebalances).await;
     let drained = server.drain().await;
-    if let Err(e) = consumer.commit_consumer_state(kafka::CommitMode::Sync) {
+    let committed = if result.is_ok() { server.commit_due(true).await } else { Ok(()) };
+    if !transactional && let Err(e) = consumer.commit_consumer_state(kafka::CommitMode::Sync) {
         tracing::debug!(error = %e, "final offset commit");
     }
     tracing::info!(processed = server.processed, "interaction server stopped");
-    result.and(drained)
+    result.and(drained).and(committed)
+}
+
+/// One partition's transactional producer and its open transaction.
+struct Transaction {
+    producer: FutureProducer,
+    /// When the open transaction began; `None`: no transaction open.
+    open_since: Option<Instant>,
+    /// The command offset to commit with it (one past the last command handled).
+    next_offset: i64,
+    commands: usize,
+}
+
+impl Transaction {
+    fn begin(&mut self) -> anyhow::Result<()> {
+        if self.open_since.is_none() {
+            self.producer.begin_transaction().context("beginning a transaction")?;
+            self.open_since = Some(Instant::now());
+            self.commands = 0;
+        }
+        Ok(())
+    }
+
+    fn handled(&mut self, offset: i64) {
+        self.next_offset = offset + 1;
+        self.commands += 1;
+    }
 }
 
 struct Server<'a> {
     kafka_settings: &'a KafkaSettings,
+    settings: &'a InteractionServerSettings,
+    group_id: String,
     consumer: &'a GroupConsumer,
     producer: FutureProducer,
     dead_letters: DeadLetters,
     commands_topic: String,
     events_topic: String,
     partitions: HashMap<i32, PartitionState>,
+    /// Per owned partition, with transactions on.
+    transactions: Option<HashMap<i32, Transaction>>,
     in_flight: FuturesOrdered<Acked>,
     processed: u64,
     last_report: Instant,
@@ -137,11 +182,15 @@ impl Server<'_> {
         rebalances: &kafka::RebalanceLog,
     ) -> anyhow::Result<()> {
         loop {
+            let commit_at = self.next_commit_at();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 Some(acked) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.acked(acked?);
+                }
+                () = tokio::time::sleep_until(commit_at.unwrap_or_else(Instant::now).into()), if commit_at.is_some() => {
+                    self.commit_due(false).await?;
                 }
                 message = self.consumer.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => {
                     let message = message.context("consuming commands")?;
@@ -151,9 +200,14 @@ impl Server<'_> {
                         self.drain().await?;
                         for (_, partition) in revoked {
                             self.partitions.remove(&partition);
+                            self.close_transaction(partition).await;
                         }
                     }
+                    let partition = message.partition();
                     self.handle(&message).await?;
+                    if self.transactions.as_ref().and_then(|t| t.get(&partition)).is_some_and(|t| t.commands >= self.settings.transaction_max_commands) {
+                        self.commit_due(true).await?;
+                    }
                 }
             }
             if self.last_report.elapsed() > Duration::from_secs(10) {
@@ -184,13 +238,91 @@ impl Server<'_> {
         Ok(())
     }
 
+    /// Takes a partition on: with transactions, first fences any earlier owner (its open
+    /// transaction is aborted), then rebuilds the state from the committed log.
+    async fn open_partition(&mut self, partition: i32) -> anyhow::Result<()> {
+        if let Some(transactions) = &mut self.transactions {
+            let id = format!("{}-{partition}", self.group_id);
+            let producer = kafka::transactional_producer(self.kafka_settings, &id, self.settings.transaction_timeout_ms)?;
+            let init = producer.clone();
+            tokio::task::spawn_blocking(move || init.init_transactions(TRANSACTION_CALL))
+                .await?
+                .with_context(|| format!("initialising transactions for partition {partition} (transactional.id {id})"))?;
+            transactions.insert(partition, Transaction { producer, open_since: None, next_offset: 0, commands: 0 });
+        }
+        let state = recover(self.kafka_settings, &self.events_topic, partition).await?;
+        log_recovered(partition, &state, &self.events_topic);
+        self.partitions.insert(partition, state);
+        Ok(())
+    }
+
+    /// A revoked partition's open transaction is aborted (its new owner redoes the commands
+    /// from the last committed offset) and its producer dropped.
+    async fn close_transaction(&mut self, partition: i32) {
+        let Some(transaction) = self.transactions.as_mut().and_then(|t| t.remove(&partition)) else { return };
+        if transaction.open_since.is_some() {
+            let producer = transaction.producer;
+            let aborted = tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_CALL)).await;
+            tracing::info!(partition, ?aborted, "partition revoked: its open transaction aborted");
+        }
+    }
+
+    /// When the oldest open transaction is due for commit.
+    fn next_commit_at(&self) -> Option<Instant> {
+        let linger = Duration::from_millis(self.settings.transaction_linger_ms);
+        self.transactions.as_ref()?.values().filter_map(|t| t.open_since).min().map(|since| since + linger)
+    }
+
+    /// Commits the open transactions that are due (all of them with `all`), each with its
+    /// partition's command offset, in parallel. A failed commit ends the server: if it was
+    /// fenced, a newer owner has the partition; otherwise a restart recovers from the log.
+    async fn commit_due(&mut self, all: bool) -> anyhow::Result<()> {
+        let Some(transactions) = &mut self.transactions else { return Ok(()) };
+        let linger = Duration::from_millis(self.settings.transaction_linger_ms);
+        let mut commits = Vec::new();
+        for (&partition, transaction) in transactions.iter_mut() {
+            let Some(since) = transaction.open_since else { continue };
+            if !all && since.elapsed() < linger {
+                continue;
+            }
+            let mut offsets = plumbing::TopicPartitionList::new();
+            offsets.add_partition_offset(&self.commands_topic, partition, Offset::Offset(transaction.next_offset))?;
+            let group = self.consumer.group_metadata().context("the consumer has no group metadata")?;
+            let producer = transaction.producer.clone();
+            let commands = transaction.commands;
+            transaction.open_since = None;
+            commits.push(async move {
+                let result = tokio::task::spawn_blocking(move || {
+                    producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL)?;
+                    producer.commit_transaction(TRANSACTION_CALL)
+                })
+                .await;
+                (partition, commands, result)
+            });
+        }
+        for (partition, commands, result) in futures::future::join_all(commits).await {
+            match result {
+                Ok(Ok(())) => self.processed += commands as u64,
+                Ok(Err(e)) => {
+                    let fenced = matches!(&e, plumbing::KafkaError::Transaction(t) if t.is_fatal())
+                        || e.to_string().to_lowercase().contains("fenced");
+                    tracing::error!(partition, commands, error = %e, fenced, "transaction aborted: its events and offsets are not in the log");
+                    if fenced {
+                        bail!("fenced: another Interaction Server owns partition {partition} now (transaction aborted: {e}); stopping");
+                    }
+                    bail!("committing the transaction of partition {partition} failed ({e}); stopping so that recovery from the committed log takes over");
+                }
+                Err(e) => bail!("committing the transaction of partition {partition}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
     async fn handle(&mut self, message: &BorrowedMessage<'_>) -> anyhow::Result<()> {
         let partition = message.partition();
         let offset = message.offset();
         if !self.partitions.contains_key(&partition) {
-            let state = recover(self.kafka_settings, &self.events_topic, partition).await?;
-            log_recovered(partition, &state, &self.events_topic);
-            self.partitions.insert(partition, state);
+            self.open_partition(partition).await?;
         }
         let command = match InteractionCommand::decode(message.payload().unwrap_or_default()) {
             Ok(command) => command,
@@ -223,11 +355,20 @@ impl Server<'_> {
             match outcome {
                 Outcome::AlreadyReflected => {
                     tracing::debug!("already reflected in the events log; skipped");
+                    if let Some(transaction) = self.transaction(partition)? {
+                        transaction.begin()?;
+                        transaction.handled(offset);
+                    }
                 }
                 Outcome::DuplicateCommand => {
                     tracing::info!("duplicate command id; already applied, nothing written");
-                    self.in_flight
-                        .push_back(Box::pin(async move { Ok((partition, offset)) }));
+                    if let Some(transaction) = self.transaction(partition)? {
+                        transaction.begin()?;
+                        transaction.handled(offset);
+                    } else {
+                        self.in_flight
+                            .push_back(Box::pin(async move { Ok((partition, offset)) }));
+                    }
                 }
                 Outcome::Emit { events, rejected } => {
                     if rejected
@@ -245,6 +386,14 @@ impl Server<'_> {
         .await
     }
 
+    /// The partition's transaction, when transactions are on.
+    fn transaction(&mut self, partition: i32) -> anyhow::Result<Option<&mut Transaction>> {
+        match &mut self.transactions {
+            None => Ok(None),
+            Some(t) => t.get_mut(&partition).map(Some).with_context(|| format!("no transactional producer for partition {partition}")),
+        }
+    }
+
     fn emit(
         &mut self,
         partition: i32,
@@ -252,6 +401,21 @@ impl Server<'_> {
         command: &InteractionCommand,
         events: Vec<InteractionEvent>,
     ) -> anyhow::Result<()> {
+        let events_topic = self.events_topic.clone();
+        if let Some(transaction) = self.transaction(partition)? {
+            transaction.begin()?;
+            for event in &events {
+                let payload = event.encode().context("encoding an interaction event")?;
+                let headers = Lineage::new(&command.interaction_id)
+                    .caused_by(&command.command_id)
+                    .schema(InteractionEvent::NAME)
+                    .to_headers();
+                // Delivery is confirmed by the commit, which fails if any record failed.
+                drop(kafka::send(&transaction.producer, &events_topic, Some(partition), &command.interaction_id, &payload, headers)?);
+            }
+            transaction.handled(offset);
+            return Ok(());
+        }
         let mut deliveries = Vec::with_capacity(events.len());
         for event in &events {
             let payload = event.encode().context("encoding an interaction event")?;
@@ -280,8 +444,15 @@ impl Server<'_> {
     }
 
     fn park(&mut self, message: &BorrowedMessage<'_>, reason: &str) -> anyhow::Result<()> {
-        let delivery = self.dead_letters.park(message, reason)?;
         let (partition, offset) = (message.partition(), message.offset());
+        let dead_letters = self.dead_letters.clone();
+        if let Some(transaction) = self.transaction(partition)? {
+            transaction.begin()?;
+            drop(dead_letters.park_with(&transaction.producer, message, reason)?);
+            transaction.handled(offset);
+            return Ok(());
+        }
+        let delivery = self.dead_letters.park(message, reason)?;
         self.in_flight.push_back(Box::pin(async move {
             kafka::delivered(delivery)
                 .await
@@ -315,8 +486,13 @@ async fn recover(
         let mut tpl = plumbing::TopicPartitionList::new();
         tpl.add_partition_offset(events_topic, partition, Offset::Beginning)?;
         reader.assign(&tpl)?;
-        loop {
-            let message = reader.recv().await.context("reading interaction events")?;
+        // The end is where the position reaches `high`: committed transactions end in markers
+        // that are never delivered (and aborted records are skipped).
+        while kafka::position(&reader, events_topic, partition).is_none_or(|at| at < high) {
+            let message = match reader.recv().await {
+                Err(e) if kafka::is_partition_end(&e) => continue,
+                other => other.context("reading interaction events")?,
+            };
             match InteractionEvent::decode(message.payload().unwrap_or_default()) {
                 Ok(event) => events.push(event),
                 Err(e) => tracing::error!(
@@ -326,9 +502,6 @@ async fn recover(
                     "undecodable record in {} (only the interaction server writes there); skipped",
                     events_topic
                 ),
-            }
-            if message.offset() >= high - 1 {
-                break;
             }
         }
     }

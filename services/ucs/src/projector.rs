@@ -130,7 +130,23 @@ impl Projector {
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                message = reader.recv() => message?,
+                message = reader.recv() => message,
+            };
+            let first = match first {
+                Err(e) if kafka::is_partition_end(&e) => {
+                    // Past the last record there may be commit markers, never delivered: the
+                    // reader's position says whether a partition's end at start is reached.
+                    remaining.retain(|(t, p, high)| kafka::position(&reader, t, *p).is_none_or(|at| at < *high));
+                    if remaining.is_empty() && !self.status.caught_up() {
+                        self.status.caught_up.store(true, Ordering::Release);
+                        tracing::info!(records = self.status.applied(), "UCS projector caught up");
+                        if until == Until::CaughtUp {
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
+                other => other?,
             };
             let to_record = |m: &plumbing::BorrowedMessage<'_>| -> Option<Record> {
                 let source = sources.iter().find(|(t, _)| t == m.topic())?.1;
@@ -146,6 +162,7 @@ impl Projector {
             let deadline = tokio::time::Instant::now() + linger;
             while batch.len() < batch_size {
                 match tokio::time::timeout_at(deadline, reader.recv()).await {
+                    Ok(Err(e)) if kafka::is_partition_end(&e) => break,
                     Ok(message) => batch.extend(to_record(&message?)),
                     Err(_) => break,
                 }

@@ -211,6 +211,8 @@ impl TestEnv {
             .set("bootstrap.servers", &self.kafka.bootstrap_servers)
             .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
             .create()
             .unwrap();
         let metadata = consumer
@@ -235,16 +237,19 @@ impl TestEnv {
                     Instant::now() < deadline,
                     "timed out reading {topic}/{p} up to {high}"
                 );
+                // The end is where the position reaches `high` (commit markers, which end
+                // every transaction, are never delivered).
                 match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => {
-                        let done = m.offset() >= high - 1;
-                        out.push(m.detach());
-                        if done {
-                            break;
-                        }
-                    }
+                    Some(Ok(m)) => out.push(m.detach()),
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
                     Some(Err(e)) => panic!("reading {topic}: {e}"),
-                    None => {}
+                }
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.find_partition(topic, p).and_then(|e| e.offset().to_raw()));
+                if position.is_some_and(|at| at >= high) {
+                    break;
                 }
             }
         }
@@ -262,7 +267,12 @@ impl TestEnv {
         plumbing::kafka::assign_all(&reader, &topic, partitions, Offset::Beginning).unwrap();
         let out = seen.clone();
         tokio::spawn(async move {
-            while let Ok(m) = reader.recv().await {
+            loop {
+                let m = match reader.recv().await {
+                    Ok(m) => m,
+                    Err(e) if plumbing::kafka::is_partition_end(&e) => continue,
+                    Err(_) => break,
+                };
                 let event = contract::event::InteractionEvent::decode(m.payload().unwrap_or_default())
                     .unwrap_or_else(|e| panic!("undecodable interaction event {}/{}: {e}", m.partition(), m.offset()));
                 out.lock().unwrap().push((m.partition(), m.offset(), event));
@@ -299,7 +309,9 @@ impl TestEnv {
         (shutdown, task)
     }
 
-    /// Records on `interaction.events` now, from the partitions' high watermarks. A busy
+    /// Offsets taken on `interaction.events` now, from the partitions' high watermarks: the
+    /// records plus one commit marker per transaction (an upper bound on the records; count
+    /// them with [`TestEnv::read_all`] where the exact number matters). A busy
     /// broker may answer late: that partition counts as 0 and the caller polls again.
     pub fn events_written(&self) -> i64 {
         let topic = self.topic(plumbing::topics::INTERACTION_EVENTS);
