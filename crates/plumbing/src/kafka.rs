@@ -21,6 +21,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::config::KafkaSettings;
 
 pub use rdkafka::consumer::CommitMode;
+pub use rdkafka::types::RDKafkaErrorCode;
 pub use rdkafka::producer::DeliveryFuture;
 
 #[derive(Debug, thiserror::Error)]

@@ -304,8 +304,15 @@ impl Server<'_> {
             match result {
                 Ok(Ok(())) => self.processed += commands as u64,
                 Ok(Err(e)) => {
+                    // A newer producer with our transactional.id (ProducerFenced / epoch), or a
+                    // newer group generation refusing our offsets (KIP-447): either way the
+                    // partition is someone else's now.
+                    use plumbing::kafka::RDKafkaErrorCode as Code;
                     let fenced = matches!(&e, plumbing::KafkaError::Transaction(t) if t.is_fatal())
-                        || e.to_string().to_lowercase().contains("fenced");
+                        || matches!(
+                            e.rdkafka_error_code(),
+                            Some(Code::ProducerFenced | Code::InvalidProducerEpoch | Code::UnknownMemberId | Code::IllegalGeneration | Code::Fenced)
+                        );
                     tracing::error!(partition, commands, error = %e, fenced, "transaction aborted: its events and offsets are not in the log");
                     if fenced {
                         bail!("fenced: another Interaction Server owns partition {partition} now (transaction aborted: {e}); stopping");
