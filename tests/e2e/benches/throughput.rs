@@ -1,9 +1,14 @@
-//! `cargo bench -p e2e --bench throughput [-- N]`: figures on the local Tansu broker.
-//! - commands/s through the Interaction Server: N Submit commands are on the topic before it
-//!   starts; timed from start to the last event acknowledged (including its recovery scan);
-//! - the queue projection's replay rate: events/s from offset 0 until caught up, through the
-//!   broker (bounded by Tansu's fetch path, see `local_broker::TANSU_CONSUMER_TUNING`) and as a
-//!   pure fold from memory.
+//! `cargo bench -p e2e --bench throughput [-- N]` (release: `cargo bench` builds optimised):
+//! figures on Apache Kafka (one local broker), each beside a raw-rdkafka baseline measured in
+//! the same run on the same broker, and the ratio.
+//! - commands/s through the Interaction Server (transactions on): N Submit commands are on the
+//!   topic before it starts; timed from start until all 2N events are visible to a
+//!   `read_committed` reader. Baseline: a bare rdkafka pipe that consumes the same N commands
+//!   and produces two records of the same size per command (idempotent producer, acks=all),
+//!   timed until a reader has read all 2N;
+//! - the queue projection's replay of those 2N events from offset 0 until caught up.
+//!   Baseline: a bare rdkafka consumer reading the same topic from offset 0 to its end;
+//! - the fold alone, in memory, without the broker.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -74,24 +79,33 @@ async fn main() {
         n as f64 / produce
     );
 
+    // Baseline: the same work with nothing of ours in it.
+    let raw_pipe = raw_pipe(&env, &topic, n).await;
+    println!("baseline (raw rdkafka pipe): {n} commands consumed -> {} records produced and read back in {raw_pipe:.2} s = {:.0} commands/s", 2 * n, n as f64 / raw_pipe);
+
     let started = Instant::now();
+    let seen = env.follow_interaction_events();
     let (shutdown, server) = env.spawn_interaction_server();
-    let expected = 2 * n as i64; // Submitted + PlacedInQueue
-    while env.events_written() < expected {
+    let expected = 2 * n; // Submitted + PlacedInQueue
+    while seen.lock().unwrap().len() < expected {
         assert!(
-            started.elapsed() < Duration::from_secs(600),
+            started.elapsed() < Duration::from_secs(1200),
             "interaction server too slow"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let through = started.elapsed().as_secs_f64();
     println!(
-        "interaction-server: {n} commands -> {expected} events in {through:.2} s = {:.0} commands/s ({:.0} events/s)",
+        "interaction-server: {n} commands -> {expected} events in {through:.2} s = {:.0} commands/s ({:.0} events/s); {:.0} % of the raw pipe",
         n as f64 / through,
-        expected as f64 / through
+        expected as f64 / through,
+        100.0 * raw_pipe / through
     );
     shutdown.cancel();
     server.await.unwrap().unwrap();
+
+    let raw_replay = raw_read(&env, &env.topic(plumbing::topics::INTERACTION_EVENTS), expected).await;
+    println!("baseline (raw rdkafka consumer): {expected} events read from offset 0 in {raw_replay:.2} s = {:.0} events/s", expected as f64 / raw_replay);
 
     let projection = queues::projector::Projection::new();
     let shutdown = CancellationToken::new();
@@ -115,9 +129,10 @@ async fn main() {
     let replay = started.elapsed().as_secs_f64();
     let applied = projection.board().events_applied();
     println!(
-        "queue projection replay: {applied} events in {replay:.2} s = {:.0} events/s ({} queues)",
+        "queue projection replay: {applied} events in {replay:.2} s = {:.0} events/s ({} queues); {:.0} % of the raw consumer",
         applied as f64 / replay,
-        projection.board().queue_summaries().len()
+        projection.board().queue_summaries().len(),
+        100.0 * raw_replay / replay
     );
     shutdown.cancel();
     task.await.unwrap().unwrap();
@@ -149,4 +164,70 @@ async fn main() {
         events.len(),
         events.len() as f64 / fold
     );
+}
+
+/// Consumes `n` records of `from` and produces two records of the same size for each, as fast
+/// as rdkafka goes, then reads them back: the floor under the Interaction Server's figure.
+async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::Consumer as _;
+    let to = env.topic(plumbing::topics::DEAD_LETTER);
+    let started = Instant::now();
+    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    plumbing::kafka::assign_all(&reader, from, env.topics.partitions(INTERACTION_COMMANDS).unwrap(), rdkafka::Offset::Beginning).unwrap();
+    let producer = env.producer();
+    let mut pending = Vec::with_capacity(2 * n);
+    let mut read = 0;
+    while read < n {
+        match reader.recv().await {
+            Ok(m) => {
+                read += 1;
+                let key = m.key().unwrap_or_default().to_vec();
+                let payload = m.payload().unwrap_or_default().to_vec();
+                for _ in 0..2 {
+                    pending.push(producer.send_result(FutureRecord::to(&to).key(&key).payload(&payload)).map_err(|(e, _)| e).unwrap());
+                }
+            }
+            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(reader);
+    for p in pending {
+        p.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    plumbing::kafka::assign_all(&reader, &to, 1, rdkafka::Offset::Beginning).unwrap();
+    let mut back = 0;
+    while back < 2 * n {
+        match reader.recv().await {
+            Ok(_) => back += 1,
+            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let _ = reader.unassign();
+    started.elapsed().as_secs_f64()
+}
+
+/// Reads `n` records of `topic` from offset 0 with a bare consumer.
+async fn raw_read(env: &TestEnv, topic: &str, n: usize) -> f64 {
+    use rdkafka::Message as _;
+    let started = Instant::now();
+    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    plumbing::kafka::assign_all(&reader, topic, env.topics.partitions(plumbing::topics::INTERACTION_EVENTS).unwrap(), rdkafka::Offset::Beginning).unwrap();
+    let mut read = 0;
+    let mut bytes = 0;
+    while read < n {
+        match reader.recv().await {
+            Ok(m) => {
+                read += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(bytes > 0);
+    started.elapsed().as_secs_f64()
 }
