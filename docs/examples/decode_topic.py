@@ -16,7 +16,7 @@ import pathlib
 import sys
 
 import fastavro
-from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas" / "avro"
@@ -66,10 +66,11 @@ def main():
         "bootstrap.servers": args.bootstrap,
         "group.id": "decode-topic-example",
         "enable.auto.commit": False,
-        # Small fetches: the embedded Tansu broker answers a default 50 MB fetch slowly.
-        "fetch.wait.max.ms": 10,
-        "fetch.max.bytes": 1048576,
-        "max.partition.fetch.bytes": 262144,
+        # Only committed transactions (the default of librdkafka-based clients, not of Java's).
+        "isolation.level": "read_committed",
+        # Told when a partition's end is reached: on a transactional topic the last offsets are
+        # commit markers, never delivered, so "the last offset was read" never happens.
+        "enable.partition.eof": True,
     })
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {}
@@ -84,6 +85,11 @@ def main():
         if message is None:
             break
         if message.error():
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
+                    if tp.offset >= ends[tp.partition]:
+                        ends.pop(tp.partition, None)
+                continue
             raise SystemExit(f"error: {message.error()}")
         if message.offset() + 1 >= ends.get(message.partition(), 0):
             ends.pop(message.partition(), None)
