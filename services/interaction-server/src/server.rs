@@ -409,20 +409,14 @@ impl Server<'_> {
         events: Vec<InteractionEvent>,
     ) -> anyhow::Result<()> {
         let events_topic = self.events_topic.clone();
-        if let Some(transaction) = self.transaction(partition)? {
-            transaction.begin()?;
-            for event in &events {
-                let payload = event.encode().context("encoding an interaction event")?;
-                let headers = Lineage::new(&command.interaction_id)
-                    .caused_by(&command.command_id)
-                    .schema(InteractionEvent::NAME)
-                    .to_headers();
-                // Delivery is confirmed by the commit, which fails if any record failed.
-                drop(kafka::send(&transaction.producer, &events_topic, Some(partition), &command.interaction_id, &payload, headers)?);
+        let producer = match self.transaction(partition)? {
+            Some(transaction) => {
+                transaction.begin()?;
+                transaction.handled(offset);
+                Some(transaction.producer.clone())
             }
-            transaction.handled(offset);
-            return Ok(());
-        }
+            None => None,
+        };
         let mut deliveries = Vec::with_capacity(events.len());
         for event in &events {
             let payload = event.encode().context("encoding an interaction event")?;
@@ -431,13 +425,17 @@ impl Server<'_> {
                 .schema(InteractionEvent::NAME)
                 .to_headers();
             deliveries.push(kafka::send(
-                &self.producer,
-                &self.events_topic,
+                producer.as_ref().unwrap_or(&self.producer),
+                &events_topic,
                 Some(partition),
                 &command.interaction_id,
                 &payload,
                 headers,
             )?);
+        }
+        if producer.is_some() {
+            // In a transaction, delivery is confirmed by the commit, which fails if any record failed.
+            return Ok(());
         }
         self.in_flight.push_back(Box::pin(async move {
             for delivery in deliveries {

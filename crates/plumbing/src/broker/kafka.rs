@@ -261,9 +261,9 @@ impl KafkaBroker {
         check_java(&options.java)?;
         let dir = std::path::absolute(&options.dir)?;
         std::fs::create_dir_all(&dir)?;
-        let port = if options.port == 0 { free_port()? } else { options.port };
-        let controller_port = if options.controller_port == 0 { free_port()? } else { options.controller_port };
-        let internal_port = if options.sasl_ssl.is_some() { free_port()? } else { 0 };
+        let port = if options.port == 0 { super::free_listen_port()? } else { options.port };
+        let controller_port = if options.controller_port == 0 { super::free_listen_port()? } else { options.controller_port };
+        let internal_port = if options.sasl_ssl.is_some() { super::free_listen_port()? } else { 0 };
         let log4j = dir.join("log4j2.xml");
         std::fs::write(&log4j, LOG4J2)?;
         let properties = dir.join("server.properties");
@@ -349,7 +349,7 @@ impl KafkaBroker {
                     status,
                     addr: self.bootstrap.clone(),
                     log: self.log.clone(),
-                    tail: tail(&self.log, 15),
+                    tail: super::tail(&self.log, 15),
                 });
             }
             if std::net::TcpStream::connect(&self.bootstrap).is_ok()
@@ -554,15 +554,7 @@ fn cluster_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
 
-fn free_port() -> std::io::Result<u16> {
-    super::free_listen_port()
-}
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 #[cfg(test)]
 mod tests {

@@ -83,6 +83,13 @@ pub fn free_listen_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The last `lines` lines of a broker's log file, for an error message.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// Where each broker keeps its log inside a data directory.
 pub fn kafka_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("kafka")

@@ -122,7 +122,7 @@ impl TansuBroker {
             return Err(BrokerError::NotInstalled(tansu.to_owned()));
         }
         std::fs::create_dir_all(data_dir)?;
-        let port = if port == 0 { free_port()? } else { port };
+        let port = if port == 0 { super::free_listen_port()? } else { port };
         let addr = format!("127.0.0.1:{port}");
         let log = data_dir.join("tansu.log");
         let log_file = std::fs::OpenOptions::new()
@@ -166,7 +166,7 @@ impl TansuBroker {
                 return Err(BrokerError::Exited {
                     addr: self.bootstrap.clone(),
                     log: self.log.clone(),
-                    tail: tail(&self.log, 10),
+                    tail: super::tail(&self.log, 10),
                 });
             }
             if tokio::net::TcpStream::connect(&self.bootstrap)
@@ -207,12 +207,4 @@ impl TansuBroker {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    super::free_listen_port()
-}
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
