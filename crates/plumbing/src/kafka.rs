@@ -186,7 +186,7 @@ pub fn group_consumer(
 /// topic the last offsets are commit markers (and aborted records), which are never delivered,
 /// so "the last record was read" is never true there; callers treat the end event with
 /// [`Replay::reached_ends`] or [`is_partition_end`].
-pub fn reader(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaSetupError> {
+pub fn reader(settings: &KafkaSettings) -> Result<Reader, KafkaSetupError> {
     let mut config = base_config(settings)?;
     config
         .set(
@@ -198,15 +198,30 @@ pub fn reader(settings: &KafkaSettings) -> Result<StreamConsumer, KafkaSetupErro
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
     overlay(&mut config, &settings.consumer);
-    config.create().map_err(|source| KafkaSetupError::Client {
+    config.create_with_context(ReaderContext).map_err(|source| KafkaSetupError::Client {
         what: "reader",
         source,
     })
 }
 
+/// A [`reader`]: its partition ends are news for the caller, not errors to log.
+pub type Reader = StreamConsumer<ReaderContext>;
+
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_partition_end(&error) {
+            tracing::error!(target: "librdkafka", error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// Assigns `reader` every partition of `topic` from `offset`.
 pub fn assign_all(
-    reader: &StreamConsumer,
+    reader: &StreamConsumer<impl ConsumerContext>,
     topic: &str,
     partitions: i32,
     offset: Offset,
@@ -380,7 +395,7 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn from_beginning(reader: &StreamConsumer, topics: &[&str]) -> Result<Self, ReplayError> {
+    pub fn from_beginning<C: ConsumerContext>(reader: &StreamConsumer<C>, topics: &[&str]) -> Result<Self, ReplayError> {
         let mut remaining = Vec::new();
         let mut assignment = TopicPartitionList::new();
         for &topic in topics {

@@ -139,12 +139,12 @@ impl Topics {
         kafka: &crate::config::KafkaSettings,
     ) -> Result<(), TopicError> {
         let names: Vec<String> = self.specs.iter().map(|s| self.name(&s.name)).collect();
-        let existing = partition_counts(admin.inner(), &names)?;
+        let existing = existing_topics(admin.inner(), &names)?;
         let missing: Vec<(&TopicSpec, &String)> = self
             .specs
             .iter()
             .zip(&names)
-            .filter(|(_, name)| !existing.contains_key(*name))
+            .filter(|(_, name)| !existing.contains(*name))
             .collect();
         if !missing.is_empty() && !kafka.create_topics {
             return Err(TopicError::Missing {
@@ -211,7 +211,7 @@ impl Topics {
             }
         }
         let existed: Vec<(&TopicSpec, &String)> =
-            self.specs.iter().zip(&names).filter(|(_, n)| existing.contains_key(*n)).collect();
+            self.specs.iter().zip(&names).filter(|(_, n)| existing.contains(*n)).collect();
         if let Err(e) = warn_about_settings(admin, &existed).await {
             tracing::warn!(error = %e, "could not compare the topics' settings with infra/topics.toml");
         }
@@ -247,6 +247,23 @@ async fn warn_about_settings(
         }
     }
     Ok(())
+}
+
+/// Which of `topics` the cluster knows (whether or not their partitions have leaders yet).
+fn existing_topics<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topics: &[String],
+) -> Result<std::collections::BTreeSet<String>, TopicError> {
+    let metadata = client.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| TopicError::Metadata {
+        topic: topics.join(", "),
+        detail: e.to_string(),
+    })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && topics.iter().any(|n| n == t.name()))
+        .map(|t| t.name().to_owned())
+        .collect())
 }
 
 /// Partition counts of those `topics` that exist and have a leader for every partition, from
