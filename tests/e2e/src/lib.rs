@@ -345,6 +345,53 @@ impl TestEnv {
     }
 }
 
+/// Baseline for the benchmarks: raw rdkafka, one hop. A producer (warmed up: its first record
+/// acknowledged before the clock starts) sends `rate` records/s for `seconds` to the
+/// dead-letter topic, and a consumer reading it times each from send to receipt. Sorted, in ms.
+pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64> {
+    let topic = env.topic(plumbing::topics::DEAD_LETTER);
+    let mut settings = env.kafka.clone();
+    settings.producer.insert("linger.ms".into(), "0".into());
+    let producer = plumbing::kafka::producer(&settings).unwrap();
+    producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    plumbing::kafka::assign_all(&reader, &topic, 1, Offset::End).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let total = (rate * seconds) as usize;
+    let receiver = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(total);
+        while out.len() < total {
+            match reader.recv().await {
+                Ok(m) => {
+                    if let Some(Ok(sent)) = m.payload().map(|p| String::from_utf8_lossy(p).parse::<u128>()) {
+                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
+                        out.push((now - sent) as f64 / 1000.0);
+                    }
+                }
+                Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        out
+    });
+    let interval = Duration::from_micros(1_000_000 / rate.max(1));
+    let mut next = tokio::time::Instant::now();
+    for i in 0..total {
+        tokio::time::sleep_until(next).await;
+        next += interval;
+        let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros().to_string();
+        let _ = producer.send_result(FutureRecord::to(&topic).key(&format!("k{i}")).payload(&sent)).map_err(|(e, _)| e).unwrap();
+    }
+    let mut out = receiver.await.unwrap();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// `p` (0..1) of sorted values.
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// The Apache Kafka of this test binary, started on first use (see the module doc).
 pub fn shared_kafka() -> anyhow::Result<&'static KafkaBroker> {
     static SHARED: std::sync::OnceLock<Result<KafkaBroker, String>> = std::sync::OnceLock::new();
