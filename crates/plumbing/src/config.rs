@@ -173,8 +173,12 @@ pub struct InteractionServerSettings {
     /// Kafka's `transaction.timeout.ms`: the longest a stalled owner's open transaction holds
     /// `read_committed` readers of `interaction.events` back (a new owner aborts it sooner).
     pub transaction_timeout_ms: u64,
-    /// A partition's open transaction is committed after this long (or `transaction_max_commands`).
+    /// Open transactions are committed once no command has arrived for this long (light
+    /// load: each command is visible within about this), ...
     pub transaction_linger_ms: u64,
+    /// ... or once the oldest has been open this long, or a partition's holds
+    /// `transaction_max_commands` (a backlog: large batches, few commits).
+    pub transaction_max_ms: u64,
     pub transaction_max_commands: usize,
 }
 
@@ -199,8 +203,9 @@ impl Default for InteractionServerSettings {
             partitions: None,
             transactions: None,
             transaction_timeout_ms: 10_000,
-            transaction_linger_ms: 5,
-            transaction_max_commands: 1000,
+            transaction_linger_ms: 2,
+            transaction_max_ms: 200,
+            transaction_max_commands: 2000,
         }
     }
 }

@@ -80,6 +80,7 @@ pub async fn run(
         in_flight: FuturesOrdered::new(),
         processed: 0,
         last_report: Instant::now(),
+        last_command: Instant::now(),
     };
     match assignment {
         Assignment::Group => {
@@ -105,8 +106,8 @@ pub async fn run(
                 .committed_offsets(start.clone(), Duration::from_secs(10))
                 .unwrap_or_else(|_| start.clone());
             let mut assignment = plumbing::TopicPartitionList::new();
+            server.open_partitions(&owned).await?;
             for &p in &owned {
-                server.open_partition(p).await?;
                 let committed = committed
                     .find_partition(&commands_topic, p)
                     .and_then(|e| e.offset().to_raw())
@@ -124,7 +125,7 @@ pub async fn run(
 
     let result = server.run_loop(&shutdown, &rebalances).await;
     let drained = server.drain().await;
-    let committed = if result.is_ok() { server.commit_due(true).await } else { Ok(()) };
+    let committed = if result.is_ok() { server.commit_open().await } else { Ok(()) };
     if !transactional && let Err(e) = consumer.commit_consumer_state(kafka::CommitMode::Sync) {
         tracing::debug!(error = %e, "final offset commit");
     }
@@ -173,6 +174,8 @@ struct Server<'a> {
     in_flight: FuturesOrdered<Acked>,
     processed: u64,
     last_report: Instant,
+    /// When the last command arrived (transactions are committed once commands pause).
+    last_command: Instant,
 }
 
 impl Server<'_> {
@@ -190,7 +193,7 @@ impl Server<'_> {
                     self.acked(acked?);
                 }
                 () = tokio::time::sleep_until(commit_at.unwrap_or_else(Instant::now).into()), if commit_at.is_some() => {
-                    self.commit_due(false).await?;
+                    self.commit_open().await?;
                 }
                 message = self.consumer.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => {
                     let message = message.context("consuming commands")?;
@@ -204,9 +207,10 @@ impl Server<'_> {
                         }
                     }
                     let partition = message.partition();
+                    self.last_command = Instant::now();
                     self.handle(&message).await?;
                     if self.transactions.as_ref().and_then(|t| t.get(&partition)).is_some_and(|t| t.commands >= self.settings.transaction_max_commands) {
-                        self.commit_due(true).await?;
+                        self.commit_open().await?;
                     }
                 }
             }
@@ -238,21 +242,38 @@ impl Server<'_> {
         Ok(())
     }
 
-    /// Takes a partition on: with transactions, first fences any earlier owner (its open
-    /// transaction is aborted), then rebuilds the state from the committed log.
-    async fn open_partition(&mut self, partition: i32) -> anyhow::Result<()> {
-        if let Some(transactions) = &mut self.transactions {
+    /// Takes partitions on: with transactions, first fences any earlier owner (its open
+    /// transaction is aborted), then rebuilds the state from the committed log. Several
+    /// partitions (a new assignment) at once, overlapping their round trips to the broker.
+    async fn open_partitions(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
+        let transactional = self.transactions.is_some();
+        let opened = futures::future::join_all(partitions.iter().map(|&partition| {
+            let (kafka_settings, settings, events_topic) = (self.kafka_settings, self.settings, self.events_topic.as_str());
             let id = format!("{}-{partition}", self.group_id);
-            let producer = kafka::transactional_producer(self.kafka_settings, &id, self.settings.transaction_timeout_ms)?;
-            let init = producer.clone();
-            tokio::task::spawn_blocking(move || init.init_transactions(TRANSACTION_CALL))
-                .await?
-                .with_context(|| format!("initialising transactions for partition {partition} (transactional.id {id})"))?;
-            transactions.insert(partition, Transaction { producer, open_since: None, next_offset: 0, commands: 0 });
+            async move {
+                let transaction = if transactional {
+                    let producer = kafka::transactional_producer(kafka_settings, &id, settings.transaction_timeout_ms)?;
+                    let init = producer.clone();
+                    tokio::task::spawn_blocking(move || init.init_transactions(TRANSACTION_CALL))
+                        .await?
+                        .with_context(|| format!("initialising transactions for partition {partition} (transactional.id {id})"))?;
+                    Some(Transaction { producer, open_since: None, next_offset: 0, commands: 0 })
+                } else {
+                    None
+                };
+                let state = recover(kafka_settings, events_topic, partition).await?;
+                anyhow::Ok((partition, transaction, state))
+            }
+        }))
+        .await;
+        for result in opened {
+            let (partition, transaction, state) = result?;
+            if let (Some(transactions), Some(transaction)) = (&mut self.transactions, transaction) {
+                transactions.insert(partition, transaction);
+            }
+            log_recovered(partition, &state, &self.events_topic);
+            self.partitions.insert(partition, state);
         }
-        let state = recover(self.kafka_settings, &self.events_topic, partition).await?;
-        log_recovered(partition, &state, &self.events_topic);
-        self.partitions.insert(partition, state);
         Ok(())
     }
 
@@ -267,22 +288,22 @@ impl Server<'_> {
         }
     }
 
-    /// When the oldest open transaction is due for commit.
+    /// When the open transactions are due for commit: `transaction_linger_ms` after the last
+    /// command, or `transaction_max_ms` after the oldest began, whichever comes first.
     fn next_commit_at(&self) -> Option<Instant> {
-        let linger = Duration::from_millis(self.settings.transaction_linger_ms);
-        self.transactions.as_ref()?.values().filter_map(|t| t.open_since).min().map(|since| since + linger)
+        let oldest = self.transactions.as_ref()?.values().filter_map(|t| t.open_since).min()?;
+        let idle = self.last_command + Duration::from_millis(self.settings.transaction_linger_ms);
+        Some(idle.min(oldest + Duration::from_millis(self.settings.transaction_max_ms)))
     }
 
-    /// Commits the open transactions that are due (all of them with `all`), each with its
-    /// partition's command offset, in parallel. A failed commit ends the server: if it was
-    /// fenced, a newer owner has the partition; otherwise a restart recovers from the log.
-    async fn commit_due(&mut self, all: bool) -> anyhow::Result<()> {
+    /// Commits every open transaction, each with its partition's command offset, in parallel.
+    /// A failed commit ends the server: if it was fenced, a newer owner has the partition;
+    /// otherwise a restart recovers from the log.
+    async fn commit_open(&mut self) -> anyhow::Result<()> {
         let Some(transactions) = &mut self.transactions else { return Ok(()) };
-        let linger = Duration::from_millis(self.settings.transaction_linger_ms);
         let mut commits = Vec::new();
         for (&partition, transaction) in transactions.iter_mut() {
-            let Some(since) = transaction.open_since else { continue };
-            if !all && since.elapsed() < linger {
+            if transaction.open_since.is_none() {
                 continue;
             }
             let mut offsets = plumbing::TopicPartitionList::new();
@@ -329,7 +350,17 @@ impl Server<'_> {
         let partition = message.partition();
         let offset = message.offset();
         if !self.partitions.contains_key(&partition) {
-            self.open_partition(partition).await?;
+            // Take on every newly assigned partition together, not one per first command.
+            let mut new: Vec<i32> = self
+                .consumer
+                .assignment()
+                .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == self.commands_topic).map(|e| e.partition()).collect())
+                .unwrap_or_default();
+            new.retain(|p| !self.partitions.contains_key(p));
+            if !new.contains(&partition) {
+                new.push(partition);
+            }
+            self.open_partitions(&new).await?;
         }
         let command = match InteractionCommand::decode(message.payload().unwrap_or_default()) {
             Ok(command) => command,
