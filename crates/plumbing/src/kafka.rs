@@ -261,7 +261,7 @@ pub fn high_watermark<C: ConsumerContext>(
 
 /// Whether a reader's error is the end of a partition (see [`reader`]), not a failure.
 pub fn is_partition_end(error: &KafkaError) -> bool {
-    matches!(error, KafkaError::PartitionEOF(_))
+    matches!(error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
 }
 
 /// The position of `reader` in a partition (the next offset it will read), if it has one.
