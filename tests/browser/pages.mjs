@@ -212,7 +212,9 @@ try {
   await supervisor.locator("#audit li", { hasText: "AcceptOffer" }).first().waitFor();
   await supervisor.locator("#audit li", { hasText: "Submit" }).first().waitFor();
   const before = new Date(beforePull);
-  const local = new Date(before.getTime() - before.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+  // Chromium gives a datetime-local's value without ":00" seconds, and Playwright's fill
+  // refuses a value that reads back differently ("Malformed value"): drop them here too.
+  const local = new Date(before.getTime() - before.getTimezoneOffset() * 60000).toISOString().slice(0, 19).replace(/:00$/, "");
   await supervisor.getByLabel("or at").fill(local);
   await supervisor.getByRole("button", { name: "Rebuild" }).click();
   // Before the pull, "held" had it waiting (the live table now says 0).
