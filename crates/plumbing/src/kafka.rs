@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -257,6 +257,58 @@ pub fn high_watermark<C: ConsumerContext>(
             Err(e) => return Err(e),
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Setup(#[from] KafkaSetupError),
+    #[error("reading {topic} partition {partition}: {source}")]
+    Kafka {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
+    #[error("no record from {topic} partition {partition} within {secs} s")]
+    Stalled { topic: String, partition: i32, secs: u64 },
+}
+
+/// Hands every record of one partition to `each`, in order, from the beginning to its end as
+/// it is now. The end is where the reader's position reaches the high watermark: the last
+/// offsets may be commit markers, which are never delivered. With `stall`, waiting longer than
+/// that for a record is an error.
+pub async fn read_partition(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    stall: Option<Duration>,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), ReadError> {
+    let kafka = |source| ReadError::Kafka { topic: topic.to_owned(), partition, source };
+    let reader = reader(settings)?;
+    let high = high_watermark(&reader, topic, partition).map_err(kafka)?;
+    if high == 0 {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka)?;
+    reader.assign(&tpl).map_err(kafka)?;
+    while position(&reader, topic, partition).is_none_or(|at| at < high) {
+        let received = match stall {
+            Some(limit) => tokio::time::timeout(limit, reader.recv()).await.map_err(|_| ReadError::Stalled {
+                topic: topic.to_owned(),
+                partition,
+                secs: limit.as_secs(),
+            })?,
+            None => reader.recv().await,
+        };
+        match received {
+            Ok(message) => each(&message),
+            Err(e) if is_partition_end(&e) => {}
+            Err(e) => return Err(kafka(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Whether a reader's error is the end of a partition (see [`reader`]), not a failure.

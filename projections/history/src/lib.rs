@@ -15,39 +15,19 @@ use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
 use plumbing::config::KafkaSettings;
 use plumbing::topics::{self, Topics};
-use plumbing::{Consumer, Message, Offset, OwnedMessage, TopicPartitionList, kafka};
+use plumbing::{Message, OwnedMessage, kafka};
 use queues::board::Board;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Every record of one partition from `from` up to its end as it is now.
+/// Every record of one partition up to its end as it is now (a stall of 30 s is an error).
 pub async fn read_partition(
     settings: &KafkaSettings,
     topic: &str,
     partition: i32,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
-    let reader = kafka::reader(settings)?;
-    let high = kafka::high_watermark(&reader, topic, partition)
-        .with_context(|| format!("reading the end offset of {topic} partition {partition}"))?;
     let mut out = Vec::new();
-    if high == 0 {
-        return Ok(out);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
-    reader.assign(&tpl)?;
-    // The end is where the reader's position reaches `high`: the last offsets may be commit
-    // markers, which are never delivered.
-    while kafka::position(&reader, topic, partition).is_none_or(|at| at < high) {
-        match tokio::time::timeout(Duration::from_secs(30), reader.recv())
-            .await
-            .with_context(|| format!("no record from {topic} partition {partition} within 30 s"))?
-        {
-            Ok(message) => out.push(message.detach()),
-            Err(e) if kafka::is_partition_end(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    kafka::read_partition(settings, topic, partition, Some(Duration::from_secs(30)), |m| out.push(m.detach())).await?;
     Ok(out)
 }
 

@@ -515,31 +515,20 @@ async fn recover(
     events_topic: &str,
     partition: i32,
 ) -> anyhow::Result<PartitionState> {
-    let reader = kafka::reader(kafka_settings)?;
-    let high = kafka::high_watermark(&reader, events_topic, partition)?;
     let mut events = Vec::new();
-    if high > 0 {
-        let mut tpl = plumbing::TopicPartitionList::new();
-        tpl.add_partition_offset(events_topic, partition, Offset::Beginning)?;
-        reader.assign(&tpl)?;
-        // The end is where the position reaches `high`: committed transactions end in markers
-        // that are never delivered (and aborted records are skipped).
-        while kafka::position(&reader, events_topic, partition).is_none_or(|at| at < high) {
-            let message = match reader.recv().await {
-                Err(e) if kafka::is_partition_end(&e) => continue,
-                other => other.context("reading interaction events")?,
-            };
-            match InteractionEvent::decode(message.payload().unwrap_or_default()) {
-                Ok(event) => events.push(event),
-                Err(e) => tracing::error!(
-                    partition,
-                    offset = message.offset(),
-                    error = %e,
-                    "undecodable record in {} (only the interaction server writes there); skipped",
-                    events_topic
-                ),
-            }
+    kafka::read_partition(kafka_settings, events_topic, partition, None, |message| {
+        match InteractionEvent::decode(message.payload().unwrap_or_default()) {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::error!(
+                partition,
+                offset = message.offset(),
+                error = %e,
+                "undecodable record in {} (only the interaction server writes there); skipped",
+                events_topic
+            ),
         }
-    }
+    })
+    .await
+    .context("reading interaction events")?;
     Ok(PartitionState::recover(events))
 }
