@@ -139,7 +139,8 @@ impl Topics {
         kafka: &crate::config::KafkaSettings,
     ) -> Result<(), TopicError> {
         let names: Vec<String> = self.specs.iter().map(|s| self.name(&s.name)).collect();
-        let existing = existing_topics(admin.inner(), &names)?;
+        let mut described = describe(admin.inner(), &names)?;
+        let existing: std::collections::BTreeSet<String> = described.keys().cloned().collect();
         let missing: Vec<(&TopicSpec, &String)> = self
             .specs
             .iter()
@@ -185,28 +186,33 @@ impl Topics {
             }
             tracing::info!(topics = ?missing.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(), "topics created");
         }
-        // A created topic reaches every broker's metadata a moment after the controller has it.
+        // A created topic reaches every broker's metadata, with a leader for each partition, a
+        // moment after the controller has it.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let actual = loop {
-            let actual = partition_counts(admin.inner(), &names)?;
-            if actual.len() == names.len() {
-                break actual;
+        if !missing.is_empty() {
+            described = describe(admin.inner(), &names)?;
+        }
+        loop {
+            let absent: Vec<&str> = names.iter().filter(|n| !described.get(*n).is_some_and(|d| d.led)).map(String::as_str).collect();
+            if absent.is_empty() {
+                break;
             }
             if std::time::Instant::now() > deadline {
-                let absent: Vec<&str> = names.iter().filter(|n| !actual.contains_key(*n)).map(String::as_str).collect();
                 return Err(TopicError::Metadata {
                     topic: absent.join(", "),
                     detail: "created but not in the cluster's metadata after 30 s".into(),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+            described = describe(admin.inner(), &names)?;
+        }
         for (spec, name) in self.specs.iter().zip(&names) {
-            if actual[name] != spec.partitions {
+            let actual = described[name].partitions;
+            if actual != spec.partitions {
                 return Err(TopicError::PartitionMismatch {
                     topic: name.clone(),
                     declared: spec.partitions,
-                    actual: actual[name],
+                    actual,
                 });
             }
         }
@@ -249,11 +255,18 @@ async fn warn_about_settings(
     Ok(())
 }
 
-/// Which of `topics` the cluster knows (whether or not their partitions have leaders yet).
-fn existing_topics<C: rdkafka::ClientContext>(
+/// What the cluster's metadata says of one topic.
+struct Described {
+    partitions: i32,
+    /// Every partition has a leader (one just created may not yet: it cannot be used).
+    led: bool,
+}
+
+/// Those of `topics` the cluster knows, from one metadata request.
+fn describe<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topics: &[String],
-) -> Result<std::collections::BTreeSet<String>, TopicError> {
+) -> Result<BTreeMap<String, Described>, TopicError> {
     let metadata = client.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| TopicError::Metadata {
         topic: topics.join(", "),
         detail: e.to_string(),
@@ -262,31 +275,13 @@ fn existing_topics<C: rdkafka::ClientContext>(
         .topics()
         .iter()
         .filter(|t| t.error().is_none() && topics.iter().any(|n| n == t.name()))
-        .map(|t| t.name().to_owned())
-        .collect())
-}
-
-/// Partition counts of those `topics` that exist and have a leader for every partition, from
-/// one metadata request.
-pub fn partition_counts<C: rdkafka::ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    topics: &[String],
-) -> Result<BTreeMap<String, i32>, TopicError> {
-    let metadata = client.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| TopicError::Metadata {
-        topic: topics.join(", "),
-        detail: e.to_string(),
-    })?;
-    Ok(metadata
-        .topics()
-        .iter()
-        // A partition without a leader yet (just created) cannot be read or written.
-        .filter(|t| {
-            t.error().is_none()
-                && !t.partitions().is_empty()
-                && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
-                && topics.iter().any(|n| n == t.name())
+        .map(|t| {
+            let described = Described {
+                partitions: i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+                led: !t.partitions().is_empty() && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0),
+            };
+            (t.name().to_owned(), described)
         })
-        .map(|t| (t.name().to_owned(), i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
         .collect())
 }
 
