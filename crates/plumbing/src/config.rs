@@ -773,6 +773,8 @@ mod tests {
     use super::*;
 
     #[test]
+    // figment's `Jail` closure returns its own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn secrets_come_from_files_and_the_environment_and_are_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let password = dir.path().join("kafka-password");

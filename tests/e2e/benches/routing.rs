@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use contract::AvroMessage;
 use contract::agent::{AgentEvent, AgentPayload, LoggedIn, Ready};
-use contract::command::{CommandPayload, MediaType, Submit};
+use contract::command::MediaType;
 use contract::event::{EventPayload, InteractionEvent};
 use e2e::TestEnv;
 use interaction_server::client::CommandClient;
@@ -95,16 +95,7 @@ async fn main() {
     let client = CommandClient::new(&env.kafka, &env.topics, "bench").unwrap();
     let warm = client.command(
         "bench-warm",
-        CommandPayload::Submit(Submit {
-            media_type: MediaType::Email,
-            origin: "bench".into(),
-            target_queue: "inbound".into(),
-            priority: 0,
-            properties: BTreeMap::new(),
-            contact_id: None,
-            content_ref: None,
-            parent_interaction_id: None,
-        }),
+        e2e::submit(MediaType::Email, "inbound", 0, BTreeMap::new()),
     );
     client.send(&warm).await.unwrap();
     while floor.read().board().interactions().filter(|i| i.offer.is_some()).count() < 1 {
@@ -118,16 +109,7 @@ async fn main() {
         tokio::time::sleep_until(target.into()).await;
         let command = client.command(
             &format!("bench-{i}"),
-            CommandPayload::Submit(Submit {
-                media_type: MediaType::Email,
-                origin: "bench".into(),
-                target_queue: "inbound".into(),
-                priority: (i % 3) as i32,
-                properties: BTreeMap::new(),
-                contact_id: None,
-                content_ref: None,
-                parent_interaction_id: None,
-            }),
+            e2e::submit(MediaType::Email, "inbound", (i % 3) as i32, BTreeMap::new()),
         );
         let client = client.clone();
         sends.push(tokio::spawn(async move { client.send(&command).await.unwrap() }));

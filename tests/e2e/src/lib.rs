@@ -380,11 +380,31 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
         tokio::time::sleep_until(next).await;
         next += interval;
         let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros().to_string();
-        let _ = producer.send_result(FutureRecord::to(&topic).key(&format!("k{i}")).payload(&sent)).map_err(|(e, _)| e).unwrap();
+        // The receiver times each record; its delivery report is not needed.
+        drop(producer.send_result(FutureRecord::to(&topic).key(&format!("k{i}")).payload(&sent)).map_err(|(e, _)| e).unwrap());
     }
     let mut out = receiver.await.unwrap();
     out.sort_by(f64::total_cmp);
     out
+}
+
+/// A plain `Submit` of a new interaction to `queue`, as a channel would send it.
+pub fn submit(
+    media_type: contract::command::MediaType,
+    queue: &str,
+    priority: i32,
+    properties: std::collections::BTreeMap<String, String>,
+) -> contract::command::CommandPayload {
+    contract::command::CommandPayload::Submit(contract::command::Submit {
+        media_type,
+        origin: "e2e".into(),
+        target_queue: queue.into(),
+        priority,
+        properties,
+        contact_id: None,
+        content_ref: None,
+        parent_interaction_id: None,
+    })
 }
 
 /// `p` (0..1) of sorted values.

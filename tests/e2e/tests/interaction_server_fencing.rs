@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use contract::AvroMessage;
-use contract::command::{CommandPayload, InteractionCommand, MediaType, Submit};
+use contract::command::{InteractionCommand, MediaType};
 use contract::event::InteractionEvent;
 use e2e::{TestEnv, free_port, spawn_service};
 use interaction_server::partition::{Outcome, PartitionState};
@@ -73,16 +73,7 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
                 let target = if i % 5 == 4 { i - 3 } else { i };
                 let command = client.command(
                     &format!("fence-{target}"),
-                    CommandPayload::Submit(Submit {
-                        media_type: MediaType::Email,
-                        origin: "test".into(),
-                        target_queue: "inbound".into(),
-                        priority: 1,
-                        properties: BTreeMap::new(),
-                        contact_id: None,
-                        content_ref: None,
-                        parent_interaction_id: None,
-                    }),
+                    e2e::submit(MediaType::Email, "inbound", 1, BTreeMap::new()),
                 );
                 client.send(&command).await.unwrap();
                 i += 1;

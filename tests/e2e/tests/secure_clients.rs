@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use contract::command::{CommandPayload, MediaType, Submit};
+use contract::command::MediaType;
 use e2e::tls::TestTls;
 use e2e::{free_port, kafka_jars, poll_json, run_dir, spawn_service, start_kafka_blocking, switchboard_bin};
 use plumbing::broker::kafka::SaslSslListener;
@@ -150,16 +150,7 @@ async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
     let id = "secure-interaction-1";
     let command = sender.command(
         id,
-        CommandPayload::Submit(Submit {
-            media_type: MediaType::Email,
-            origin: "test".into(),
-            target_queue: "inbound".into(),
-            priority: 1,
-            properties: [("subject".to_owned(), "Over TLS".to_owned())].into(),
-            contact_id: None,
-            content_ref: None,
-            parent_interaction_id: None,
-        }),
+        e2e::submit(MediaType::Email, "inbound", 1, [("subject".to_owned(), "Over TLS".to_owned())].into()),
     );
     sender.send(&command).await.unwrap();
     let shown = poll_json(&http, &format!("http://127.0.0.1:{}/interactions/{id}", ports["queues"]), Duration::from_secs(60), |v| {
