@@ -203,6 +203,12 @@ impl TestEnv {
 
     /// Every record of `topic`, per partition in offset order, as it is on the broker now.
     pub fn read_all(&self, topic: &str) -> Vec<OwnedMessage> {
+        self.try_read_all(topic).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`TestEnv::read_all`], with a failure (a broker that did not answer in time, a
+    /// partition stuck behind an open transaction for 30 s) as an error instead of a panic.
+    pub fn try_read_all(&self, topic: &str) -> Result<Vec<OwnedMessage>, String> {
         let mut config = ClientConfig::new();
         for (k, v) in self.kafka.client.iter().chain(&self.kafka.consumer) {
             config.set(k, v);
@@ -214,35 +220,34 @@ impl TestEnv {
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .create()
-            .unwrap();
+            .map_err(|e| format!("reader for {topic}: {e}"))?;
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
+            .map_err(|e| format!("metadata of {topic}: {e}"))?;
         let partitions = metadata.topics()[0].partitions().len() as i32;
         let mut out = Vec::new();
         for p in 0..partitions {
             let (_, high) = consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
+                .map_err(|e| format!("end offsets of {topic}/{p}: {e}"))?;
             if high == 0 {
                 continue;
             }
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-            consumer.assign(&tpl).unwrap();
+                .map_err(|e| e.to_string())?;
+            consumer.assign(&tpl).map_err(|e| e.to_string())?;
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out reading {topic}/{p} up to {high}"
-                );
+                if Instant::now() >= deadline {
+                    return Err(format!("timed out reading {topic}/{p} up to {high}"));
+                }
                 // The end is where the position reaches `high` (commit markers, which end
                 // every transaction, are never delivered).
                 match consumer.poll(Duration::from_millis(200)) {
                     Some(Ok(m)) => out.push(m.detach()),
                     Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
-                    Some(Err(e)) => panic!("reading {topic}: {e}"),
+                    Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
                 }
                 let position = consumer
                     .position()
@@ -253,7 +258,7 @@ impl TestEnv {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Follows `interaction.events` from the beginning in the background: the returned list
@@ -309,27 +314,13 @@ impl TestEnv {
         (shutdown, task)
     }
 
-    /// Offsets taken on `interaction.events` now, from the partitions' high watermarks: the
-    /// records plus one commit marker per transaction (an upper bound on the records; count
-    /// them with [`TestEnv::read_all`] where the exact number matters). A busy
-    /// broker may answer late: that partition counts as 0 and the caller polls again.
+    /// Records on `interaction.events` now that a `read_committed` reader sees. Counted by
+    /// reading them: with transactions the high watermarks also count one commit marker per
+    /// transaction, so offsets overstate the records (a wait on them ended early). A busy
+    /// broker may answer late: then this counts 0 and the caller polls again.
     pub fn events_written(&self) -> i64 {
-        let topic = self.topic(plumbing::topics::INTERACTION_EVENTS);
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.kafka.bootstrap_servers)
-            .create()
-            .unwrap();
-        let partitions = self
-            .topics
-            .partitions(plumbing::topics::INTERACTION_EVENTS)
-            .unwrap_or(0);
-        (0..partitions)
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(&topic, p, Duration::from_secs(5))
-                    .map_or(0, |w| w.1)
-            })
-            .sum()
+        self.try_read_all(&self.topic(plumbing::topics::INTERACTION_EVENTS))
+            .map_or(0, |records| i64::try_from(records.len()).unwrap_or(i64::MAX))
     }
 
     /// Polls `check` every 200 ms until it returns true or `limit` passes.
