@@ -178,6 +178,9 @@ pub fn group_consumer(
     Ok((consumer, log))
 }
 
+/// The group id of every [`reader`] starts with the deployment's prefix and this.
+pub const READER_GROUP_PREFIX: &str = "switchboard-reader-";
+
 /// A consumer outside any group, for reading partitions from a given offset (replays,
 /// projections that rebuild from offset 0, audits). It never commits.
 ///
@@ -188,10 +191,13 @@ pub fn group_consumer(
 /// [`Replay::reached_ends`] or [`is_partition_end`].
 pub fn reader(settings: &KafkaSettings) -> Result<Reader, KafkaSetupError> {
     let mut config = base_config(settings)?;
+    // librdkafka's assign() needs a group.id, and with one it looks up the group's
+    // coordinator (never joining it): under ACLs that takes Describe on the group, which
+    // infra/kafka/acls.toml grants for this prefix.
     config
         .set(
             "group.id",
-            format!("{}switchboard-reader-{}", settings.topic_prefix, std::process::id()),
+            format!("{}{READER_GROUP_PREFIX}{}", settings.topic_prefix, std::process::id()),
         )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

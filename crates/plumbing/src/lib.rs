@@ -7,8 +7,10 @@
 //! - [`headers`]: W3C `traceparent`, causation id and correlation id on every record.
 //! - [`dead_letter`]: parks what cannot be processed, with the reason in headers.
 //! - [`topics`]: the declarative topic list in `infra/topics.toml`, created at start.
+//! - [`acls`]: the Kafka ACLs each service needs (`infra/kafka/acls.toml`).
 //! - [`broker`]: installs and runs the embedded broker (Apache Kafka, or Tansu without Java).
 
+pub mod acls;
 pub mod broker;
 pub mod config;
 pub mod dead_letter;

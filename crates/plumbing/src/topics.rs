@@ -56,6 +56,10 @@ pub enum TopicError {
         "topics missing and kafka.create_topics = false: {topics}; create them as infra/topics.toml declares (see infra/kafka/README.md) or allow creation"
     )]
     Missing { topics: String },
+    #[error(
+        "not authorized to describe topics {topics}: the cluster's ACLs do not let this principal use them; grant the service's ACLs (`switchboard topics acls`, infra/kafka/README.md)"
+    )]
+    NotAuthorized { topics: String },
     #[error("cannot read metadata of topic {topic}: {detail}")]
     Metadata { topic: String, detail: String },
 }
@@ -129,10 +133,21 @@ impl Topics {
             .map(|t| t.partitions)
     }
 
+    /// The same list cut down to the topics named (a process prepares only the topics its
+    /// services use: under least-privilege ACLs it may not even see the others).
+    pub fn only<'a>(&self, used: impl IntoIterator<Item = &'a str>) -> Self {
+        let used: std::collections::BTreeSet<&str> = used.into_iter().collect();
+        Self {
+            prefix: self.prefix.clone(),
+            specs: self.specs.iter().filter(|s| used.contains(s.name.as_str())).cloned().collect(),
+        }
+    }
+
     /// Prepares the topics on the cluster: describes what exists, creates only what is missing
     /// (unless `kafka.create_topics` is off: then missing topics are an error naming them),
     /// waits until new topics show in metadata, refuses declared topics whose partition count
     /// differs (keys would have moved) and warns about settings that differ from the file.
+    /// A topic the cluster's ACLs hide from this principal is an error saying so, not "missing".
     pub async fn ensure(
         &self,
         admin: &AdminClient<DefaultClientContext>,
@@ -147,6 +162,16 @@ impl Topics {
             .zip(&names)
             .filter(|(_, name)| !existing.contains(*name))
             .collect();
+        // A listing of all topics leaves out those the principal may not describe; asked by
+        // name, the broker says which those are.
+        let hidden: Vec<&str> = missing
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .filter(|name| not_authorized(admin.inner(), name))
+            .collect();
+        if !hidden.is_empty() {
+            return Err(TopicError::NotAuthorized { topics: hidden.join(", ") });
+        }
         if !missing.is_empty() && !kafka.create_topics {
             return Err(TopicError::Missing {
                 topics: missing.iter().map(|(_, n)| (*n).clone()).collect::<Vec<_>>().join(", "),
@@ -239,6 +264,11 @@ async fn warn_about_settings(
     let described = admin.describe_configs(resources.iter(), &options).await?;
     for ((spec, name), result) in topics.iter().zip(described) {
         let Ok(resource) = result else { continue };
+        // Under ACLs without DescribeConfigs the broker answers with no entries at all.
+        if resource.entries.is_empty() {
+            tracing::info!(topic = %name, "cannot compare the topic's settings with infra/topics.toml: the broker shows none (no DescribeConfigs ACL?)");
+            continue;
+        }
         for (key, declared) in &spec.config {
             let actual = resource.get(key).and_then(|e| e.value.clone());
             if actual.as_deref() != Some(declared.as_str()) {
@@ -285,6 +315,18 @@ fn describe<C: rdkafka::ClientContext>(
         .collect())
 }
 
+/// The broker refuses to describe `topic` to this principal.
+fn not_authorized<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> bool {
+    let answer = client.fetch_metadata(Some(topic), Duration::from_secs(10));
+    let refused = |e: Option<rdkafka::types::RDKafkaRespErr>| {
+        e == Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+    };
+    match answer {
+        Ok(metadata) => metadata.topics().iter().any(|t| t.name() == topic && refused(t.error())),
+        Err(e) => e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+    }
+}
+
 /// The partition count of a topic, from broker metadata.
 pub fn partition_count<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
@@ -300,6 +342,9 @@ pub fn partition_count<C: rdkafka::ClientContext>(
     match found {
         Some(t) if t.error().is_none() => {
             Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+        }
+        Some(t) if t.error() == Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) => {
+            Err(TopicError::NotAuthorized { topics: topic.to_owned() })
         }
         Some(t) => Err(TopicError::Metadata {
             topic: topic.to_owned(),

@@ -215,12 +215,39 @@ pub enum Service {
     SmsServer,
 }
 
+impl Service {
+    /// Its name on the command line (`run <name>`), also its key in infra/kafka/acls.toml.
+    pub fn name(self) -> String {
+        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TopicsAction {
     /// Create missing topics and check existing ones.
     Create,
     /// Print the declared topics.
     List,
+    /// Print the `kafka-acls.sh` commands that grant each service exactly the ACLs it needs
+    /// on this deployment's topics (from infra/kafka/acls.toml; see infra/kafka/README.md).
+    Acls {
+        /// A service and the principal it runs as, e.g. interaction-server=User:is
+        /// (repeatable); default: every service as User:<service>.
+        #[arg(value_parser = parse_grant)]
+        grants: Vec<(Service, String)>,
+        /// The admin client's properties file the commands pass to kafka-acls.sh.
+        #[arg(long, default_value = "admin.properties")]
+        command_config: String,
+    },
+}
+
+fn parse_grant(s: &str) -> Result<(Service, String), String> {
+    let (service, principal) = s.split_once('=').ok_or_else(|| format!("expected service=User:name, got '{s}'"))?;
+    let service = Service::from_str(service, false)?;
+    if !principal.contains(':') {
+        return Err(format!("the principal '{principal}' needs its type, e.g. User:{principal}"));
+    }
+    Ok((service, principal.to_owned()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +372,32 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                     spec.partitions,
                     spec.description
                 );
+            }
+            Ok(())
+        }
+        Command::Topics {
+            action: TopicsAction::Acls { grants, command_config },
+        } => {
+            use_embedded_broker_if_unset(&mut settings);
+            let acls = plumbing::acls::Acls::built_in()?;
+            acls.check_topics(&topics)?;
+            let grants = if grants.is_empty() {
+                Service::value_variants().iter().map(|s| (*s, format!("User:{}", s.name()))).collect()
+            } else {
+                grants
+            };
+            let target = plumbing::acls::Target {
+                bootstrap_servers: &settings.kafka.bootstrap_servers,
+                command_config: &command_config,
+                topic_prefix: &settings.kafka.topic_prefix,
+                group_id: &settings.interaction_server.group_id,
+            };
+            for (service, principal) in grants {
+                println!("# {} as {principal}", service.name());
+                for args in acls.commands(&service.name(), &principal, &target)? {
+                    let quoted: Vec<String> = args.iter().map(|a| plumbing::acls::shell_quote(a)).collect();
+                    println!("kafka-acls.sh {}", quoted.join(" "));
+                }
             }
             Ok(())
         }

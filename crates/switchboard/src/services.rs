@@ -76,6 +76,17 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// The topics `services` read or write, as infra/kafka/acls.toml declares them.
+fn used_topics(services: &[Service]) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let acls = plumbing::acls::Acls::built_in()?;
+    let mut used = std::collections::BTreeSet::new();
+    for service in services {
+        let service = acls.service(&service.name())?;
+        used.extend(service.read.iter().chain(&service.write).cloned());
+    }
+    Ok(used)
+}
+
 async fn run_services(
     settings: &Settings,
     topics: &Topics,
@@ -87,6 +98,7 @@ async fn run_services(
     tokio::task::spawn_blocking(move || plumbing::kafka::check_connection(&kafka, Duration::from_secs(15))).await??;
     let admin = plumbing::kafka::admin(&settings.kafka)?;
     topics
+        .only(used_topics(services)?.iter().map(String::as_str))
         .ensure(&admin, &settings.kafka)
         .await
         .with_context(|| format!("preparing topics on {}", settings.kafka.bootstrap_servers))?;
@@ -277,4 +289,21 @@ async fn run_services(
         );
     }
     failure.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_service_has_its_acls_and_no_other_is_declared() {
+        let acls = plumbing::acls::Acls::built_in().unwrap();
+        let services: Vec<String> = crate::cli::Service::value_variants().iter().map(|s| s.name()).collect();
+        let declared: Vec<String> = acls.services().map(str::to_owned).collect();
+        let mut sorted = services.clone();
+        sorted.sort();
+        assert_eq!(sorted, declared);
+        assert!(super::used_topics(crate::cli::Service::value_variants()).unwrap().len() >= 6);
+    }
 }
