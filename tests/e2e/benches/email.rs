@@ -1,10 +1,13 @@
 //! `cargo build --release -p switchboard && cargo bench -p e2e --bench email [-- N [CONNECTIONS]]`
 //! (the services run as release processes): inbound mail through the SMTP
-//! listener on the local Tansu broker, UCS and the e-mail service as their own processes (as
+//! listener on a local Apache Kafka, UCS and the e-mail service as their own processes (as
 //! deployed). N mails (default 500, each with a 4 KB text body) sent over CONNECTIONS
 //! parallel SMTP clients (default 8), a new SMTP session per mail as relays often do. Prints mails/s from the first `MAIL FROM` to the last
 //! `PlacedInQueue` on the log, and the SMTP accept latency (end of DATA to `250`, which the
 //! listener answers only after UCS has the content and Kafka the `Submit`) p50 / p99 / max.
+//! Baseline, measured first on the same broker: raw rdkafka, the same number of records of the
+//! mail's size sent over as many concurrent senders, each waiting for its acknowledgement
+//! before the next (what the listener's `250` waits for, without UCS, parsing or SMTP).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
@@ -25,6 +28,14 @@ async fn main() {
     let n = args.next().unwrap_or(500);
     let connections = args.next().unwrap_or(8).max(1);
     let env = TestEnv::start().await.unwrap();
+    println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
+    let (raw_seconds, raw_latencies) = e2e::raw_acks(&env, n, connections, 4_300).await;
+    let raw_rate = n as f64 / raw_seconds;
+    let raw_p99 = e2e::quantile(&raw_latencies, 0.99);
+    println!(
+        "baseline (raw rdkafka, {n} records of 4.3 KB over {connections} senders, each awaiting its ack): {raw_rate:.0} records/s; ack p50 {:.1} ms, p99 {raw_p99:.1} ms",
+        e2e::quantile(&raw_latencies, 0.5)
+    );
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
     let mut settings = env.settings(&dir.join("data"));
@@ -86,6 +97,11 @@ async fn main() {
         percentile(&latencies, 0.5) as f64 / 1000.0,
         percentile(&latencies, 0.99) as f64 / 1000.0,
         *latencies.last().unwrap() as f64 / 1000.0
+    );
+    println!(
+        "against the raw baseline: {:.0} % of its rate; accept p99 {:.1}x its ack p99",
+        100.0 * (n as f64 / queued_in.as_secs_f64()) / raw_rate,
+        (percentile(&latencies, 0.99) as f64 / 1000.0) / raw_p99.max(0.01)
     );
     stop_server.cancel();
     server.await.unwrap().unwrap();

@@ -117,7 +117,7 @@ async fn main() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 
-    let raw_replay = raw_read(&env, &env.topic(plumbing::topics::INTERACTION_EVENTS), expected).await;
+    let raw_replay = e2e::raw_read(&env, &[env.topic(plumbing::topics::INTERACTION_EVENTS)], expected).await;
     println!("baseline (raw rdkafka consumer): {expected} events read from offset 0 in {raw_replay:.2} s = {:.0} events/s", expected as f64 / raw_replay);
 
     let projection = queues::projector::Projection::new();
@@ -220,27 +220,5 @@ async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
         }
     }
     let _ = reader.unassign();
-    started.elapsed().as_secs_f64()
-}
-
-/// Reads `n` records of `topic` from offset 0 with a bare consumer.
-async fn raw_read(env: &TestEnv, topic: &str, n: usize) -> f64 {
-    use rdkafka::Message as _;
-    let started = Instant::now();
-    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
-    plumbing::kafka::assign_all(&reader, topic, env.topics.partitions(plumbing::topics::INTERACTION_EVENTS).unwrap(), rdkafka::Offset::Beginning).unwrap();
-    let mut read = 0;
-    let mut bytes = 0;
-    while read < n {
-        match reader.recv().await {
-            Ok(m) => {
-                read += 1;
-                bytes += m.payload().map_or(0, <[u8]>::len);
-            }
-            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert!(bytes > 0);
     started.elapsed().as_secs_f64()
 }

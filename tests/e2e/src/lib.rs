@@ -379,6 +379,73 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
     out
 }
 
+/// Baseline for the benchmarks: raw rdkafka, produce and wait. `concurrency` tasks each send
+/// their share of `n` records of `payload_bytes` to the dead-letter topic one at a time, each
+/// waiting for its acknowledgement (as a request handler answers only once Kafka has the
+/// record), on one warmed idempotent producer. Seconds for all, and each record's send →
+/// acknowledgement in ms, sorted.
+pub async fn raw_acks(env: &TestEnv, n: usize, concurrency: usize, payload_bytes: usize) -> (f64, Vec<f64>) {
+    let topic = env.topic(plumbing::topics::DEAD_LETTER);
+    let producer = env.producer();
+    producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    let payload = std::sync::Arc::new(vec![b'x'; payload_bytes]);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..concurrency.max(1) {
+        let (producer, topic, payload) = (producer.clone(), topic.clone(), payload.clone());
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            for i in (c..n).step_by(concurrency.max(1)) {
+                let t = std::time::Instant::now();
+                producer
+                    .send(FutureRecord::to(&topic).key(&format!("raw-{i}")).payload(payload.as_slice()), Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+                out.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            out
+        });
+    }
+    let mut latencies = Vec::with_capacity(n);
+    while let Some(l) = tasks.join_next().await {
+        latencies.extend(l.unwrap());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    (seconds, latencies)
+}
+
+/// Baseline for the benchmarks: a bare rdkafka consumer reads `n` records of `topics` (full
+/// names) from offset 0; its seconds.
+pub async fn raw_read(env: &TestEnv, topics: &[String], n: usize) -> f64 {
+    use rdkafka::consumer::Consumer as _;
+    let started = std::time::Instant::now();
+    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let logical = topic.strip_prefix(env.topic("").as_str()).unwrap_or(topic);
+        for p in 0..env.topics.partitions(logical).unwrap() {
+            assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+    }
+    reader.assign(&assignment).unwrap();
+    let mut read = 0;
+    let mut bytes = 0;
+    while read < n {
+        match reader.recv().await {
+            Ok(m) => {
+                read += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(bytes > 0);
+    started.elapsed().as_secs_f64()
+}
+
 /// A plain `Submit` of a new interaction to `queue`, as a channel would send it.
 pub fn submit(
     media_type: contract::command::MediaType,
