@@ -1,6 +1,6 @@
 //! `cargo build --release -p switchboard && cargo bench -p e2e --bench chat [-- SESSIONS [RATE [SECONDS]]]`
 //!
-//! The chat server as a release process on the local Tansu broker, with the Interaction
+//! The chat server as a release process on a local Apache Kafka, with the Interaction
 //! Server and the desk: SESSIONS chats (default 500) are started over HTTP and each gets two
 //! WebSockets held open, the customer's and an agent-side one (a supervisor's desk token, which
 //! the server lets into any chat: the same agents' stream an agent reads, without routing 500
@@ -8,7 +8,9 @@
 //! then 150 — the published Genesys Chat Server 8.1 figures of 50 messages/s per server, peak
 //! 150, with 500 concurrent sessions — then 500 to find the ceiling) for SECONDS each (default
 //! 20). Prints sessions held, messages/s delivered, and the customer → agent delivery latency
-//! (frame sent → event received on the agent's socket) p50 / p99 / max.
+//! (frame sent → event received on the agent's socket) p50 / p99 / max. Baseline, measured
+//! first on the same broker for each rate: raw rdkafka, one produce→consume hop at that rate
+//! (a chat message is one: the server writes it to chat.events and serves it from there).
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 use std::collections::BTreeMap;
@@ -56,6 +58,14 @@ async fn main() {
     let seconds = args.next().unwrap_or(20);
 
     let env = TestEnv::start().await.unwrap();
+    println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
+    let mut baselines = BTreeMap::new();
+    for &rate in &rates {
+        let hop = e2e::raw_hop_latency(&env, rate, seconds.min(10)).await;
+        let (p50, p99) = (e2e::quantile(&hop, 0.5), e2e::quantile(&hop, 0.99));
+        println!("baseline (raw rdkafka, one produce->consume hop at {rate}/s): p50 {p50:.1} ms, p99 {p99:.1} ms");
+        baselines.insert(rate, (p50, p99));
+    }
     let (stop_server, server) = env.spawn_interaction_server();
     let dir = env.dir.path().to_owned();
     write_users(&dir.join("desk-users.toml"), vec![("sue".into(), Role::Supervisor, BTreeMap::new(), BTreeMap::new())]);
@@ -159,6 +169,12 @@ async fn main() {
             percentile(&l, 0.50) as f64 / 1000.0,
             percentile(&l, 0.99) as f64 / 1000.0,
             *l.last().unwrap() as f64 / 1000.0,
+        );
+        let (base50, base99) = baselines[&rate];
+        println!(
+            "  against the raw hop at {rate}/s: p50 {:.1}x, p99 {:.1}x",
+            percentile(&l, 0.50) as f64 / 1000.0 / base50.max(0.1),
+            percentile(&l, 0.99) as f64 / 1000.0 / base99.max(0.1)
         );
     }
     drop(customers);

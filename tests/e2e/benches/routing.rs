@@ -1,4 +1,4 @@
-//! `cargo bench -p e2e --bench routing [-- N [RATE]]`: the router on Apache Kafka (one local
+//! `cargo bench -p e2e --bench routing [-- N [RATE [BURST]]]`: the router on Apache Kafka (one local
 //! broker), beside a raw-rdkafka baseline measured first in the same run: one produce→consume
 //! hop at the same rate (submitted → offered is several hops: command, event, router, command).
 //! One warm-up interaction is routed before the clock starts (a fresh producer's first records
@@ -7,6 +7,9 @@
 //!   with room for all of them; latency from `Submitted` to `OfferedToAgent` (both stamped by
 //!   the Interaction Server, one clock) p50 / p99 / max, and routing decisions (offers) per
 //!   second over the run. The router's producer lingers 1 ms (`router.linger_ms`).
+//! - saturation: then BURST interactions (default 10,000) submitted at once; decisions/s from
+//!   the first one's `Submitted` to the last one's `OfferedToAgent`. Baseline: BURST records
+//!   through one raw produce→consume hop at full speed, records/s.
 //! - the pure decision: `strategy::plan` over a floor of N waiting interactions, offers/s.
 #![allow(clippy::unwrap_used)]
 
@@ -64,11 +67,14 @@ async fn main() {
     let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
     let n = args.next().unwrap_or(1000);
     let rate = args.next().unwrap_or(100);
+    let burst = args.next().unwrap_or(10_000);
     let env = TestEnv::start().await.unwrap();
     println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
     let baseline = e2e::raw_hop_latency(&env, rate as u64, (n as u64 / rate.max(1) as u64).clamp(5, 20)).await;
     let (base50, base99) = (e2e::quantile(&baseline, 0.5), e2e::quantile(&baseline, 0.99));
     println!("baseline (raw rdkafka, one produce->consume hop at {rate}/s): p50 {base50:.1} ms, p99 {base99:.1} ms");
+    let raw_burst = burst as f64 / e2e::raw_burst_hop(&env, burst).await;
+    println!("baseline (raw rdkafka, {burst} records through one produce->consume hop at once): {raw_burst:.0} records/s");
     let (stop_server, server) = env.spawn_interaction_server();
     let producer = env.producer();
     for e in agent_events(20, contract::now_millis()) {
@@ -126,6 +132,24 @@ async fn main() {
         assert!(Instant::now() < deadline, "only {offered} of {n} offered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Saturation: a burst the router must work through.
+    let mut sends = Vec::with_capacity(burst);
+    for i in 0..burst {
+        let command = client.command(&format!("burst-{i}"), e2e::submit(MediaType::Email, "inbound", 0, BTreeMap::new()));
+        let client = client.clone();
+        sends.push(tokio::spawn(async move { client.send(&command).await.unwrap() }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    loop {
+        let offered = floor.read().board().interactions().filter(|i| i.offer.is_some()).count();
+        if offered > n + burst {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {offered} of {} offered", n + burst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     shutdown.cancel();
     routing.await.unwrap().unwrap();
     follower.await.unwrap().unwrap();
@@ -147,10 +171,20 @@ async fn main() {
         }
     }
     println!("events read back: {} ({} submitted, {} offered)", events.len(), submitted.len(), offered.len());
-    let mut latencies: Vec<i64> = offered.iter().filter(|(id, _)| **id != "bench-warm").map(|(id, at)| at - submitted[id]).collect();
+    let is_burst = |id: &str| id.starts_with("burst-");
+    let burst_first = submitted.iter().filter(|(id, _)| is_burst(id)).map(|(_, at)| *at).min().unwrap_or(0);
+    let burst_last = offered.iter().filter(|(id, _)| is_burst(id)).map(|(_, at)| *at).max().unwrap_or(0);
+    let burst_offers = offered.keys().filter(|id| is_burst(id)).count();
+    let burst_rate = burst_offers as f64 / ((burst_last - burst_first) as f64 / 1000.0).max(1e-9);
+    println!(
+        "routing at saturation: {burst} interactions at once: {burst_offers} offers in {:.2} s = {burst_rate:.0} decisions/s = {:.0} % of the raw hop's records/s",
+        (burst_last - burst_first) as f64 / 1000.0,
+        100.0 * burst_rate / raw_burst
+    );
+    let mut latencies: Vec<i64> = offered.iter().filter(|(id, _)| **id != "bench-warm" && !is_burst(id)).map(|(id, at)| at - submitted[id]).collect();
     latencies.sort_unstable();
-    let first = submitted.values().min().copied().unwrap_or(0);
-    let last = offered.values().max().copied().unwrap_or(0);
+    let first = submitted.iter().filter(|(id, _)| !is_burst(id)).map(|(_, at)| *at).min().unwrap_or(0);
+    let last = offered.iter().filter(|(id, _)| !is_burst(id)).map(|(_, at)| *at).max().unwrap_or(0);
     println!(
         "routing on the broker: {n} interactions at {rate}/s to 20 agents: {} offers in {:.2} s = {:.0} decisions/s; \
          submitted -> offered p50 {} ms, p99 {} ms, max {} ms",
@@ -173,7 +207,7 @@ async fn main() {
     for e in agent_events(20, 0) {
         f.apply_agent_event(&e);
     }
-    for (_, _, e) in events.iter().filter(|(_, _, e)| matches!(e.payload, EventPayload::Submitted(_) | EventPayload::PlacedInQueue(_))) {
+    for (_, _, e) in events.iter().filter(|(_, _, e)| !is_burst(&e.interaction_id) && matches!(e.payload, EventPayload::Submitted(_) | EventPayload::PlacedInQueue(_))) {
         f.apply_interaction_event(e);
     }
     let started = Instant::now();

@@ -2,8 +2,10 @@
 //! - SQL apply: records already read (in memory, as the projector holds a batch), decoded,
 //!   folded and written in batches of `ucs.batch_size` with their offsets, into SQLite and
 //!   into PostgreSQL (127.0.0.1:5432/test, a fresh schema). This is the projector's own cost.
-//! - Rebuild: the same records on the local Tansu broker, `ucs::rebuild` from offset 0 into a
+//! - Rebuild: the same records on a local Apache Kafka, `ucs::rebuild` from offset 0 into a
 //!   fresh SQLite file and a fresh PostgreSQL schema: what `switchboard ucs rebuild` takes.
+//!   Baseline, same run and broker: a bare rdkafka consumer reading the same four topics from
+//!   offset 0 to the end.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -88,6 +90,13 @@ async fn main() {
         plumbing::broker::kafka::KAFKA_VERSION,
         started.elapsed().as_secs_f64()
     );
+    let sources: Vec<String> = Source::ALL.iter().map(|s| env.topic(s.topic())).collect();
+    let raw = e2e::raw_read(&env, &sources, records.len()).await;
+    let raw_rate = records.len() as f64 / raw;
+    println!(
+        "baseline    raw rdkafka {:>7} records in {raw:6.2} s = {raw_rate:>7.0} records/s  (a bare consumer, same topics from offset 0)",
+        records.len()
+    );
     let settings = env.settings(&dir.path().join("data"));
     for (label, url) in [
         ("sqlite", sql::sqlite_in(dir.path(), "rebuild.db")),
@@ -97,10 +106,11 @@ async fn main() {
             .await
             .unwrap();
         println!(
-            "rebuild     {label:<10} {:>7} records in {:6.2} s = {:>7.0} records/s  (from offset 0 through the broker)",
+            "rebuild     {label:<10} {:>7} records in {:6.2} s = {:>7.0} records/s  (from offset 0 through the broker) = {:.0} % of the bare consumer",
             report.records,
             report.seconds,
-            report.records as f64 / report.seconds
+            report.records as f64 / report.seconds,
+            100.0 * report.records as f64 / report.seconds / raw_rate
         );
     }
 }

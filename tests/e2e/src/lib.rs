@@ -336,6 +336,16 @@ impl TestEnv {
     }
 }
 
+/// A reader of partition 0 of `topic` from its current end: the offset asked for explicitly,
+/// since `Offset::End` is resolved only when the reader first fetches, and records written
+/// before that would be skipped.
+fn tail_reader(env: &TestEnv, topic: &str) -> plumbing::kafka::Reader {
+    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    let end = plumbing::kafka::high_watermark(&reader, topic, 0).unwrap();
+    plumbing::kafka::assign_all(&reader, topic, 1, Offset::Offset(end)).unwrap();
+    reader
+}
+
 /// Baseline for the benchmarks: raw rdkafka, one hop. A producer (warmed up: its first record
 /// acknowledged before the clock starts) sends `rate` records/s for `seconds` to the
 /// dead-letter topic, and a consumer reading it times each from send to receipt. Sorted, in ms.
@@ -345,14 +355,14 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
     settings.producer.insert("linger.ms".into(), "0".into());
     let producer = plumbing::kafka::producer(&settings).unwrap();
     producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
-    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
-    plumbing::kafka::assign_all(&reader, &topic, 1, Offset::End).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reader = tail_reader(env, &topic);
     let total = (rate * seconds) as usize;
     let receiver = tokio::spawn(async move {
         let mut out = Vec::with_capacity(total);
         while out.len() < total {
-            match reader.recv().await {
+            let next = tokio::time::timeout(Duration::from_secs(60), reader.recv()).await;
+            let Ok(next) = next else { panic!("the raw hop's reader got {} of {total} records and then nothing for 60 s", out.len()) };
+            match next {
                 Ok(m) => {
                     if let Some(Ok(sent)) = m.payload().map(|p| String::from_utf8_lossy(p).parse::<u128>()) {
                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
@@ -414,6 +424,33 @@ pub async fn raw_acks(env: &TestEnv, n: usize, concurrency: usize, payload_bytes
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     (seconds, latencies)
+}
+
+/// Baseline for the benchmarks: raw rdkafka, one hop at full speed. `n` small records sent at
+/// once (pipelined on one warmed producer) to the dead-letter topic while a consumer reads
+/// them; seconds from the first send until the consumer has all `n`.
+pub async fn raw_burst_hop(env: &TestEnv, n: usize) -> f64 {
+    let topic = env.topic(plumbing::topics::DEAD_LETTER);
+    let producer = env.producer();
+    producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    let reader = tail_reader(env, &topic);
+    let started = std::time::Instant::now();
+    let receiver = tokio::spawn(async move {
+        let mut read = 0;
+        while read < n {
+            match reader.recv().await {
+                Ok(_) => read += 1,
+                Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let payload = vec![b'x'; 300];
+    for i in 0..n {
+        drop(producer.send_result(FutureRecord::to(&topic).key(&format!("burst-{i}")).payload(payload.as_slice())).map_err(|(e, _)| e).unwrap());
+    }
+    receiver.await.unwrap();
+    started.elapsed().as_secs_f64()
 }
 
 /// Baseline for the benchmarks: a bare rdkafka consumer reads `n` records of `topics` (full
