@@ -4,9 +4,13 @@
 //! One warm-up interaction is routed before the clock starts (a fresh producer's first records
 //! wait for its connection and producer id; see the `produce_latency` bench).
 //! - N interactions submitted at RATE per second (default 1000 at 100/s) to 20 ready agents
-//!   with room for all of them; latency from `Submitted` to `OfferedToAgent` (both stamped by
-//!   the Interaction Server, one clock) p50 / p99 / max, and routing decisions (offers) per
-//!   second over the run. The router's producer lingers 1 ms (`router.linger_ms`).
+//!   with room for all of them; latency from `Submitted` to `OfferedToAgent` p50 / p99 / max,
+//!   and routing decisions (offers) per second over the run. The Interaction Server stamps each
+//!   event with its command's `issued_at` (replays must derive the same events), so this spans
+//!   the Submit's issue to the router's decision (its Offer command's issue): the last hop,
+//!   Offer → `OfferedToAgent`, is not in it. The router's producer lingers 1 ms
+//!   (`router.linger_ms`). `SWITCHBOARD_BENCH_TRANSACTIONS=false` runs the Interaction Server
+//!   without transactions, for comparison.
 //! - saturation: then BURST interactions (default 10,000) submitted at once; decisions/s from
 //!   the first one's `Submitted` to the last one's `OfferedToAgent`. Baseline: BURST records
 //!   through one raw produce→consume hop at full speed, records/s.

@@ -38,7 +38,7 @@ async fn main() {
     let producer = env.producer();
     let topic = env.topic(INTERACTION_COMMANDS);
     let started = Instant::now();
-    let mut pending = Vec::with_capacity(n);
+    let mut pending: Vec<rdkafka::producer::DeliveryFuture> = Vec::with_capacity(n);
     let mut commands = Vec::with_capacity(n);
     for i in 0..n {
         let command = InteractionCommand {
@@ -59,6 +59,12 @@ async fn main() {
         };
         let payload = command.encode().unwrap();
         commands.push(command.clone());
+        // librdkafka holds at most 100k records unsent: wait for a chunk's acks now and then.
+        if pending.len() >= 50_000 {
+            for p in pending.drain(..) {
+                p.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
         pending.push(
             producer
                 .send_result(
@@ -189,7 +195,7 @@ async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
     let reader = plumbing::kafka::reader(&env.kafka).unwrap();
     plumbing::kafka::assign_all(&reader, from, env.topics.partitions(INTERACTION_COMMANDS).unwrap(), rdkafka::Offset::Beginning).unwrap();
     let producer = env.producer();
-    let mut pending = Vec::with_capacity(2 * n);
+    let mut pending: Vec<rdkafka::producer::DeliveryFuture> = Vec::with_capacity(2 * n);
     let mut read = 0;
     while read < n {
         match reader.recv().await {
@@ -197,6 +203,11 @@ async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
                 read += 1;
                 let key = m.key().unwrap_or_default().to_vec();
                 let payload = m.payload().unwrap_or_default().to_vec();
+                if pending.len() >= 50_000 {
+                    for p in pending.drain(..) {
+                        p.await.unwrap().map_err(|(e, _)| e).unwrap();
+                    }
+                }
                 for _ in 0..2 {
                     pending.push(producer.send_result(FutureRecord::to(&to).key(&key).payload(&payload)).map_err(|(e, _)| e).unwrap());
                 }

@@ -308,7 +308,11 @@ impl TestEnv {
         let shutdown = plumbing::CancellationToken::new();
         let (kafka, topics, token) = (self.kafka.clone(), self.topics.clone(), shutdown.clone());
         let task = tokio::spawn(async move {
-            let settings = plumbing::config::InteractionServerSettings::default();
+            let mut settings = plumbing::config::InteractionServerSettings::default();
+            // Benchmarks compare: SWITCHBOARD_BENCH_TRANSACTIONS=false runs without.
+            if std::env::var("SWITCHBOARD_BENCH_TRANSACTIONS").is_ok_and(|v| v == "false") {
+                settings.transactions = Some(false);
+            }
             interaction_server::run(&kafka, &topics, &settings, token).await
         });
         (shutdown, task)
