@@ -16,6 +16,20 @@ pub struct TestTls {
 }
 
 impl TestTls {
+    /// librdkafka settings for a SCRAM-SHA-512 user over SASL_SSL, trusting this CA.
+    pub fn scram_client(&self, user: &str, password: &str) -> std::collections::BTreeMap<String, String> {
+        [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", user),
+            ("sasl.password", password),
+            ("ssl.ca.location", &self.ca_file.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
     pub fn generate(dir: &Path) -> anyhow::Result<Self> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -109,16 +109,7 @@ async fn every_service_under_exactly_its_documented_acls() {
     // are not advertised; their principal is ANONYMOUS.
     options.properties.insert("authorizer.class.name".into(), "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into());
     options.properties.insert("super.users".into(), "User:admin;User:ANONYMOUS".into());
-    options.client = [
-        ("security.protocol", "SASL_SSL"),
-        ("sasl.mechanisms", "SCRAM-SHA-512"),
-        ("sasl.username", "admin"),
-        ("sasl.password", ADMIN_PASSWORD),
-        ("ssl.ca.location", &tls.ca_file.display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    options.client = tls.scram_client("admin", ADMIN_PASSWORD);
     let broker = tokio::task::spawn_blocking(move || start_kafka_blocking(options)).await.unwrap().unwrap();
     let bootstrap = broker.bootstrap_servers().to_owned();
 

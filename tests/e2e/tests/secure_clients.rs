@@ -46,16 +46,7 @@ topic_prefix = "secure."
 async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
     let dir = run_dir().unwrap();
     let tls = TestTls::generate(dir.path()).unwrap();
-    let client: BTreeMap<String, String> = [
-        ("security.protocol", "SASL_SSL"),
-        ("sasl.mechanisms", "SCRAM-SHA-512"),
-        ("sasl.username", "switchboard"),
-        ("sasl.password", PASSWORD),
-        ("ssl.ca.location", &tls.ca_file.display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let client = tls.scram_client("switchboard", PASSWORD);
     let mut options = KafkaOptions::new(dir.path().join("kafka"), kafka_jars());
     options.sasl_ssl = Some(SaslSslListener {
         certificate_pem: tls.cert_pem.clone(),
