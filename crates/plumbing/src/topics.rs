@@ -315,12 +315,14 @@ fn describe<C: rdkafka::ClientContext>(
         .collect())
 }
 
+/// A topic's metadata error that says the ACLs hide it from this principal.
+fn refused(error: Option<rdkafka::types::RDKafkaRespErr>) -> bool {
+    error == Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+}
+
 /// The broker refuses to describe `topic` to this principal.
 fn not_authorized<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> bool {
     let answer = client.fetch_metadata(Some(topic), Duration::from_secs(10));
-    let refused = |e: Option<rdkafka::types::RDKafkaRespErr>| {
-        e == Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
-    };
     match answer {
         Ok(metadata) => metadata.topics().iter().any(|t| t.name() == topic && refused(t.error())),
         Err(e) => e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed),
@@ -343,7 +345,7 @@ pub fn partition_count<C: rdkafka::ClientContext>(
         Some(t) if t.error().is_none() => {
             Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
         }
-        Some(t) if t.error() == Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) => {
+        Some(t) if refused(t.error()) => {
             Err(TopicError::NotAuthorized { topics: topic.to_owned() })
         }
         Some(t) => Err(TopicError::Metadata {

@@ -66,6 +66,18 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Waits until the floor shows at least `count` interactions offered (the warm-up one included).
+async fn wait_offered(floor: &floor::SharedFloor, count: usize, deadline: Instant) {
+    loop {
+        let offered = floor.read().board().interactions().filter(|i| i.offer.is_some()).count();
+        if offered >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {offered} of {count} offered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
@@ -128,14 +140,7 @@ async fn main() {
         s.await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let offered = floor.read().board().interactions().filter(|i| i.offer.is_some()).count();
-        if offered > n {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {offered} of {n} offered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_offered(&floor, n + 1, deadline).await;
     // Saturation: a burst the router must work through.
     let mut sends = Vec::with_capacity(burst);
     for i in 0..burst {
@@ -146,14 +151,7 @@ async fn main() {
     for s in sends {
         s.await.unwrap();
     }
-    loop {
-        let offered = floor.read().board().interactions().filter(|i| i.offer.is_some()).count();
-        if offered > n + burst {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {offered} of {} offered", n + burst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_offered(&floor, n + burst + 1, deadline).await;
     shutdown.cancel();
     routing.await.unwrap().unwrap();
     follower.await.unwrap().unwrap();

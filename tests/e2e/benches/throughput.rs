@@ -59,11 +59,8 @@ async fn main() {
         };
         let payload = command.encode().unwrap();
         commands.push(command.clone());
-        // librdkafka holds at most 100k records unsent: wait for a chunk's acks now and then.
-        if pending.len() >= 50_000 {
-            for p in pending.drain(..) {
-                p.await.unwrap().map_err(|(e, _)| e).unwrap();
-            }
+        if pending.len() >= ACK_CHUNK {
+            await_acks(&mut pending).await;
         }
         pending.push(
             producer
@@ -76,9 +73,7 @@ async fn main() {
                 .unwrap(),
         );
     }
-    for p in pending {
-        p.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
+    await_acks(&mut pending).await;
     let produce = started.elapsed().as_secs_f64();
     println!(
         "produced {n} commands in {produce:.2} s ({:.0} commands/s, idempotent producer, acks=all)",
@@ -185,6 +180,17 @@ async fn main() {
     );
 }
 
+/// librdkafka holds at most 100k records unsent: the producing loops wait for their acks in
+/// chunks of this many.
+const ACK_CHUNK: usize = 50_000;
+
+/// Waits for every pending delivery (each must succeed) and empties `pending`.
+async fn await_acks(pending: &mut Vec<rdkafka::producer::DeliveryFuture>) {
+    for p in pending.drain(..) {
+        p.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
 /// Consumes `n` records of `from` and produces two records of the same size for each, as fast
 /// as rdkafka goes, then reads them back: the floor under the Interaction Server's figure.
 async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
@@ -203,10 +209,8 @@ async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
                 read += 1;
                 let key = m.key().unwrap_or_default().to_vec();
                 let payload = m.payload().unwrap_or_default().to_vec();
-                if pending.len() >= 50_000 {
-                    for p in pending.drain(..) {
-                        p.await.unwrap().map_err(|(e, _)| e).unwrap();
-                    }
+                if pending.len() >= ACK_CHUNK {
+                    await_acks(&mut pending).await;
                 }
                 for _ in 0..2 {
                     pending.push(producer.send_result(FutureRecord::to(&to).key(&key).payload(&payload)).map_err(|(e, _)| e).unwrap());
@@ -217,9 +221,7 @@ async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
         }
     }
     drop(reader);
-    for p in pending {
-        p.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
+    await_acks(&mut pending).await;
     let reader = plumbing::kafka::reader(&env.kafka).unwrap();
     plumbing::kafka::assign_all(&reader, &to, 1, rdkafka::Offset::Beginning).unwrap();
     let mut back = 0;

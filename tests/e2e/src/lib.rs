@@ -350,6 +350,12 @@ fn tail_reader(env: &TestEnv, topic: &str) -> plumbing::kafka::Reader {
     reader
 }
 
+/// Sends one record and waits for its acknowledgement, so that a fresh producer's connection
+/// and producer id are not in the figures that follow.
+async fn warm_up(producer: &FutureProducer, topic: &str) {
+    producer.send(FutureRecord::to(topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+}
+
 /// Baseline for the benchmarks: raw rdkafka, one hop. A producer (warmed up: its first record
 /// acknowledged before the clock starts) sends `rate` records/s for `seconds` to the
 /// dead-letter topic, and a consumer reading it times each from send to receipt. Sorted, in ms.
@@ -358,7 +364,7 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
     let mut settings = env.kafka.clone();
     settings.producer.insert("linger.ms".into(), "0".into());
     let producer = plumbing::kafka::producer(&settings).unwrap();
-    producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    warm_up(&producer, &topic).await;
     let reader = tail_reader(env, &topic);
     let total = (rate * seconds) as usize;
     let receiver = tokio::spawn(async move {
@@ -401,7 +407,7 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
 pub async fn raw_acks(env: &TestEnv, n: usize, concurrency: usize, payload_bytes: usize) -> (f64, Vec<f64>) {
     let topic = env.topic(plumbing::topics::DEAD_LETTER);
     let producer = env.producer();
-    producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    warm_up(&producer, &topic).await;
     let payload = std::sync::Arc::new(vec![b'x'; payload_bytes]);
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -436,7 +442,7 @@ pub async fn raw_acks(env: &TestEnv, n: usize, concurrency: usize, payload_bytes
 pub async fn raw_burst_hop(env: &TestEnv, n: usize) -> f64 {
     let topic = env.topic(plumbing::topics::DEAD_LETTER);
     let producer = env.producer();
-    producer.send(FutureRecord::to(&topic).key("warm").payload("warm"), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    warm_up(&producer, &topic).await;
     let reader = tail_reader(env, &topic);
     let started = std::time::Instant::now();
     let receiver = tokio::spawn(async move {
