@@ -3,7 +3,7 @@
 //! - The producer is idempotent with `acks=all` and the murmur2 partitioner (so Java and
 //!   Kafka Streams clients agree on which partition a key lives in).
 //! - Consumers never store an offset by themselves (`enable.auto.offset.store=false`): a
-//!   service calls [`store_offset`] once a record's outcome is safely in Kafka, and the
+//!   service calls [`store_processed`] once a record's outcome is safely in Kafka, and the
 //!   stored offsets are committed in the background.
 
 use std::sync::{Arc, Mutex};
@@ -96,13 +96,37 @@ pub fn transactional_producer(
     })
 }
 
-/// Records which partitions a group consumer lost, so a service can drop their state.
+/// Records which partitions a group consumer lost and gained, so a service can drop or
+/// rebuild their state as soon as the group decides (not at the next record).
 #[derive(Default, Clone)]
 pub struct RebalanceLog {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    assigned: Arc<Mutex<Vec<(String, i32)>>>,
+    /// Woken on every assignment or revocation.
+    changed: Arc<tokio::sync::Notify>,
+    /// Set once the first assignment (possibly empty) arrived: the member joined the group.
+    joined: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RebalanceLog {
+    /// Partitions assigned since the last call.
+    pub fn take_assigned(&self) -> Vec<(String, i32)> {
+        self.assigned
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// Resolves at the next assignment or revocation (or at once if one is unseen).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Whether the group has given this member an assignment yet.
+    pub fn joined(&self) -> bool {
+        self.joined.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<(String, i32)> {
         self.revoked
@@ -131,6 +155,7 @@ impl ConsumerContext for RebalanceLog {
                 if let Ok(mut revoked) = self.revoked.lock() {
                     revoked.extend(partitions);
                 }
+                self.changed.notify_one();
             }
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<_> = tpl
@@ -139,6 +164,11 @@ impl ConsumerContext for RebalanceLog {
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
                 tracing::info!(?partitions, "partitions assigned");
+                if let Ok(mut assigned) = self.assigned.lock() {
+                    assigned.extend(partitions);
+                }
+                self.joined.store(true, std::sync::atomic::Ordering::Release);
+                self.changed.notify_one();
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -327,8 +357,11 @@ pub fn position<C: ConsumerContext>(reader: &StreamConsumer<C>, topic: &str, par
     reader.position().ok()?.find_partition(topic, partition)?.offset().to_raw().filter(|o| *o >= 0)
 }
 
-/// Marks `offset` as processed; it is committed with the next auto-commit.
-pub fn store_offset<C: ConsumerContext>(
+/// Marks the record at `offset` processed: the next auto-commit commits `offset + 1`, the next
+/// offset to read. librdkafka's `rd_kafka_offset_store` adds the one itself; adding it here too
+/// committed one past, and after a restart the first new record of each partition was skipped
+/// without a trace (the Interaction Server on Tansu took no new command).
+pub fn store_processed<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     topic: &str,
     partition: i32,

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod config;
 pub mod dead_letter;
 pub mod headers;
+pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod phone;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use plumbing::CancellationToken;
 use plumbing::config::Settings;
+use plumbing::health::Status;
 use plumbing::broker::EmbeddedBroker;
 use plumbing::topics::Topics;
 use tokio::task::JoinSet;
@@ -104,7 +105,9 @@ async fn run_services(
         .with_context(|| format!("preparing topics on {}", settings.kafka.bootstrap_servers))?;
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-    let mut router = plumbing::http::health_routes();
+    // Every service registers its readiness here: `/health/ready` is all of them.
+    let health = plumbing::health::Health::new();
+    let mut router = health.routes();
     // The e-mail service and the web API's contact form share one e-mail intake in a process.
     let mail_intake = if services.iter().any(|s| matches!(s, Service::Email | Service::WebApi)) {
         Some(std::sync::Arc::new(email::intake(settings, topics)?))
@@ -122,6 +125,8 @@ async fn run_services(
         };
         let (kafka, topics, token, f) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), floor.clone());
         tasks.spawn(async move { ("floor", floor::projector::run(&kafka, &topics, f, library, token).await) });
+        let f = floor.clone();
+        health.register("floor", move || Status::when(f.caught_up(), "replaying agent.events and interaction.events"));
         Some(floor)
     } else {
         None
@@ -134,16 +139,21 @@ async fn run_services(
         match service {
             Service::InteractionServer => {
                 let own = settings.interaction_server.clone();
+                let progress = health.progress("interaction-server", "starting");
                 tasks.spawn(async move {
                     (
                         "interaction-server",
-                        interaction_server::run(&kafka, &topics, &own, token).await,
+                        interaction_server::run(&kafka, &topics, &own, progress, token).await,
                     )
                 });
             }
             Service::Queues => {
                 let projection = queues::projector::Projection::new();
                 router = router.merge(queues::http::routes(projection.clone()));
+                let p = projection.clone();
+                health.register("queues", move || {
+                    Status::when(p.caught_up(), "replaying interaction.events").with("events_applied", p.board().events_applied())
+                });
                 tasks.spawn(async move {
                     (
                         "queues",
@@ -158,27 +168,39 @@ async fn run_services(
                 let public = web_api::routes(client, &settings.callback).merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
                 router = router.merge(plumbing::http::rate_limited(public, &settings.web_api).map_err(anyhow::Error::msg)?);
                 router = router.merge(web_ui::customer_routes());
+                // It only writes: a submission accepted is on interaction.commands.
+                health.register("web-api", Status::ready);
             }
             Service::Router => {
                 let floor = floor.clone().context("floor")?;
                 let loaded = router::load_workflow(settings.router.workflow.as_deref())?;
                 let service = router::Router::new(&kafka, &topics, &settings.router, loaded, floor);
                 router = router.merge(service.routes());
+                let status = service.status.clone();
+                health.register("router", move || {
+                    Status::when(status.is_ready(), "rebuilding the floor and waiting for earlier commands to be reflected")
+                });
                 tasks.spawn(async move { ("router", service.run(token).await) });
             }
             Service::Desk => {
                 let floor = floor.clone().context("floor")?;
+                let f = floor.clone();
+                health.register("desk", move || Status::when(f.caught_up(), "replaying the floor"));
                 let desk = desk::Desk::new(settings, &topics, floor)?;
                 router = router.merge(desk.routes()).merge(web_ui::staff_routes());
             }
             Service::Stats => {
                 let floor = floor.clone().context("floor")?;
+                let f = floor.clone();
+                health.register("stats", move || Status::when(f.caught_up(), "replaying the floor"));
                 router = router.merge(floor::http::routes(floor));
             }
             Service::Email => {
                 let floor = floor.clone().context("floor")?;
                 let settings = settings.clone();
                 let intake = mail_intake.clone().context("e-mail intake")?;
+                let f = floor.clone();
+                health.register("email", move || Status::when(f.caught_up(), "replaying the floor (the sender's view of who owns a reply)"));
                 tasks.spawn(async move { ("email", email::run(&settings, &topics, intake, floor, token).await) });
             }
             Service::ChatServer => {
@@ -186,6 +208,10 @@ async fn run_services(
                 let floor = floor.clone().context("floor")?;
                 let keys = desk::session_keys(settings)?;
                 let ucs = ucs_client::UcsClient::new(&settings.chat.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+                let (s, f) = (sessions.clone(), floor.clone());
+                health.register("chat-server", move || {
+                    Status::when(s.caught_up() && f.caught_up(), if s.caught_up() { "replaying the floor" } else { "replaying chat.events" })
+                });
                 let server = chat_server::ChatServer::new(&kafka, &topics, &settings.chat, sessions.clone(), floor, keys, ucs)?;
                 router = router.merge(server.routes(&settings.web_api)?);
                 let post_token = token.clone();
@@ -194,6 +220,8 @@ async fn run_services(
             }
             Service::SmsServer => {
                 let floor = floor.clone().context("floor")?;
+                let f = floor.clone();
+                health.register("sms-server", move || Status::when(f.caught_up(), "replaying the floor"));
                 let sms = &settings.sms;
                 anyhow::ensure!(!sms.auth_token.is_empty(), "[sms] auth_token is unset: webhooks could not be verified");
                 anyhow::ensure!(sms.gateway == "twilio", "[sms] gateway {:?} is not supported (twilio)", sms.gateway);
@@ -230,6 +258,13 @@ async fn run_services(
             }
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;
+                let status = projector.status.clone();
+                health.register("ucs", move || {
+                    Status::when(status.caught_up(), "projecting the topics into the database")
+                        .with("applied", status.applied())
+                        .with("skipped", status.skipped())
+                        .with("duplicates", status.duplicates())
+                });
                 router = router.merge(routes);
                 tasks.spawn(async move {
                     (

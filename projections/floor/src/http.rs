@@ -30,7 +30,6 @@ pub fn routes(floor: Arc<SharedFloor>) -> Router {
         .route("/v1/stats/history", get(history))
         .route("/v1/agents", get(agents))
         .route("/v1/agents/{id}", get(agent))
-        .route("/health/ready/floor", get(ready))
         .with_state(floor)
 }
 
@@ -59,10 +58,6 @@ async fn agent(State(floor): State<Arc<SharedFloor>>, Path(id): Path<String>) ->
         Some(a) => Json(json!({ "state": a.state_name(), "agent": a })).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no agent {id} has ever logged in") }))).into_response(),
     }
-}
-
-async fn ready(State(floor): State<Arc<SharedFloor>>) -> Response {
-    plumbing::http::readiness(floor.caught_up(), "replaying")
 }
 
 /// What the dashboard shows live: queue figures and, per agent, state, ready media and load.

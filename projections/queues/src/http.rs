@@ -2,7 +2,8 @@
 //! - `GET /queues`: every non-empty queue with its counts;
 //! - `GET /queues/{queue}`: one queue's interactions in serving order;
 //! - `GET /interactions/{id}`: one interaction's current state;
-//! - `GET /health/ready`: 200 once the projection has replayed the log, else 503.
+//!
+//! Readiness (`/health/ready/queues`) is registered where the service is mounted.
 
 use std::sync::Arc;
 
@@ -20,7 +21,6 @@ pub fn routes(projection: Arc<Projection>) -> Router {
         .route("/queues", get(list_queues))
         .route("/queues/{queue}", get(queue))
         .route("/interactions/{id}", get(interaction))
-        .route("/health/ready", get(ready))
         .with_state(projection)
 }
 
@@ -50,14 +50,3 @@ async fn interaction(State(p): State<Arc<Projection>>, Path(id): Path<String>) -
     }
 }
 
-async fn ready(State(p): State<Arc<Projection>>) -> Response {
-    if p.caught_up() {
-        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "replaying", "events_applied": p.board().events_applied()})),
-        )
-            .into_response()
-    }
-}

@@ -108,7 +108,6 @@ impl ChatServer {
         );
         Ok(Router::new()
             .route("/v1/chats/{id}/ws", get(socket::upgrade))
-            .route("/health/ready/chat", get(ready))
             .with_state(self.clone())
             .merge(start_route))
     }
@@ -180,14 +179,6 @@ pub fn event_id(session: &str, what: &str) -> String {
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-async fn ready(State(server): State<ChatServer>) -> Response {
-    if server.sessions().caught_up() {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "replaying chat.events"}))).into_response()
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -127,7 +127,6 @@ impl Desk {
             .route("/v1/desk/interactions/{id}/{action}", post(act))
             .route("/v1/desk/queues", get(queues_summary))
             .route("/v1/desk/queues/{queue}", get(queue_view))
-            .route("/health/ready/desk", get(ready))
             .with_state(self.clone())
     }
 }
@@ -347,10 +346,6 @@ async fn queues_at(State(desk): State<Desk>, session: Session, axum::extract::Qu
         })
         .collect();
     Ok(Json(json!({ "at": at, "events_applied": applied, "queues": queues })).into_response())
-}
-
-async fn ready(State(desk): State<Desk>) -> Response {
-    plumbing::http::readiness(desk.inner.floor.caught_up(), "replaying the floor")
 }
 
 async fn queues_summary(State(desk): State<Desk>, session: Session) -> DeskResult {

@@ -14,6 +14,7 @@ use plumbing::config::{Assignment, InteractionServerSettings, KafkaSettings};
 use plumbing::Producer as _;
 use plumbing::dead_letter::DeadLetters;
 use plumbing::headers::{Lineage, continue_trace};
+use plumbing::health::{Progress, Status};
 use plumbing::kafka::{self, GroupConsumer};
 use plumbing::topics::{self, Topics, partition_count};
 use plumbing::{BorrowedMessage, CancellationToken, Message};
@@ -43,6 +44,7 @@ pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
     settings: &InteractionServerSettings,
+    progress: Progress,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let group_id = settings.group_id.as_str();
@@ -81,7 +83,10 @@ pub async fn run(
         processed: 0,
         last_report: Instant::now(),
         last_command: Instant::now(),
+        progress,
+        events_read: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
     };
+    server.progress.set(Status::not_yet("joining the consumer group").with("group_id", group_id));
     match assignment {
         Assignment::Group => {
             consumer
@@ -113,12 +118,15 @@ pub async fn run(
                     .and_then(|e| e.offset().to_raw())
                     .filter(|o| *o >= 0)
                     .unwrap_or(0);
-                let resume = server.partitions.get(&p).map_or(0, PartitionState::resume_at).max(committed);
+                let rebuilt = server.partitions.get(&p).map_or(0, PartitionState::resume_at);
+                let resume = rebuilt.max(committed);
+                tracing::info!(partition = p, rebuilt, committed, resume, "consuming commands from");
                 assignment.add_partition_offset(&commands_topic, p, Offset::Offset(resume))?;
             }
             consumer
                 .assign(&assignment)
                 .context("assigning command partitions")?;
+            server.report_ready(&owned);
         }
     }
     tracing::info!(%commands_topic, %events_topic, group_id, ?assignment, transactional, "interaction server started");
@@ -176,6 +184,10 @@ struct Server<'a> {
     last_report: Instant,
     /// When the last command arrived (transactions are committed once commands pause).
     last_command: Instant,
+    /// Readiness: ready once the partitions it owns are rebuilt and it consumes.
+    progress: Progress,
+    /// Events read while rebuilding partitions (progress while not ready).
+    events_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Server<'_> {
@@ -195,17 +207,12 @@ impl Server<'_> {
                 () = tokio::time::sleep_until(commit_at.unwrap_or_else(Instant::now).into()), if commit_at.is_some() => {
                     self.commit_open().await?;
                 }
+                () = rebalances.changed() => {
+                    self.rebalanced(rebalances).await?;
+                }
                 message = self.consumer.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => {
                     let message = message.context("consuming commands")?;
-                    let revoked = rebalances.take_revoked();
-                    if !revoked.is_empty() {
-                        // Finish what was written for the old assignment before rebuilding.
-                        self.drain().await?;
-                        for (_, partition) in revoked {
-                            self.partitions.remove(&partition);
-                            self.close_transaction(partition).await;
-                        }
-                    }
+                    self.rebalanced(rebalances).await?;
                     let partition = message.partition();
                     self.last_command = Instant::now();
                     self.handle(&message).await?;
@@ -225,11 +232,49 @@ impl Server<'_> {
         }
     }
 
+    /// Drops the state of revoked partitions and rebuilds that of assigned ones, as soon as
+    /// the group decides (an idle partition is ready before its first command arrives).
+    async fn rebalanced(&mut self, rebalances: &kafka::RebalanceLog) -> anyhow::Result<()> {
+        let revoked = rebalances.take_revoked();
+        if !revoked.is_empty() {
+            // Finish what was written for the old assignment before rebuilding.
+            self.drain().await?;
+            for (_, partition) in revoked {
+                self.partitions.remove(&partition);
+                self.close_transaction(partition).await;
+            }
+        }
+        let mut assigned: Vec<i32> = rebalances
+            .take_assigned()
+            .into_iter()
+            .filter(|(topic, p)| *topic == self.commands_topic && !self.partitions.contains_key(p))
+            .map(|(_, p)| p)
+            .collect();
+        assigned.sort_unstable();
+        assigned.dedup();
+        if !assigned.is_empty() {
+            self.open_partitions(&assigned).await?;
+        }
+        if rebalances.joined() {
+            let mut owned: Vec<i32> = self.partitions.keys().copied().collect();
+            owned.sort_unstable();
+            self.report_ready(&owned);
+        }
+        Ok(())
+    }
+
+    fn report_ready(&self, owned: &[i32]) {
+        self.progress.set(
+            Status::ready()
+                .with("partitions", owned)
+                .with("events_read_at_start", self.events_read.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+    }
+
     fn acked(&mut self, (partition, offset): (i32, i64)) {
         self.processed += 1;
-        // Kafka's committed offset is the next one to read.
         if let Err(e) =
-            kafka::store_offset(self.consumer, &self.commands_topic, partition, offset + 1)
+            kafka::store_processed(self.consumer, &self.commands_topic, partition, offset)
         {
             tracing::debug!(partition, offset, error = %e, "offset not stored (partition revoked?)");
         }
@@ -247,6 +292,8 @@ impl Server<'_> {
     /// partitions (a new assignment) at once, overlapping their round trips to the broker.
     async fn open_partitions(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
         let transactional = self.transactions.is_some();
+        self.progress.set(Status::not_yet("rebuilding partition state from the events log").with("partitions", partitions));
+        let (progress, events_read) = (&self.progress, &self.events_read);
         let opened = futures::future::join_all(partitions.iter().map(|&partition| {
             let (kafka_settings, settings, events_topic) = (self.kafka_settings, self.settings, self.events_topic.as_str());
             let id = format!("{}-{partition}", self.group_id);
@@ -261,7 +308,7 @@ impl Server<'_> {
                 } else {
                     None
                 };
-                let state = recover(kafka_settings, events_topic, partition).await?;
+                let state = recover(kafka_settings, events_topic, partition, progress, partitions, events_read).await?;
                 anyhow::Ok((partition, transaction, state))
             }
         }))
@@ -514,9 +561,20 @@ async fn recover(
     kafka_settings: &KafkaSettings,
     events_topic: &str,
     partition: i32,
+    progress: &Progress,
+    opening: &[i32],
+    events_read: &std::sync::atomic::AtomicU64,
 ) -> anyhow::Result<PartitionState> {
     let mut events = Vec::new();
     kafka::read_partition(kafka_settings, events_topic, partition, None, |message| {
+        let read = events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if read.is_multiple_of(5_000) {
+            progress.set(
+                Status::not_yet("rebuilding partition state from the events log")
+                    .with("partitions", opening)
+                    .with("events_read", read),
+            );
+        }
         match InteractionEvent::decode(message.payload().unwrap_or_default()) {
             Ok(event) => events.push(event),
             Err(e) => tracing::error!(

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router as HttpRouter};
 use floor::SharedFloor;
@@ -77,6 +76,13 @@ pub struct RouterStatus {
     pending: AtomicU64,
 }
 
+impl RouterStatus {
+    /// Whether the floor is rebuilt and every command sent before the start is reflected.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
 pub struct Router {
     pub kafka: KafkaSettings,
     pub topics: Topics,
@@ -108,7 +114,6 @@ impl Router {
     pub fn routes(&self) -> HttpRouter {
         HttpRouter::new()
             .route("/v1/router/status", get(status))
-            .route("/health/ready/router", get(ready))
             .with_state((self.status.clone(), self.loaded.clone()))
     }
 
@@ -253,6 +258,3 @@ async fn status(State((s, loaded)): State<StatusState>) -> Json<serde_json::Valu
     }))
 }
 
-async fn ready(State((s, _)): State<StatusState>) -> Response {
-    plumbing::http::readiness(s.ready.load(Ordering::Acquire), "rebuilding the floor")
-}

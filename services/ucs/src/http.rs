@@ -45,13 +45,13 @@ pub struct AppState {
         identify, search_contacts, get_contact, update_contact, merge_contact, contact_history,
         get_interaction, add_note, add_content, list_categories, create_category, save_category,
         delete_category, list_standard_responses, get_standard_response, create_standard_response,
-        save_standard_response, delete_standard_response, put_blob, get_blob, ready
+        save_standard_response, delete_standard_response, put_blob, get_blob
     ),
     components(schemas(
         Contact, queries::Identity, InteractionSummary, InteractionDetail, queries::HistoryStep,
         queries::ContentPart, queries::TranscriptLine, queries::Note, Category, StandardResponse,
         StoredBlob, IdentifyRequest, Identified, UpdateContactRequest, MergeRequest, NoteRequest,
-        ContentRequest, CategoryRequest, StandardResponseRequest, Accepted, ErrorBody, Readiness
+        ContentRequest, CategoryRequest, StandardResponseRequest, Accepted, ErrorBody
     ))
 )]
 pub struct ApiDoc;
@@ -85,7 +85,6 @@ pub fn routes(state: AppState) -> Router {
             post(put_blob).layer(DefaultBodyLimit::max(blob_limit.saturating_add(1))),
         )
         .route("/v1/blobs/{reference}", get(get_blob))
-        .route("/health/ready/ucs", get(ready))
         .with_state(state)
 }
 
@@ -631,23 +630,4 @@ async fn get_blob(State(state): State<AppState>, Path(reference): Path<String>) 
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    pub caught_up: bool,
-    pub applied: u64,
-    pub skipped: u64,
-    pub duplicates: u64,
-}
 
-/// 200 once the projector has caught up with the topics as they were at start, else 503.
-#[utoipa::path(get, path = "/health/ready/ucs", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-async fn ready(State(state): State<AppState>) -> Response {
-    let body = Readiness {
-        caught_up: state.status.caught_up(),
-        applied: state.status.applied(),
-        skipped: state.status.skipped(),
-        duplicates: state.status.duplicates(),
-    };
-    let status = if body.caught_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body)).into_response()
-}

@@ -79,7 +79,7 @@ async fn main() {
     let services = env.spawn_services(&mut settings, &[("desk", free_port()), ("chat-server", free_port())]);
     let http = reqwest::Client::new();
     wait_ready(&http, &services.url("desk", "/health/ready/desk")).await;
-    wait_ready(&http, &services.url("chat-server", "/health/ready/chat")).await;
+    wait_ready(&http, &services.url("chat-server", "/health/ready/chat-server")).await;
     let port = services.port("chat-server");
     let sue = DeskClient::new(&http, services.port("desk")).login("sue").await;
 

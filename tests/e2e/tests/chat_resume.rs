@@ -30,7 +30,7 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     let config = env.write_config(&settings, "chat.toml");
     let mut server = spawn_service(&config, "chat-server", &dir.join("chat.log"));
     let http = reqwest::Client::new();
-    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat")).await;
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat-server")).await;
 
     let start = |name: &str| e2e::chat::start(&http, port, json!({"name": name, "email": "ada@example.com"}));
     let (session, token) = start("Ada").await;
@@ -99,7 +99,7 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     // The chat server is killed and started again: same session, same numbers.
     server.kill().await.unwrap();
     let mut server = spawn_service(&config, "chat-server", &dir.join("chat.log"));
-    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat")).await;
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat-server")).await;
     let mut c = connect(port, &session, &token, None).await.unwrap();
     send(&mut c, json!({"type": "resume", "after": 0})).await;
     let mut texts = Vec::new();

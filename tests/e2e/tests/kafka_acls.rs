@@ -202,16 +202,16 @@ async fn every_service_under_exactly_its_documented_acls() {
     let http = reqwest::Client::new();
     let url = |service: &str, path: &str| format!("http://127.0.0.1:{}{path}", ports[service]);
     for (service, path) in [
-        ("interaction-server", "/health/live"),
-        ("queues", "/health/ready"),
-        ("web-api", "/health/live"),
+        ("interaction-server", "/health/ready/interaction-server"),
+        ("queues", "/health/ready/queues"),
+        ("web-api", "/health/ready/web-api"),
         ("ucs", "/health/ready/ucs"),
         ("router", "/health/ready/router"),
         ("desk", "/health/ready/desk"),
-        ("stats", "/health/ready/floor"),
-        ("email", "/health/live"),
-        ("chat-server", "/health/ready/chat"),
-        ("sms-server", "/health/live"),
+        ("stats", "/health/ready/stats"),
+        ("email", "/health/ready/email"),
+        ("chat-server", "/health/ready/chat-server"),
+        ("sms-server", "/health/ready/sms-server"),
     ] {
         wait_ready(&http, &url(service, path)).await;
     }

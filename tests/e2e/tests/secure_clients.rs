@@ -124,7 +124,7 @@ async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
         ports.insert(service, port);
     }
     let http = reqwest::Client::new();
-    for (service, path) in [("queues", "/health/ready"), ("ucs", "/health/ready/ucs"), ("interaction-server", "/health/live")] {
+    for (service, path) in [("queues", "/health/ready/queues"), ("ucs", "/health/ready/ucs"), ("interaction-server", "/health/ready/interaction-server")] {
         e2e::desk::wait_ready(&http, &format!("http://127.0.0.1:{}{path}", ports[service])).await;
     }
 

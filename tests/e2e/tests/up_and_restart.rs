@@ -27,6 +27,9 @@ fn up_command(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &s
         .args(["up", "--http", &format!("127.0.0.1:{http}")])
         .env("RUST_LOG", "info")
         .env("SWITCHBOARD_BROKER__KIND", kind)
+        // The history tests submit thousands from one address.
+        .env("SWITCHBOARD_WEB_API__RATE_PER_MINUTE", "1000000")
+        .env("SWITCHBOARD_WEB_API__RATE_BURST", "100000")
         // Tests run side by side: Kafka's controller on a free port, not the default 9093.
         .env("SWITCHBOARD_BROKER__CONTROLLER_PORT", "0")
         .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
@@ -135,6 +138,8 @@ async fn on_tansu_submitted_over_http_survives_a_restart() {
 
 async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16, broker: u16, kind: &str) {
     let first = up(dir, 1, http, broker, kind).await;
+    // Commands on every partition before the restart.
+    submit_many(&first.base, 30).await;
 
     let client = reqwest::Client::new();
     let response = client
@@ -192,8 +197,8 @@ async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16
         .json()
         .await
         .unwrap();
-    assert_eq!(queue["counts"]["waiting"], 1);
-    assert_eq!(queue["interactions"][0]["id"], id.as_str());
+    assert_eq!(queue["counts"]["waiting"], 31);
+    assert!(queue["interactions"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str()));
     // UCS runs in `up` too, on SQLite in the data directory, and records the interaction.
     let detail_url = format!("{}/v1/interactions/{id}/detail", first.base);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -215,5 +220,119 @@ async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16
         .await
         .expect("interaction still there after restart");
     assert_eq!(again, shown);
+    // The first command after a restart is decided (one past the last was committed once, and
+    // the first new command of a partition was skipped).
+    new_interactions_are_decided_right_after_ready(&second.base).await;
+    stop(second).await;
+}
+
+/// Submits `count` interactions through the web API, 16 at a time; returns their ids.
+async fn submit_many(base: &str, count: usize) -> Vec<String> {
+    use futures::StreamExt;
+    let client = reqwest::Client::new();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let response = client
+                    .post(format!("{base}/v1/interactions"))
+                    .json(&serde_json::json!({"media_type": "email", "queue": "inbound", "priority": 3, "properties": {"subject": format!("order {i}")}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202);
+                let body: Value = response.json().await.unwrap();
+                body["interaction_id"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Waits until the queue projection counts `count` interactions in `inbound`.
+async fn wait_queued(base: &str, count: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let queue: Value = reqwest::get(format!("{base}/queues/inbound")).await.unwrap().json().await.unwrap();
+        if queue["counts"]["total"].as_u64() == Some(count) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "inbound never reached {count} interactions: {}", queue["counts"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// After a restart, `/health/ready` answers 200 only once every service consumes: the
+/// Interaction Server's own readiness is among them, and new interactions submitted right then
+/// are decided (queued) and classified by the router. Thirty of them, so that every partition
+/// gets its first command after the restart (that one was skipped when one past the last
+/// processed offset was committed).
+async fn new_interactions_are_decided_right_after_ready(base: &str) {
+    let ready: Value = reqwest::get(format!("{base}/health/ready")).await.unwrap().json().await.unwrap();
+    for service in ["interaction-server", "queues", "router", "ucs", "web-api"] {
+        assert_eq!(ready["services"][service]["ready"], true, "{service} not ready in {ready}");
+    }
+    let is: Value = reqwest::get(format!("{base}/health/ready/interaction-server")).await.unwrap().json().await.unwrap();
+    assert_eq!(is["partitions"].as_array().map(Vec::len), Some(6), "the Interaction Server owns every partition: {is}");
+    let ids = submit_many(base, 30).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in ids {
+        loop {
+            if let Some(i) = interaction(base, &id).await
+                && i["properties"].get("category").is_some()
+            {
+                assert_eq!(i["status"], "waiting");
+                break;
+            }
+            assert!(Instant::now() < deadline, "interaction {id}, submitted after the restart, was never decided and classified");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The case that failed: 2,000 interactions through the web API, a clean stop, `up` again on
+/// the same data directory. Every service comes back, `/health/ready` waits for the
+/// Interaction Server's rebuilt partitions (it said ready before), and new work is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_apache_kafka_restarts_after_2000_interactions_and_decides_new_ones() {
+    let dir = run_dir().unwrap();
+    let (http, broker) = (free_port(), free_port());
+    let first = up(dir.path(), 1, http, broker, "kafka").await;
+    let ids = submit_many(&first.base, 2000).await;
+    assert_eq!(ids.len(), 2000);
+    wait_queued(&first.base, 2000, Duration::from_secs(120)).await;
+    stop(first).await;
+
+    let second = up(dir.path(), 2, http, broker, "kafka").await;
+    wait_queued(&second.base, 2000, Duration::from_secs(5)).await;
+    new_interactions_are_decided_right_after_ready(&second.base).await;
+    wait_queued(&second.base, 2030, Duration::from_secs(5)).await;
+    let log = std::fs::read_to_string(dir.path().join("up-2.log")).unwrap();
+    assert!(log.contains("partition state rebuilt"), "the restarted Interaction Server never rebuilt its partitions");
+    stop(second).await;
+}
+
+/// The case that took no new command: 250 interactions, then `up` killed (SIGKILL: its group
+/// membership and any open transaction are left behind) and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_apache_kafka_killed_after_250_interactions_decides_new_ones_after_restart() {
+    let dir = run_dir().unwrap();
+    let (http, broker) = (free_port(), free_port());
+    let mut first = up(dir.path(), 1, http, broker, "kafka").await;
+    submit_many(&first.base, 250).await;
+    wait_queued(&first.base, 250, Duration::from_secs(60)).await;
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    let data = dir.path().join("data");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&data.join("kafka").display().to_string()).is_empty() {
+        assert!(Instant::now() < deadline, "a killed `up` left its broker running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let second = up(dir.path(), 2, http, broker, "kafka").await;
+    wait_queued(&second.base, 250, Duration::from_secs(5)).await;
+    new_interactions_are_decided_right_after_ready(&second.base).await;
     stop(second).await;
 }

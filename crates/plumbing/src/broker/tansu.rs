@@ -136,6 +136,9 @@ impl TansuBroker {
             // Tansu resolves the sqlite path against its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(data_dir)
+            // Not Switchboard's own filter: at `info` Tansu logs every span it enters, tens of
+            // gigabytes an hour under load. SWITCHBOARD_TANSU_LOG raises it when debugging.
+            .env("RUST_LOG", std::env::var("SWITCHBOARD_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
