@@ -329,17 +329,31 @@ fn not_authorized<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>
     }
 }
 
+/// How long a start-up metadata request keeps asking a slow broker before giving up.
+const METADATA_PATIENCE: Duration = Duration::from_secs(120);
+
 /// The partition count of a topic, from broker metadata.
 pub fn partition_count<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
 ) -> Result<i32, TopicError> {
-    let metadata = client
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| TopicError::Metadata {
-            topic: topic.to_owned(),
-            detail: e.to_string(),
-        })?;
+    // A broker busy with every service replaying at start (Tansu on two cores) can take longer
+    // than one request's timeout: that is a slow answer, not a reason to stop the service.
+    let deadline = std::time::Instant::now() + METADATA_PATIENCE;
+    let metadata = loop {
+        match client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+            Ok(metadata) => break metadata,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::OperationTimedOut) =>
+            {
+                tracing::warn!(topic, error = %e, "the broker is slow to answer a metadata request; asking again");
+            }
+            Err(e) => {
+                return Err(TopicError::Metadata { topic: topic.to_owned(), detail: e.to_string() });
+            }
+        }
+    };
     let found = metadata.topics().iter().find(|t| t.name() == topic);
     match found {
         Some(t) if t.error().is_none() => {

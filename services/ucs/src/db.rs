@@ -79,7 +79,9 @@ impl Db {
         })?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            // sqlx's default. 10 s ran out at a restart with history on two cores, while every
+            // service replayed at once, and UCS (then all of `up`) stopped.
+            .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
