@@ -269,26 +269,46 @@ pub fn assign_all(
     reader.assign(&tpl)
 }
 
+/// Runs a blocking librdkafka call (metadata, watermarks, committed offsets: each may wait
+/// seconds for a busy broker) without stalling the runtime: on a multi-threaded runtime the
+/// worker hands its other tasks to another thread first. With two cores a blocking call on
+/// each worker left HTTP unanswered and the UCS pool timing out for 40 s at a restart.
+pub fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}
+
 /// The offset one past the last record of a partition (0 when empty). A leader that is moving
-/// (a new topic, a broker restarting) is waited for, up to 10 s.
+/// (a new topic, a broker restarting) is waited for, up to 10 s; a slow answer up to 120 s.
 pub fn high_watermark<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     topic: &str,
     partition: i32,
 ) -> Result<i64, KafkaError> {
     use rdkafka::types::RDKafkaErrorCode as Code;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let started = std::time::Instant::now();
     loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+        match blocking(|| consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))) {
             Ok((_, high)) => return Ok(high),
             Err(e)
-                if std::time::Instant::now() < deadline
+                if started.elapsed() < Duration::from_secs(10)
                     && matches!(
                         e.rdkafka_error_code(),
                         Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::UnknownTopicOrPartition)
                     ) =>
             {
-                std::thread::sleep(Duration::from_millis(100));
+                blocking(|| std::thread::sleep(Duration::from_millis(100)));
+            }
+            // A broker busy with every service replaying at start answers late: ask again.
+            Err(e)
+                if started.elapsed() < Duration::from_secs(120)
+                    && matches!(e.rdkafka_error_code(), Some(Code::OperationTimedOut | Code::RequestTimedOut)) =>
+            {
+                tracing::warn!(topic, partition, error = %e, "the broker is slow to give a partition's end; asking again");
             }
             Err(e) => return Err(e),
         }

@@ -297,7 +297,7 @@ fn describe<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topics: &[String],
 ) -> Result<BTreeMap<String, Described>, TopicError> {
-    let metadata = client.fetch_metadata(None, Duration::from_secs(10)).map_err(|e| TopicError::Metadata {
+    let metadata = crate::kafka::blocking(|| client.fetch_metadata(None, Duration::from_secs(10))).map_err(|e| TopicError::Metadata {
         topic: topics.join(", "),
         detail: e.to_string(),
     })?;
@@ -322,7 +322,7 @@ fn refused(error: Option<rdkafka::types::RDKafkaRespErr>) -> bool {
 
 /// The broker refuses to describe `topic` to this principal.
 fn not_authorized<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> bool {
-    let answer = client.fetch_metadata(Some(topic), Duration::from_secs(10));
+    let answer = crate::kafka::blocking(|| client.fetch_metadata(Some(topic), Duration::from_secs(10)));
     match answer {
         Ok(metadata) => metadata.topics().iter().any(|t| t.name() == topic && refused(t.error())),
         Err(e) => e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed),
@@ -341,7 +341,7 @@ pub fn partition_count<C: rdkafka::ClientContext>(
     // than one request's timeout: that is a slow answer, not a reason to stop the service.
     let deadline = std::time::Instant::now() + METADATA_PATIENCE;
     let metadata = loop {
-        match client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+        match crate::kafka::blocking(|| client.fetch_metadata(Some(topic), Duration::from_secs(10))) {
             Ok(metadata) => break metadata,
             Err(e)
                 if std::time::Instant::now() < deadline

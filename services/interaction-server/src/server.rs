@@ -107,8 +107,7 @@ pub async fn run(
             }
             // The group's committed offset can be past the log's resume point (records parked
             // in the dead-letter topic write no event), never before it.
-            let committed = consumer
-                .committed_offsets(start.clone(), Duration::from_secs(10))
+            let committed = kafka::blocking(|| consumer.committed_offsets(start.clone(), Duration::from_secs(10)))
                 .unwrap_or_else(|_| start.clone());
             let mut assignment = plumbing::TopicPartitionList::new();
             server.open_partitions(&owned).await?;
