@@ -12,6 +12,7 @@
 
 pub mod acls;
 pub mod broker;
+pub mod commands;
 pub mod config;
 pub mod dead_letter;
 pub mod headers;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use contract::command::{ChangeProperties, CommandPayload, Lock, LockHolderKind, MediaType, MoveToQueue, Stop, Unlock};
 use floor::{Floor, SharedFloor};
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::CancellationToken;
 use queues::board::{Interaction, Status};
 

@@ -334,8 +334,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         } => {
             use_embedded_broker_if_unset(&mut settings);
             let client =
-                interaction_server::client::CommandClient::new(&settings.kafka, &topics, "cli")?;
-            let interaction_id = id.unwrap_or_else(interaction_server::client::uuid_v4);
+                plumbing::commands::CommandClient::new(&settings.kafka, &topics, "cli")?;
+            let interaction_id = id.unwrap_or_else(plumbing::commands::uuid_v4);
             let command = client.command(
                 &interaction_id,
                 CommandPayload::Submit(Submit {

@@ -131,6 +131,17 @@ async fn run_services(
     } else {
         None
     };
+    // The chat server and the SMS server's session mode share one follower of chat.events.
+    let chat_sessions = if services.iter().any(|s| matches!(s, Service::ChatServer))
+        || (services.iter().any(|s| matches!(s, Service::SmsServer)) && settings.sms.session_mode)
+    {
+        let sessions = chat_sessions::SharedSessions::new();
+        let (kafka, topics, token, s) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), sessions.clone());
+        tasks.spawn(async move { ("chat sessions", chat_sessions::projector::run(&kafka, &topics, s, token).await) });
+        Some(sessions)
+    } else {
+        None
+    };
     if services.iter().any(|s| matches!(s, Service::Desk | Service::WebApi)) {
         router = router.merge(web_ui::asset_routes());
     }
@@ -163,7 +174,7 @@ async fn run_services(
             }
             Service::WebApi => {
                 let client =
-                    interaction_server::client::CommandClient::new(&kafka, &topics, "web-api")?;
+                    plumbing::commands::CommandClient::new(&kafka, &topics, "web-api")?;
                 // The contact form is e-mail: it goes through the e-mail intake.
                 let public = web_api::routes(client, &settings.callback).merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
                 router = router.merge(plumbing::http::rate_limited(public, &settings.web_api).map_err(anyhow::Error::msg)?);
@@ -204,7 +215,7 @@ async fn run_services(
                 tasks.spawn(async move { ("email", email::run(&settings, &topics, intake, floor, token).await) });
             }
             Service::ChatServer => {
-                let sessions = chat_server::SharedSessions::new();
+                let sessions = chat_sessions.clone().context("chat sessions")?;
                 let floor = floor.clone().context("floor")?;
                 let keys = desk::session_keys(settings)?;
                 let ucs = ucs_client::UcsClient::new(&settings.chat.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
@@ -216,7 +227,6 @@ async fn run_services(
                 router = router.merge(server.routes(&settings.web_api)?);
                 let post_token = token.clone();
                 tasks.spawn(async move { ("chat upkeep", chat_server::upkeep::run(server, post_token).await) });
-                tasks.spawn(async move { ("chat-server", chat_server::projector::run(&kafka, &topics, sessions, token).await) });
             }
             Service::SmsServer => {
                 let floor = floor.clone().context("floor")?;
@@ -228,19 +238,15 @@ async fn run_services(
                 let gateway = std::sync::Arc::new(sms_server::twilio::Twilio::new(&sms.api_base, &sms.account_sid, &sms.auth_token, &sms.from_number));
                 let dead_letters = plumbing::dead_letter::DeadLetters::new(plumbing::kafka::producer(&kafka)?, topics.name(plumbing::topics::DEAD_LETTER), "sms-server");
                 let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
-                let commands = interaction_server::client::CommandClient::new(&kafka, &topics, "sms-server")?;
+                let commands = plumbing::commands::CommandClient::new(&kafka, &topics, "sms-server")?;
                 let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
                 let session = if sms.session_mode {
-                    let sessions = chat_server::SharedSessions::new();
-                    let (projection, projection_token, projection_kafka, projection_topics) = (sessions.clone(), token.clone(), kafka.clone(), topics.clone());
-                    tasks.spawn(async move {
-                        ("sms sessions", chat_server::projector::run(&projection_kafka, &projection_topics, projection, projection_token).await)
-                    });
-                    let publisher = chat_server::Publisher::new(&kafka, &topics)?;
+                    let sessions = chat_sessions.clone().context("chat sessions")?;
+                    let publisher = chat_sessions::Publisher::new(&kafka, &topics)?;
                     let relay = sms_server::session::Relay {
                         sessions: sessions.clone(),
                         floor: floor.clone(),
-                        commands: interaction_server::client::CommandClient::new(&kafka, &topics, "sms-relay")?,
+                        commands: plumbing::commands::CommandClient::new(&kafka, &topics, "sms-relay")?,
                         publisher: publisher.clone(),
                         send_queue: sms.send_queue.clone(),
                         session_queue: sms.session_queue.clone(),
@@ -253,7 +259,7 @@ async fn run_services(
                 };
                 let server = sms_server::SmsServer::new(gateway, commands, dead_letters, ucs, sms, public_url, session);
                 router = router.merge(server.routes());
-                let sender = server.sender(floor, interaction_server::client::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
+                let sender = server.sender(floor, plumbing::commands::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
                 tasks.spawn(async move { ("sms sender", std::sync::Arc::new(sender).run(token).await) });
             }
             Service::Ucs => {

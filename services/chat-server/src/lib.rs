@@ -10,7 +10,6 @@
 //! timeout, leaving agents, transcript mail) is decided from the projections ([`upkeep`]).
 
 pub mod upkeep;
-pub mod projector;
 pub mod socket;
 
 use std::collections::BTreeMap;
@@ -22,26 +21,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use contract::AvroMessage;
-use contract::chat::{ChatEvent, ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
+use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::config::{ChatSettings, KafkaSettings};
-use plumbing::headers::Lineage;
-use plumbing::FutureProducer;
-use plumbing::kafka;
-use plumbing::topics::{self, Topics};
+use plumbing::topics::Topics;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-pub use projector::SharedSessions;
+pub use chat::{CUSTOMER, event_id};
+pub use chat_sessions::{PublishError, Publisher, SharedSessions};
 
 /// How long starting a chat waits for UCS to find or create the contact.
 const UCS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The participant id of a session's customer.
-pub const CUSTOMER: &str = "customer";
 
 #[derive(Clone)]
 pub struct ChatServer {
@@ -53,7 +47,7 @@ struct Inner {
     /// Who owns which chat interaction (agents may join only their own).
     floor: Arc<floor::SharedFloor>,
     /// The desk's session keys: agents connect with their desk token.
-    desk_keys: desk::auth::SessionKeys,
+    desk_keys: staff_auth::auth::SessionKeys,
     publisher: Publisher,
     commands: CommandClient,
     /// Where a customer who gives an e-mail address is found or created as a contact.
@@ -61,13 +55,6 @@ struct Inner {
     settings: ChatSettings,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("encoding a chat event: {0}")]
-    Encode(String),
-    #[error("Kafka: {0}")]
-    Kafka(String),
-}
 
 impl ChatServer {
     pub fn new(
@@ -76,7 +63,7 @@ impl ChatServer {
         settings: &ChatSettings,
         sessions: Arc<SharedSessions>,
         floor: Arc<floor::SharedFloor>,
-        desk_keys: desk::auth::SessionKeys,
+        desk_keys: staff_auth::auth::SessionKeys,
         ucs: ucs_client::UcsClient,
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -124,7 +111,7 @@ impl ChatServer {
         &self.inner.floor
     }
 
-    pub fn desk_keys(&self) -> &desk::auth::SessionKeys {
+    pub fn desk_keys(&self) -> &staff_auth::auth::SessionKeys {
         &self.inner.desk_keys
     }
 
@@ -138,28 +125,6 @@ impl ChatServer {
     }
 }
 
-/// Writes chat events (the chat server, and the SMS server for SMS sessions).
-#[derive(Clone)]
-pub struct Publisher {
-    producer: FutureProducer,
-    topic: String,
-}
-
-impl Publisher {
-    pub fn new(kafka_settings: &KafkaSettings, topics: &Topics) -> anyhow::Result<Self> {
-        Ok(Self { producer: kafka::producer(kafka_settings)?, topic: topics.name(topics::CHAT_EVENTS) })
-    }
-
-    /// Writes `payload` as an event of `session` and waits for Kafka's acknowledgement.
-    pub async fn publish(&self, session: &str, event_id: String, payload: ChatPayload) -> Result<(), PublishError> {
-        let event = ChatEvent { event_id, session_id: session.to_owned(), occurred_at: contract::now_millis(), payload };
-        let bytes = event.encode().map_err(|e| PublishError::Encode(e.to_string()))?;
-        let headers = Lineage::new(session).caused_by(&event.event_id).schema(ChatEvent::NAME).to_headers();
-        let delivery = kafka::send(&self.producer, &self.topic, None, session, &bytes, headers).map_err(|e| PublishError::Kafka(e.to_string()))?;
-        kafka::delivered(delivery).await.map_err(|e| PublishError::Kafka(e.to_string()))?;
-        Ok(())
-    }
-}
 
 /// A random session token (256 bits from the OS CSPRNG), as hex.
 pub fn new_token() -> Result<String, getrandom::Error> {
@@ -172,10 +137,6 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Deterministic event id within a session, so a retried write is the same event.
-pub fn event_id(session: &str, what: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:chat:{session}:{what}").as_bytes()).to_string()
-}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()

@@ -254,7 +254,7 @@ mod tests {
     use contract::chat::{ChatEvent, ParticipantJoined, SessionStarted, TranscriptRequested};
     use contract::command::{AgentRef, CommandPayload as C, JoinParty, PartyRole, Transfer};
     use contract::event::InteractionEvent;
-    use interaction_server::partition::{Outcome, PartitionState};
+    use interactions::partition::{Outcome, PartitionState};
 
     struct World {
         sessions: Sessions,

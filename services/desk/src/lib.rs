@@ -12,8 +12,7 @@
 //! for `disconnect_grace_s` is logged out; the router then revokes their offers and applies the
 //! workflow's logout policy to what they hold.
 
-pub mod auth;
-pub mod users;
+pub use staff_auth::{auth, users};
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -37,7 +36,7 @@ use contract::command::{
 };
 use floor::SharedFloor;
 use futures::Stream;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::FutureProducer;
 use plumbing::config::{DeskSettings, Settings};
 use plumbing::headers::Lineage;
@@ -47,8 +46,8 @@ use queues::board::{Interaction, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Session, SessionKeys};
-use crate::users::{Role, Users};
+use staff_auth::auth::{Session, SessionKeys};
+use staff_auth::users::{Role, Users};
 
 /// The keys that sign and check desk session tokens (`[desk] session_secret_file`, else
 /// `<data_dir>/desk-secret`, created on first use); every process that checks desk tokens

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use contract::command::{CommandPayload, MediaType, Submit};
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::dead_letter::DeadLetters;
 
 use crate::parse::{self, InboundMail, Limits, Refusal};

@@ -13,7 +13,7 @@ pub mod web_form;
 use std::sync::Arc;
 
 use anyhow::Context;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use floor::SharedFloor;
 use plumbing::CancellationToken;
 use tokio::task::JoinSet;

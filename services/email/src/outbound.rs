@@ -12,7 +12,7 @@ use std::time::Duration;
 use contract::command::MediaType;
 use floor::SharedFloor;
 use floor::library::fill;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;

@@ -6,9 +6,7 @@
 //! Its state per partition ([`partition::PartitionState`]) is rebuilt from the events log when
 //! the partition is assigned; there is no other store.
 
-pub mod client;
-pub mod decide;
-pub mod partition;
+pub use interactions::{decide, partition};
 mod server;
 
 pub use server::run;

@@ -22,7 +22,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router as HttpRouter};
 use floor::SharedFloor;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::config::{KafkaSettings, RouterSettings};
 use plumbing::kafka;
 use plumbing::topics::{self, Topics};

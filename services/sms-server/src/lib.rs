@@ -37,7 +37,7 @@ use axum::{Json, Router};
 use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
 use floor::SharedFloor;
 use gateway::Gateway;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::config::SmsSettings;
 use plumbing::dead_letter::DeadLetters;
 use queues::board::Interaction;
@@ -63,8 +63,8 @@ pub struct SmsServer<G: Gateway> {
 }
 
 pub struct SessionMode {
-    pub sessions: Arc<chat_server::SharedSessions>,
-    pub publisher: chat_server::Publisher,
+    pub sessions: Arc<chat_sessions::SharedSessions>,
+    pub publisher: chat_sessions::Publisher,
 }
 
 /// Why an MMS did not become an interaction.

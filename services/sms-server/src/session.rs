@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat::{Audience, Sessions};
-use chat_server::{Publisher, SharedSessions, event_id};
+use chat::event_id;
+use chat_sessions::{Publisher, SharedSessions};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
 use floor::SharedFloor;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::CancellationToken;
 use queues::board::Board;
 
@@ -53,7 +54,7 @@ fn posted_before_end(session: &chat::Session) -> Vec<(String, String)> {
         .since(0, Audience::Agents)
         .take_while(|e| !matches!(e.event.payload, ChatPayload::SessionEnded(_)))
         .filter_map(|e| match &e.event.payload {
-            ChatPayload::MessagePosted(m) if m.participant_id == chat_server::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
+            ChatPayload::MessagePosted(m) if m.participant_id == chat::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
             _ => None,
         })
         .collect()
@@ -94,7 +95,7 @@ pub fn strays(sessions: &Sessions) -> Vec<(String, String, String)> {
     for s in sessions.ended() {
         let Some(phone) = s.origin.as_deref().and_then(|o| o.strip_prefix("sms:")) else { continue };
         let after_end = s.since(0, Audience::Agents).skip_while(|e| !matches!(e.event.payload, ChatPayload::SessionEnded(_))).filter_map(|e| match &e.event.payload {
-            ChatPayload::MessagePosted(m) if m.participant_id == chat_server::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
+            ChatPayload::MessagePosted(m) if m.participant_id == chat::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
             _ => None,
         });
         for (id, text) in after_end {
@@ -122,12 +123,12 @@ pub async fn inbound(
     }
     let place = place(&sessions.read(), phone, gateway_message_id);
     let message = ChatPayload::MessagePosted(MessagePosted {
-        participant_id: chat_server::CUSTOMER.into(),
+        participant_id: chat::CUSTOMER.into(),
         text: text.to_owned(),
         visibility: Visibility::All,
         client_message_id: Some(gateway_message_id.to_owned()),
     });
-    let publish_error = |e: chat_server::PublishError| e.to_string();
+    let publish_error = |e: chat_sessions::PublishError| e.to_string();
     let message_id = |session: &str| event_id(session, &format!("message:customer:{gateway_message_id}"));
     let session = match place {
         Place::Done(session) => return Ok(session),
@@ -146,7 +147,7 @@ pub async fn inbound(
         // No token: the customer is on the phone, not on a socket; no hash matches "".
         customer_token_sha256: String::new(),
     });
-    let joined = ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: chat_server::CUSTOMER.into(), role: ChatRole::Customer, display_name: phone.to_owned(), agents_only: false });
+    let joined = ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: chat::CUSTOMER.into(), role: ChatRole::Customer, display_name: phone.to_owned(), agents_only: false });
     for (id, payload) in [(event_id(&session, "started"), started), (event_id(&session, "customer-joined"), joined), (message_id(&session), message)] {
         publisher.publish(&session, id, payload).await.map_err(publish_error)?;
     }
@@ -273,7 +274,7 @@ mod tests {
     }
 
     fn sms(sessions: &mut Sessions, session: &str, gateway_id: &str) {
-        let m = MessagePosted { participant_id: chat_server::CUSTOMER.into(), text: "hi".into(), visibility: Visibility::All, client_message_id: Some(gateway_id.into()) };
+        let m = MessagePosted { participant_id: chat::CUSTOMER.into(), text: "hi".into(), visibility: Visibility::All, client_message_id: Some(gateway_id.into()) };
         apply(sessions, session, &format!("{session}-{gateway_id}"), ChatPayload::MessagePosted(m));
     }
 

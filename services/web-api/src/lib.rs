@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use contract::command::{CommandPayload, MediaType, Submit};
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -73,7 +73,7 @@ pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
 /// Interaction and command ids: derived from the `Idempotency-Key` when there is one.
 fn ids(headers: &HeaderMap) -> Result<(String, String), &'static str> {
     match headers.get("idempotency-key").map(|v| v.to_str()) {
-        None => Ok((interaction_server::client::uuid_v4(), interaction_server::client::uuid_v4())),
+        None => Ok((plumbing::commands::uuid_v4(), plumbing::commands::uuid_v4())),
         Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_FIELD_LEN => Ok((
             uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("interaction/{key}").as_bytes()).to_string(),
             uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("command/{key}").as_bytes()).to_string(),

@@ -25,7 +25,7 @@ use contract::agent::{AgentEvent, AgentPayload, LoggedIn, Ready};
 use contract::command::MediaType;
 use contract::event::{EventPayload, InteractionEvent};
 use e2e::TestEnv;
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use plumbing::CancellationToken;
 use rdkafka::producer::FutureRecord;
 

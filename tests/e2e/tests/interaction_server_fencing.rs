@@ -62,7 +62,7 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
 
     // The stream: new interactions, and every fifth command a repeat Submit (rejected: the
     // outcome depends on the state the owner rebuilt).
-    let client = interaction_server::client::CommandClient::new(&env.kafka, &env.topics, "fencing-test").unwrap();
+    let client = plumbing::commands::CommandClient::new(&env.kafka, &env.topics, "fencing-test").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let stream = {

@@ -137,7 +137,7 @@ async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
     };
     kafka.producer.insert("compression.type".into(), "zstd".into());
     let topics = Topics::load(None, &kafka.topic_prefix).unwrap();
-    let sender = interaction_server::client::CommandClient::new(&kafka, &topics, "secure-test").unwrap();
+    let sender = plumbing::commands::CommandClient::new(&kafka, &topics, "secure-test").unwrap();
     let id = "secure-interaction-1";
     let command = sender.command(
         id,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use contract::command::{CommandPayload, MediaType, Submit};
 use e2e::{TestEnv, sql};
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use serde_json::{Value, json};
 
 struct Api {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contract::command::{AgentRef, CommandPayload, MediaType, Offer, Stop, Submit};
 use e2e::{TestEnv, switchboard_bin};
-use interaction_server::client::CommandClient;
+use plumbing::commands::CommandClient;
 use serde_json::Value;
 
 async fn switchboard(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use contract::command::*;
 use contract::event::{EventPayload, InteractionEvent};
-use interaction_server::partition::{Outcome, PartitionState};
+use interactions::partition::{Outcome, PartitionState};
 use proptest::prelude::*;
-use queues::board::Board;
+use interactions::board::Board;
 
 const IDS: [&str; 3] = ["i1", "i2", "i3"];
 const AGENTS: [&str; 3] = ["agent:a", "agent:b", "agent:c"];
@@ -201,7 +201,7 @@ proptest! {
     fn invariants_hold(commands in commands()) {
         let (live, log) = run_live(&commands);
         for i in live.board.interactions() {
-            use queues::board::Status;
+            use interactions::board::Status;
             match i.status {
                 Status::Assigned => prop_assert!(i.owner.is_some() && i.offer.is_none()),
                 Status::Offered => prop_assert!(i.offer.is_some() && i.owner.is_none()),
@@ -340,6 +340,6 @@ fn a_typical_life_and_readable_rejections() {
     );
     assert_eq!(
         state.board.interaction("i1").map(|i| i.status),
-        Some(queues::board::Status::Stopped)
+        Some(interactions::board::Status::Stopped)
     );
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
-use queues::board::Board;
+use crate::board::Board;
 
 use crate::decide::{decide, rejection};
 

@@ -4,11 +4,11 @@
 
 use contract::AvroMessage;
 use contract::command::{CommandPayload, InteractionCommand};
-use plumbing::FutureProducer;
-use plumbing::config::KafkaSettings;
-use plumbing::headers::Lineage;
-use plumbing::kafka;
-use plumbing::topics::{self, Topics};
+use crate::FutureProducer;
+use crate::config::KafkaSettings;
+use crate::headers::Lineage;
+use crate::kafka;
+use crate::topics::{self, Topics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {

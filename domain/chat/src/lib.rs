@@ -226,6 +226,14 @@ impl Sessions {
     }
 }
 
+/// The participant id of a session's customer.
+pub const CUSTOMER: &str = "customer";
+
+/// Deterministic event id within a session, so a retried write is the same event.
+pub fn event_id(session: &str, what: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:chat:{session}:{what}").as_bytes()).to_string()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

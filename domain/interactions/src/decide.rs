@@ -7,7 +7,7 @@ use contract::event::{
     AgentId, AgentReason, CommandRejected, EventPayload, Locked, OfferedToAgent, PartyJoined,
     PlacedInQueue, PropertiesChanged, ReturnedToQueue, Stopped, Submitted, Transferred, Unlocked,
 };
-use queues::board::{Board, Interaction, Status};
+use crate::board::{Board, Interaction, Status};
 
 /// Longest accepted offer timeout: an offer outliving this is certainly a mistake.
 const MAX_OFFER_TIMEOUT_MS: i64 = 24 * 60 * 60 * 1000;

@@ -1,0 +1,6 @@
+//! Staff identity shared by the desk (which logs people in) and the chat server (which lets
+//! agents and supervisors join sessions): the users file and the signed session tokens. A
+//! small crate of its own so that neither service depends on the other.
+
+pub mod auth;
+pub mod users;
