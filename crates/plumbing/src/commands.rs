@@ -2,26 +2,18 @@
 //! [`InteractionCommand`] on `interaction.commands`, keyed by interaction id, and get its
 //! outcome from `interaction.events` (matched by `causation_id == command_id`).
 
-use contract::AvroMessage;
 use contract::command::{CommandPayload, InteractionCommand};
-use crate::FutureProducer;
+
 use crate::config::KafkaSettings;
-use crate::headers::Lineage;
 use crate::kafka;
 use crate::topics::{self, Topics};
+use crate::writer::Writer;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error("cannot encode the command: {0}")]
-    Encode(#[from] contract::ContractError),
-    #[error("Kafka did not accept the command: {0}")]
-    Kafka(String),
-}
+pub use crate::writer::WriteError as SendError;
 
 #[derive(Clone)]
 pub struct CommandClient {
-    producer: FutureProducer,
-    topic: String,
+    writer: Writer<InteractionCommand>,
     issuer: String,
 }
 
@@ -33,8 +25,7 @@ impl CommandClient {
         issuer: impl Into<String>,
     ) -> Result<Self, kafka::KafkaSetupError> {
         Ok(Self {
-            producer: kafka::producer(kafka_settings)?,
-            topic: topics.name(topics::INTERACTION_COMMANDS),
+            writer: Writer::new(kafka_settings, topics.name(topics::INTERACTION_COMMANDS))?,
             issuer: issuer.into(),
         })
     }
@@ -52,23 +43,7 @@ impl CommandClient {
 
     /// Sends and waits until Kafka has it (`acks=all`); returns its partition and offset.
     pub async fn send(&self, command: &InteractionCommand) -> Result<(i32, i64), SendError> {
-        let payload = command.encode()?;
-        let headers = Lineage::new(&command.interaction_id)
-            .caused_by(&command.command_id)
-            .schema(InteractionCommand::NAME)
-            .to_headers();
-        let delivery = kafka::send(
-            &self.producer,
-            &self.topic,
-            None,
-            &command.interaction_id,
-            &payload,
-            headers,
-        )
-        .map_err(|e| SendError::Kafka(e.to_string()))?;
-        kafka::delivered(delivery)
-            .await
-            .map_err(|e| SendError::Kafka(e.to_string()))
+        self.writer.write(&command.interaction_id, Some(&command.command_id), command).await
     }
 }
 

@@ -22,6 +22,7 @@ pub mod kafka;
 pub mod phone;
 pub mod telemetry;
 pub mod topics;
+pub mod writer;
 
 pub use rdkafka::consumer::Consumer;
 pub use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};

@@ -28,7 +28,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use contract::AvroMessage;
 use contract::agent::{AgentEvent, AgentPayload, LoggedIn, LoggedOut, NotReady, Ready};
 use contract::command::{
     AgentReason, AgentRef, ChangeProperties, CommandPayload, JoinParty, Lock, LockHolderKind, MediaType,
@@ -37,10 +36,8 @@ use contract::command::{
 use floor::SharedFloor;
 use futures::Stream;
 use plumbing::commands::CommandClient;
-use plumbing::FutureProducer;
 use plumbing::config::{DeskSettings, Settings};
-use plumbing::headers::Lineage;
-use plumbing::kafka;
+use plumbing::writer::Writer;
 use plumbing::topics::{self, Topics};
 use queues::board::{Interaction, Status};
 use serde::Deserialize;
@@ -77,8 +74,7 @@ struct Inner {
     keys: SessionKeys,
     floor: Arc<SharedFloor>,
     commands: CommandClient,
-    producer: FutureProducer,
-    agent_topic: String,
+    agent_events: Writer<AgentEvent>,
     /// For reads of the log itself (timeline, time travel).
     kafka: plumbing::config::KafkaSettings,
     topics: Topics,
@@ -104,8 +100,7 @@ impl Desk {
                 keys,
                 floor,
                 commands: CommandClient::new(&settings.kafka, topics, "desk")?,
-                producer: kafka::producer(&settings.kafka)?,
-                agent_topic: topics.name(topics::AGENT_EVENTS),
+                agent_events: Writer::new(&settings.kafka, topics.name(topics::AGENT_EVENTS))?,
                 kafka: settings.kafka.clone(),
                 topics: topics.clone(),
                 streams: Mutex::new(HashMap::new()),
@@ -660,12 +655,11 @@ impl Desk {
             causation_id: None,
             payload,
         };
-        let bytes = event.encode().map_err(|e| DeskError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let headers = Lineage::new(agent).schema(AgentEvent::NAME).to_headers();
-        let delivery = kafka::send(&self.inner.producer, &self.inner.agent_topic, None, agent, &bytes, headers)
-            .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        kafka::delivered(delivery).await.map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        Ok(())
+        match self.inner.agent_events.write(agent, None, &event).await {
+            Ok(_) => Ok(()),
+            Err(e @ plumbing::writer::WriteError::Encode { .. }) => Err(DeskError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            Err(e) => Err(DeskError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        }
     }
 
     fn stream_opened(&self, agent: &str) {

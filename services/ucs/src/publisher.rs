@@ -1,25 +1,16 @@
 //! Writes `UcsEvent`s to `ucs.events`, keyed by the record they change, and waits for Kafka.
 
-use contract::AvroMessage;
 use contract::ucs::{UcsEvent, UcsPayload};
-use plumbing::FutureProducer;
 use plumbing::config::KafkaSettings;
-use plumbing::headers::Lineage;
 use plumbing::kafka;
 use plumbing::topics::{self, Topics};
+use plumbing::writer::Writer;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("cannot encode the event: {0}")]
-    Encode(#[from] contract::ContractError),
-    #[error("Kafka did not accept the event: {0}")]
-    Kafka(#[from] plumbing::KafkaError),
-}
+pub use plumbing::writer::WriteError as PublishError;
 
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
-    topic: String,
+    writer: Writer<UcsEvent>,
     issuer: String,
 }
 
@@ -30,8 +21,7 @@ impl Publisher {
         issuer: impl Into<String>,
     ) -> Result<Self, kafka::KafkaSetupError> {
         Ok(Self {
-            producer: kafka::producer(kafka_settings)?,
-            topic: topics.name(topics::UCS_EVENTS),
+            writer: Writer::new(kafka_settings, topics.name(topics::UCS_EVENTS))?,
             issuer: issuer.into(),
         })
     }
@@ -51,13 +41,7 @@ impl Publisher {
             issued_by: self.issuer.clone(),
             payload,
         };
-        let bytes = event.encode()?;
-        let headers = Lineage::new(key)
-            .caused_by(&event.event_id)
-            .schema(UcsEvent::NAME)
-            .to_headers();
-        let delivery = kafka::send(&self.producer, &self.topic, None, key, &bytes, headers)?;
-        kafka::delivered(delivery).await?;
+        self.writer.write(key, Some(&event.event_id), &event).await?;
         Ok(event.event_id)
     }
 }
