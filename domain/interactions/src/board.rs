@@ -9,9 +9,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use contract::event::{AgentId, AgentReason, EventPayload, InteractionEvent, LockHolderKind, MediaType, PartyRole};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Submitted, not yet placed in a queue.
@@ -26,21 +26,21 @@ pub enum Status {
     Stopped,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub holder: String,
     pub holder_kind: LockHolderKind,
     pub since: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OfferInfo {
     pub agent_id: String,
     pub offered_at: i64,
     pub timeout_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interaction {
     pub id: String,
     pub media_type: MediaType,
@@ -350,6 +350,37 @@ impl Board {
             );
         }
         counts
+    }
+}
+
+/// A board as a snapshot stores it: the interactions and counters (the queue index is derived
+/// from them on restore).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoardSnapshot {
+    interactions: Vec<Interaction>,
+    events_applied: u64,
+    anomalies: u64,
+}
+
+impl Board {
+    pub fn snapshot(&self) -> BoardSnapshot {
+        BoardSnapshot {
+            interactions: self.interactions.values().cloned().collect(),
+            events_applied: self.events_applied,
+            anomalies: self.anomalies,
+        }
+    }
+
+    /// The board a snapshot was taken of, its queue index rebuilt.
+    pub fn restore(snapshot: BoardSnapshot) -> Self {
+        let mut board = Self { events_applied: snapshot.events_applied, anomalies: snapshot.anomalies, ..Self::default() };
+        for interaction in snapshot.interactions {
+            if let Some((queue, key)) = queue_position(&interaction) {
+                board.queues.entry(queue).or_default().insert(key);
+            }
+            board.interactions.insert(interaction.id.clone(), interaction);
+        }
+        board
     }
 }
 

@@ -11,11 +11,11 @@ use std::collections::{BTreeSet, HashSet};
 
 use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
-use crate::board::Board;
+use crate::board::{Board, BoardSnapshot};
 
 use crate::decide::{decide, rejection};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct PartitionState {
     pub board: Board,
     /// Command ids already applied: a retried command is recognised and not applied twice.
@@ -26,6 +26,15 @@ pub struct PartitionState {
     partial: Option<(i64, BTreeSet<i32>)>,
     /// Events in the log that repeat ones already applied (skipped on recovery).
     pub duplicate_events: u64,
+}
+
+/// A partition's state between two commands, as stored by the Interaction Server.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSnapshot {
+    board: BoardSnapshot,
+    seen_commands: Vec<String>,
+    resume_at: i64,
+    duplicate_events: u64,
 }
 
 /// What to do with one consumed command.
@@ -45,7 +54,14 @@ pub enum Outcome {
 impl PartitionState {
     /// Rebuilds the state from the partition's events, in log order.
     pub fn recover(events: impl IntoIterator<Item = InteractionEvent>) -> Self {
-        let mut state = Self::default();
+        Self::default().recover_tail(events)
+    }
+
+    /// Continues a state restored from a [`PartitionSnapshot`] with the events after it.
+    /// `snapshot(s) + recover_tail(tail) == recover(all)` whenever the snapshot was taken
+    /// with no command's events half-written ([`PartitionState::snapshot`] refuses otherwise).
+    pub fn recover_tail(self, events: impl IntoIterator<Item = InteractionEvent>) -> Self {
+        let mut state = self;
         let mut set: Vec<InteractionEvent> = Vec::new();
         for event in events {
             if event.command_offset < state.resume_at {
@@ -84,6 +100,32 @@ impl PartitionState {
         }
         for event in &set {
             self.board.apply(event);
+        }
+    }
+
+    /// The state as a snapshot stores it, or `None` while a command's events are only partly
+    /// in the log (a snapshot then could not be continued exactly).
+    pub fn snapshot(&self) -> Option<PartitionSnapshot> {
+        if self.partial.is_some() {
+            return None;
+        }
+        let mut seen_commands: Vec<String> = self.seen_commands.iter().cloned().collect();
+        seen_commands.sort();
+        Some(PartitionSnapshot {
+            board: self.board.snapshot(),
+            seen_commands,
+            resume_at: self.resume_at,
+            duplicate_events: self.duplicate_events,
+        })
+    }
+
+    pub fn restore(snapshot: PartitionSnapshot) -> Self {
+        Self {
+            board: Board::restore(snapshot.board),
+            seen_commands: snapshot.seen_commands.into_iter().collect(),
+            resume_at: snapshot.resume_at,
+            partial: None,
+            duplicate_events: snapshot.duplicate_events,
         }
     }
 
