@@ -180,6 +180,10 @@ pub struct InteractionServerSettings {
     /// `transaction_max_commands` (a backlog: large batches, few commits).
     pub transaction_max_ms: u64,
     pub transaction_max_commands: usize,
+    /// A partition's state is snapshotted (in `<data_dir>/snapshots/`) after this many events
+    /// written since the last snapshot, and at a clean stop; a restart reads only the events
+    /// after its snapshot. 0: never (every start replays the whole events log).
+    pub snapshot_every_events: u64,
 }
 
 /// How an Interaction Server instance gets its partitions.
@@ -206,6 +210,7 @@ impl Default for InteractionServerSettings {
             transaction_linger_ms: 2,
             transaction_max_ms: 200,
             transaction_max_commands: 2000,
+            snapshot_every_events: 10_000,
         }
     }
 }

@@ -327,6 +327,8 @@ pub enum ReadError {
     },
     #[error("no record from {topic} partition {partition} within {secs} s")]
     Stalled { topic: String, partition: i32, secs: u64 },
+    #[error("{topic} partition {partition} ends at {end}, before offset {from}: not the log that position was taken in")]
+    PastTheEnd { topic: String, partition: i32, from: i64, end: i64 },
 }
 
 /// Hands every record of one partition to `each`, in order, from the beginning to its end as
@@ -338,16 +340,34 @@ pub async fn read_partition(
     topic: &str,
     partition: i32,
     stall: Option<Duration>,
-    mut each: impl FnMut(&BorrowedMessage<'_>),
+    each: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), ReadError> {
+    read_partition_from(settings, topic, partition, 0, stall, each).await.map(|_| ())
+}
+
+/// [`read_partition`] from offset `from` (a snapshot's position); returns the partition's end
+/// as it was measured at the start. A `from` past that end (a log recreated since) is an error
+/// the caller answers with a full replay.
+pub async fn read_partition_from(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    stall: Option<Duration>,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<i64, ReadError> {
     let kafka = |source| ReadError::Kafka { topic: topic.to_owned(), partition, source };
     let reader = reader(settings)?;
     let high = high_watermark(&reader, topic, partition).map_err(kafka)?;
-    if high == 0 {
-        return Ok(());
+    if from > high {
+        return Err(ReadError::PastTheEnd { topic: topic.to_owned(), partition, from, end: high });
+    }
+    if high == 0 || from == high {
+        return Ok(high);
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka)?;
+    let start = if from <= 0 { Offset::Beginning } else { Offset::Offset(from) };
+    tpl.add_partition_offset(topic, partition, start).map_err(kafka)?;
     reader.assign(&tpl).map_err(kafka)?;
     while position(&reader, topic, partition).is_none_or(|at| at < high) {
         let received = match stall {
@@ -364,7 +384,7 @@ pub async fn read_partition(
             Err(e) => return Err(kafka(e)),
         }
     }
-    Ok(())
+    Ok(high)
 }
 
 /// Whether a reader's error is the end of a partition (see [`reader`]), not a failure.

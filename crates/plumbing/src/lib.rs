@@ -21,6 +21,7 @@ pub mod http;
 pub mod kafka;
 pub mod phone;
 pub mod telemetry;
+pub mod snapshots;
 pub mod topics;
 pub mod writer;
 

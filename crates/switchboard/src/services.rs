@@ -151,10 +151,11 @@ async fn run_services(
             Service::InteractionServer => {
                 let own = settings.interaction_server.clone();
                 let progress = health.progress("interaction-server", "starting");
+                let snapshots = plumbing::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
                 tasks.spawn(async move {
                     (
                         "interaction-server",
-                        interaction_server::run(&kafka, &topics, &own, progress, token).await,
+                        interaction_server::run(&kafka, &topics, &own, Some(snapshots), progress, token).await,
                     )
                 });
             }

@@ -15,6 +15,7 @@ use plumbing::Producer as _;
 use plumbing::dead_letter::DeadLetters;
 use plumbing::headers::{Lineage, continue_trace};
 use plumbing::health::{Progress, Status};
+use plumbing::snapshots::{Snapshot, SnapshotStore, position_key};
 use plumbing::kafka::{self, GroupConsumer};
 use plumbing::topics::{self, Topics, partition_count};
 use plumbing::{BorrowedMessage, CancellationToken, Message};
@@ -28,7 +29,12 @@ const MAX_IN_FLIGHT: usize = 20_000;
 /// How long a transactional call (init, commit, abort) may take before it counts as failed.
 const TRANSACTION_CALL: Duration = Duration::from_secs(30);
 
-type Acked = BoxFuture<'static, anyhow::Result<(i32, i64)>>;
+/// A command's outcome acknowledged: its partition, offset, and the offset of its last event
+/// (none for a duplicate or a dead letter).
+type Acked = BoxFuture<'static, anyhow::Result<(i32, i64, Option<i64>)>>;
+
+/// The format of this server's partition snapshots (`interactions::partition::PartitionSnapshot`).
+const SNAPSHOT_FORMAT: u32 = 1;
 
 /// Runs until `shutdown` is cancelled, then finishes in-flight writes and commits offsets.
 ///
@@ -44,6 +50,7 @@ pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
     settings: &InteractionServerSettings,
+    snapshots: Option<SnapshotStore>,
     progress: Progress,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -85,6 +92,8 @@ pub async fn run(
         last_command: Instant::now(),
         progress,
         events_read: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        snapshots: snapshots.filter(|_| settings.snapshot_every_events > 0),
+        written: HashMap::new(),
     };
     server.progress.set(Status::not_yet("joining the consumer group").with("group_id", group_id));
     match assignment {
@@ -133,6 +142,10 @@ pub async fn run(
     let result = server.run_loop(&shutdown, &rebalances).await;
     let drained = server.drain().await;
     let committed = if result.is_ok() { server.commit_open().await } else { Ok(()) };
+    if result.is_ok() && drained.is_ok() && committed.is_ok() {
+        // A clean stop: the next start reads nothing but what comes after.
+        server.snapshot_due(true);
+    }
     if !transactional && let Err(e) = consumer.commit_consumer_state(kafka::CommitMode::Sync) {
         tracing::debug!(error = %e, "final offset commit");
     }
@@ -143,6 +156,8 @@ pub async fn run(
 /// One partition's transactional producer and its open transaction.
 struct Transaction {
     producer: FutureProducer,
+    /// The open transaction's events, resolved by the time it commits.
+    deliveries: Vec<plumbing::kafka::DeliveryFuture>,
     /// When the open transaction began; `None`: no transaction open.
     open_since: Option<Instant>,
     /// The command offset to commit with it (one past the last command handled).
@@ -187,6 +202,16 @@ struct Server<'a> {
     progress: Progress,
     /// Events read while rebuilding partitions (progress while not ready).
     events_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    snapshots: Option<SnapshotStore>,
+    /// Per owned partition: one past its last event this server knows is in the log, and how
+    /// many it wrote since its last snapshot.
+    written: HashMap<i32, Written>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    next_offset: i64,
+    since_snapshot: u64,
 }
 
 impl Server<'_> {
@@ -205,6 +230,7 @@ impl Server<'_> {
                 }
                 () = tokio::time::sleep_until(commit_at.unwrap_or_else(Instant::now).into()), if commit_at.is_some() => {
                     self.commit_open().await?;
+                    self.snapshot_due(false);
                 }
                 () = rebalances.changed() => {
                     self.rebalanced(rebalances).await?;
@@ -217,8 +243,12 @@ impl Server<'_> {
                     self.handle(&message).await?;
                     if self.transactions.as_ref().and_then(|t| t.get(&partition)).is_some_and(|t| t.commands >= self.settings.transaction_max_commands) {
                         self.commit_open().await?;
+                        self.snapshot_due(false);
                     }
                 }
+            }
+            if self.transactions.is_none() && self.in_flight.is_empty() {
+                self.snapshot_due(false);
             }
             if self.last_report.elapsed() > Duration::from_secs(10) {
                 tracing::info!(
@@ -227,6 +257,44 @@ impl Server<'_> {
                     "progress"
                 );
                 self.last_report = Instant::now();
+            }
+        }
+    }
+
+    /// `last_event` (and all before it) of `partition` is in the log.
+    fn wrote(&mut self, partition: i32, last_event: i64) {
+        let written = self.written.entry(partition).or_default();
+        written.next_offset = written.next_offset.max(last_event + 1);
+    }
+
+    /// Snapshots each owned partition that wrote `snapshot_every_events` since its last one
+    /// (with `all`, every one that wrote anything). Only between transactions (or with no
+    /// write in flight), so the state is exactly the log below the recorded offset: one past
+    /// the last event this server saw acknowledged, never the log's end, which a newer owner
+    /// may already have written past.
+    fn snapshot_due(&mut self, all: bool) {
+        let Some(store) = &self.snapshots else { return };
+        let every = self.settings.snapshot_every_events.max(1);
+        for (&partition, written) in &mut self.written {
+            let due = if all { written.since_snapshot > 0 } else { written.since_snapshot >= every };
+            let open = self.transactions.as_ref().and_then(|t| t.get(&partition)).is_some_and(|t| t.open_since.is_some());
+            if !due || open || (self.transactions.is_none() && !self.in_flight.is_empty()) {
+                continue;
+            }
+            let Some(state) = self.partitions.get(&partition).and_then(PartitionState::snapshot) else { continue };
+            let started = Instant::now();
+            let snapshot = Snapshot {
+                format: SNAPSHOT_FORMAT,
+                offsets: std::collections::BTreeMap::from([(position_key(&self.events_topic, partition), written.next_offset)]),
+                taken_at: contract::now_millis(),
+                state,
+            };
+            match store.save(&snapshot_name(&self.events_topic, partition), &snapshot) {
+                Ok(path) => {
+                    written.since_snapshot = 0;
+                    tracing::info!(partition, next_offset = written.next_offset, file = %path.display(), ms = started.elapsed().as_millis() as u64, "partition state snapshotted");
+                }
+                Err(e) => tracing::warn!(partition, error = %e, "partition snapshot not written; the next start replays more"),
             }
         }
     }
@@ -240,6 +308,7 @@ impl Server<'_> {
             self.drain().await?;
             for (_, partition) in revoked {
                 self.partitions.remove(&partition);
+                self.written.remove(&partition);
                 self.close_transaction(partition).await;
             }
         }
@@ -270,8 +339,11 @@ impl Server<'_> {
         );
     }
 
-    fn acked(&mut self, (partition, offset): (i32, i64)) {
+    fn acked(&mut self, (partition, offset, last_event): (i32, i64, Option<i64>)) {
         self.processed += 1;
+        if let Some(last_event) = last_event {
+            self.wrote(partition, last_event);
+        }
         if let Err(e) =
             kafka::store_processed(self.consumer, &self.commands_topic, partition, offset)
         {
@@ -292,7 +364,7 @@ impl Server<'_> {
     async fn open_partitions(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
         let transactional = self.transactions.is_some();
         self.progress.set(Status::not_yet("rebuilding partition state from the events log").with("partitions", partitions));
-        let (progress, events_read) = (&self.progress, &self.events_read);
+        let (progress, events_read, snapshots) = (&self.progress, &self.events_read, self.snapshots.as_ref());
         let opened = futures::future::join_all(partitions.iter().map(|&partition| {
             let (kafka_settings, settings, events_topic) = (self.kafka_settings, self.settings, self.events_topic.as_str());
             let id = format!("{}-{partition}", self.group_id);
@@ -303,11 +375,11 @@ impl Server<'_> {
                     tokio::task::spawn_blocking(move || init.init_transactions(TRANSACTION_CALL))
                         .await?
                         .with_context(|| format!("initialising transactions for partition {partition} (transactional.id {id})"))?;
-                    Some(Transaction { producer, open_since: None, next_offset: 0, commands: 0 })
+                    Some(Transaction { producer, deliveries: Vec::new(), open_since: None, next_offset: 0, commands: 0 })
                 } else {
                     None
                 };
-                let state = recover(kafka_settings, events_topic, partition, progress, partitions, events_read).await?;
+                let state = recover(kafka_settings, events_topic, partition, snapshots, progress, partitions, events_read).await?;
                 anyhow::Ok((partition, transaction, state))
             }
         }))
@@ -317,8 +389,11 @@ impl Server<'_> {
             if let (Some(transactions), Some(transaction)) = (&mut self.transactions, transaction) {
                 transactions.insert(partition, transaction);
             }
+            let (state, next_offset) = state;
             log_recovered(partition, &state, &self.events_topic);
             self.partitions.insert(partition, state);
+            // A start from a snapshot plus its tail counts as nothing new to snapshot.
+            self.written.insert(partition, Written { next_offset, since_snapshot: 0 });
         }
         Ok(())
     }
@@ -357,6 +432,7 @@ impl Server<'_> {
             let group = self.consumer.group_metadata().context("the consumer has no group metadata")?;
             let producer = transaction.producer.clone();
             let commands = transaction.commands;
+            let deliveries = std::mem::take(&mut transaction.deliveries);
             transaction.open_since = None;
             commits.push(async move {
                 let result = tokio::task::spawn_blocking(move || {
@@ -364,12 +440,26 @@ impl Server<'_> {
                     producer.commit_transaction(TRANSACTION_CALL)
                 })
                 .await;
-                (partition, commands, result)
+                // Committed: every event is in the log; where the last one landed.
+                let mut last = None;
+                if matches!(result, Ok(Ok(()))) {
+                    for delivery in deliveries {
+                        if let Ok((_, at)) = kafka::delivered(delivery).await {
+                            last = last.max(Some(at));
+                        }
+                    }
+                }
+                (partition, commands, result, last)
             });
         }
-        for (partition, commands, result) in futures::future::join_all(commits).await {
+        for (partition, commands, result, last) in futures::future::join_all(commits).await {
             match result {
-                Ok(Ok(())) => self.processed += commands as u64,
+                Ok(Ok(())) => {
+                    self.processed += commands as u64;
+                    if let Some(last) = last {
+                        self.wrote(partition, last);
+                    }
+                }
                 Ok(Err(e)) => {
                     // A newer producer with our transactional.id (ProducerFenced / epoch), or a
                     // newer group generation refusing our offsets (KIP-447): either way the
@@ -451,7 +541,7 @@ impl Server<'_> {
                         transaction.handled(offset);
                     } else {
                         self.in_flight
-                            .push_back(Box::pin(async move { Ok((partition, offset)) }));
+                            .push_back(Box::pin(async move { Ok((partition, offset, None)) }));
                     }
                 }
                 Outcome::Emit { events, rejected } => {
@@ -510,17 +600,26 @@ impl Server<'_> {
                 headers,
             )?);
         }
+        if let Some(written) = self.written.get_mut(&partition) {
+            written.since_snapshot += deliveries.len() as u64;
+        }
         if producer.is_some() {
-            // In a transaction, delivery is confirmed by the commit, which fails if any record failed.
+            // In a transaction, delivery is confirmed by the commit, which fails if any record
+            // failed; the offsets are read once it has committed.
+            if let Some(transaction) = self.transaction(partition)? {
+                transaction.deliveries.extend(deliveries);
+            }
             return Ok(());
         }
         self.in_flight.push_back(Box::pin(async move {
+            let mut last = None;
             for delivery in deliveries {
-                kafka::delivered(delivery).await.with_context(|| {
+                let (_, at) = kafka::delivered(delivery).await.with_context(|| {
                     format!("writing events for command at {partition}/{offset}")
                 })?;
+                last = Some(at);
             }
-            Ok((partition, offset))
+            Ok((partition, offset, last))
         }));
         Ok(())
     }
@@ -539,7 +638,7 @@ impl Server<'_> {
             kafka::delivered(delivery)
                 .await
                 .context("parking a record in the dead-letter topic")?;
-            Ok((partition, offset))
+            Ok((partition, offset, None))
         }));
         Ok(())
     }
@@ -555,17 +654,55 @@ fn log_recovered(partition: i32, state: &PartitionState, events_topic: &str) {
     );
 }
 
-/// Reads a partition's events from offset 0 to the end and rebuilds its state.
+fn snapshot_name(events_topic: &str, partition: i32) -> String {
+    format!("interaction-server-{events_topic}-{partition}")
+}
+
+/// Rebuilds a partition's state: from its snapshot and the events after it, or (no usable
+/// snapshot, or one the log does not match) from every event since offset 0. Returns the state
+/// and the offset one past the last event it reflects.
 async fn recover(
     kafka_settings: &KafkaSettings,
     events_topic: &str,
     partition: i32,
+    snapshots: Option<&SnapshotStore>,
     progress: &Progress,
     opening: &[i32],
     events_read: &std::sync::atomic::AtomicU64,
-) -> anyhow::Result<PartitionState> {
+) -> anyhow::Result<(PartitionState, i64)> {
+    let restored = snapshots
+        .and_then(|store| store.load::<interactions::partition::PartitionSnapshot>(&snapshot_name(events_topic, partition), SNAPSHOT_FORMAT))
+        .and_then(|s| Some((*s.offsets.get(&position_key(events_topic, partition))?, s.state)));
+    if let Some((from, snapshot)) = restored {
+        match read_events(kafka_settings, events_topic, partition, from, progress, opening, events_read).await {
+            Ok((tail, end)) => {
+                tracing::info!(partition, snapshot_offset = from, tail_events = tail.len(), "partition state restored from its snapshot and the events after it");
+                return Ok((PartitionState::restore(snapshot).recover_tail(tail), end));
+            }
+            Err(e @ kafka::ReadError::PastTheEnd { .. }) => {
+                tracing::warn!(partition, error = %e, "snapshot does not match the log: replaying from the start");
+            }
+            Err(e) => return Err(e).context("reading interaction events"),
+        }
+    }
+    let (events, end) = read_events(kafka_settings, events_topic, partition, 0, progress, opening, events_read)
+        .await
+        .context("reading interaction events")?;
+    Ok((PartitionState::recover(events), end))
+}
+
+/// A partition's events from `from` to its end as measured now, and that end.
+async fn read_events(
+    kafka_settings: &KafkaSettings,
+    events_topic: &str,
+    partition: i32,
+    from: i64,
+    progress: &Progress,
+    opening: &[i32],
+    events_read: &std::sync::atomic::AtomicU64,
+) -> Result<(Vec<InteractionEvent>, i64), kafka::ReadError> {
     let mut events = Vec::new();
-    kafka::read_partition(kafka_settings, events_topic, partition, None, |message| {
+    let end = kafka::read_partition_from(kafka_settings, events_topic, partition, from, None, |message| {
         let read = events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if read.is_multiple_of(5_000) {
             progress.set(
@@ -585,7 +722,6 @@ async fn recover(
             ),
         }
     })
-    .await
-    .context("reading interaction events")?;
-    Ok(PartitionState::recover(events))
+    .await?;
+    Ok((events, end))
 }

@@ -313,7 +313,7 @@ impl TestEnv {
             if std::env::var("SWITCHBOARD_BENCH_TRANSACTIONS").is_ok_and(|v| v == "false") {
                 settings.transactions = Some(false);
             }
-            interaction_server::run(&kafka, &topics, &settings, plumbing::health::Progress::detached(), token).await
+            interaction_server::run(&kafka, &topics, &settings, None, plumbing::health::Progress::detached(), token).await
         });
         (shutdown, task)
     }
