@@ -402,3 +402,112 @@ fn next_step<'a>(
     }
     Next::Wait
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    //! `plan` on a floor built from events, without a broker.
+
+    use contract::agent::{AgentEvent, AgentPayload, LoggedIn, Ready};
+    use contract::event::{EventPayload, InteractionEvent, PlacedInQueue, Submitted};
+
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    const WORKFLOW: &str = r#"
+        offer_timeout_s = 20
+        [[queue]]
+        name = "inbound"
+        steps = [
+          { type = "screen", field = "subject", regex = "(?i)^out of office", stop = "screened: automatic reply" },
+          { type = "classify", use_model = false, rules = [{ field = "subject", regex = "(?i)cancel", category = "cancellation" }] },
+          { type = "route", skills = { english = 2 }, policy = "longest_idle" },
+        ]
+    "#;
+
+    fn event(id: &str, n: i32, payload: EventPayload) -> InteractionEvent {
+        InteractionEvent {
+            event_id: format!("{id}-{n}"),
+            interaction_id: id.into(),
+            occurred_at: NOW - 10_000,
+            causation_id: format!("c-{id}-{n}"),
+            command_partition: 0,
+            command_offset: 0,
+            index: n,
+            set_size: 2,
+            payload,
+        }
+    }
+
+    /// An e-mail waiting in `inbound` with `properties`.
+    fn waiting(floor: &mut Floor, id: &str, properties: &[(&str, &str)]) {
+        let properties = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        floor.apply_interaction_event(&event(id, 0, EventPayload::Submitted(Submitted {
+            media_type: MediaType::Email,
+            origin: "test".into(),
+            priority: 0,
+            properties,
+            contact_id: None,
+            content_ref: None,
+            parent_interaction_id: None,
+            submitted_by: "test".into(),
+        })));
+        floor.apply_interaction_event(&event(id, 1, EventPayload::PlacedInQueue(PlacedInQueue {
+            queue: "inbound".into(),
+            previous_queue: None,
+            reason: "submitted".into(),
+        })));
+    }
+
+    fn agent(floor: &mut Floor, id: &str, english: i32) {
+        let at = |payload| AgentEvent { event_id: format!("{id}-{payload:?}"), agent_id: id.into(), occurred_at: NOW - 60_000, causation_id: None, payload };
+        floor.apply_agent_event(&at(AgentPayload::LoggedIn(LoggedIn {
+            place: None,
+            skills: BTreeMap::from([("english".to_owned(), english)]),
+            capacity: BTreeMap::from([("email".to_owned(), 1)]),
+        })));
+        floor.apply_agent_event(&at(AgentPayload::Ready(Ready { media: vec!["email".into()] })));
+    }
+
+    fn planned(floor: &Floor, pending: &Pending) -> Vec<Planned> {
+        plan(floor, &Workflow::from_toml(WORKFLOW).unwrap(), None, pending, NOW)
+    }
+
+    #[test]
+    fn screens_classifies_then_offers_to_a_skilled_agent_within_capacity() {
+        let mut floor = Floor::new(20_000);
+        waiting(&mut floor, "ooo", &[("subject", "Out of office until Monday")]);
+        waiting(&mut floor, "new", &[("subject", "Please cancel my order")]);
+        waiting(&mut floor, "ready", &[("subject", "hello"), ("category", "general")]);
+        agent(&mut floor, "novice", 1);
+        agent(&mut floor, "ann", 3);
+        let plan = planned(&floor, &Pending::default());
+        let for_id = |id: &str| plan.iter().find(|p| p.interaction_id == id).map(|p| &p.payload);
+        assert!(matches!(for_id("ooo"), Some(CommandPayload::Stop(s)) if s.reason == "screened: automatic reply"), "{plan:#?}");
+        assert!(
+            matches!(for_id("new"), Some(CommandPayload::ChangeProperties(c)) if c.set.get("category").map(String::as_str) == Some("cancellation")),
+            "{plan:#?}"
+        );
+        // Only Ann has the skill; the novice is never offered anything.
+        assert!(matches!(for_id("ready"), Some(CommandPayload::Offer(o)) if o.agent_id == "ann"), "{plan:#?}");
+        assert!(!plan.iter().any(|p| matches!(&p.payload, CommandPayload::Offer(o) if o.agent_id == "novice")));
+    }
+
+    #[test]
+    fn an_offer_in_flight_blocks_its_interaction_and_uses_the_agents_capacity() {
+        let mut floor = Floor::new(20_000);
+        waiting(&mut floor, "first", &[("subject", "a"), ("category", "general")]);
+        waiting(&mut floor, "second", &[("subject", "b"), ("category", "general")]);
+        agent(&mut floor, "ann", 3);
+        let mut pending = Pending::default();
+        let plan = planned(&floor, &pending);
+        let offers: Vec<&Planned> = plan.iter().filter(|p| matches!(p.payload, CommandPayload::Offer(_))).collect();
+        assert_eq!(offers.len(), 1, "capacity 1: one offer at a time: {plan:#?}");
+        pending.add(offers[0]);
+        // Until the outcome is on the floor: no second offer to Ann, the first left alone.
+        let again = planned(&floor, &pending);
+        assert!(again.iter().all(|p| !matches!(p.payload, CommandPayload::Offer(_))), "{again:#?}");
+        assert!(again.iter().all(|p| p.interaction_id != offers[0].interaction_id));
+    }
+}
