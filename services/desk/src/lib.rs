@@ -29,17 +29,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use contract::agent::{AgentEvent, AgentPayload, LoggedIn, LoggedOut, NotReady, Ready};
-use contract::command::{
-    AgentReason, AgentRef, ChangeProperties, CommandPayload, JoinParty, Lock, LockHolderKind, MediaType,
-    MoveToQueue, Offer, PartyRole, ReturnToQueue, Stop, Submit, Transfer, Unlock,
-};
+use contract::command::{CommandPayload, MediaType, Submit, Transfer};
+use desk_actions::set_properties;
 use floor::SharedFloor;
 use futures::Stream;
 use plumbing::commands::CommandClient;
 use plumbing::config::{DeskSettings, Settings};
 use plumbing::writer::Writer;
 use plumbing::topics::{self, Topics};
-use queues::board::{Interaction, Status};
+use queues::board::Interaction;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -132,6 +130,20 @@ pub struct DeskError(StatusCode, String);
 impl DeskError {
     fn bad(message: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl From<desk_actions::Refusal> for DeskError {
+    fn from(refusal: desk_actions::Refusal) -> Self {
+        use desk_actions::Refusal;
+        let status = match &refusal {
+            Refusal::Bad(_) => StatusCode::BAD_REQUEST,
+            Refusal::SupervisorOnly => StatusCode::FORBIDDEN,
+            Refusal::UnknownAction(_) => StatusCode::NOT_FOUND,
+            Refusal::Conflict(_) => StatusCode::CONFLICT,
+            Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        Self(status, refusal.to_string())
     }
 }
 
@@ -352,32 +364,15 @@ async fn queue_view(State(desk): State<Desk>, session: Session, Path(queue): Pat
     Ok(Json(desk.inner.floor.read().board().queue_view(&queue)).into_response())
 }
 
-/// Body of every interaction action; each action reads the fields it needs.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ActionRequest {
-    reason: Option<String>,
-    agent: Option<String>,
-    queue: Option<String>,
-    text: Option<String>,
-    role: Option<PartyRole>,
-    priority: Option<i32>,
-    decision: Option<String>,
-    comment: Option<String>,
-    /// A callback's outcome: `reached`, `no_answer`, `retry_later` (with `retry_at`, RFC 3339).
-    outcome: Option<String>,
-    retry_at: Option<String>,
-}
-
 async fn act(
     State(desk): State<Desk>,
     session: Session,
     Path((id, action)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> DeskResult {
-    let request: ActionRequest = match body {
+    let request: desk_actions::ActionRequest = match body {
         Some(Json(v)) => serde_json::from_value(v).map_err(|e| DeskError::bad(format!("invalid request body: {e}")))?,
-        None => ActionRequest::default(),
+        None => desk_actions::ActionRequest::default(),
     };
     let me = session.user.clone();
     let current = desk
@@ -388,178 +383,25 @@ async fn act(
         .interaction(&id)
         .cloned()
         .ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
-    let need = |field: Option<String>, name: &str| field.filter(|v| !v.trim().is_empty()).ok_or_else(|| DeskError::bad(format!("`{name}` is required for {action}")));
-    let steps: Vec<CommandPayload> = match action.as_str() {
-        "accept" => vec![CommandPayload::AcceptOffer(AgentRef { agent_id: me.clone() })],
-        "reject" => vec![CommandPayload::RejectOffer(AgentReason {
-            agent_id: me.clone(),
-            reason: request.reason.unwrap_or_else(|| "rejected by agent".into()),
-        })],
-        "transfer" => match (request.agent, request.queue) {
-            (Some(agent), None) => vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: Some(agent), to_queue: None })],
-            (None, Some(queue)) => vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: None, to_queue: Some(queue) })],
-            _ => return Err(DeskError::bad("transfer needs exactly one of `agent` and `queue`")),
-        },
-        "consult" => vec![CommandPayload::JoinParty(JoinParty {
-            agent_id: need(request.agent, "agent")?,
-            role: request.role.unwrap_or(PartyRole::Consult),
-        })],
-        "leave" => vec![CommandPayload::LeaveParty(AgentRef { agent_id: request.agent.unwrap_or_else(|| me.clone()) })],
-        "return" => vec![CommandPayload::ReturnToQueue(ReturnToQueue { agent_id: me.clone(), queue: request.queue })],
-        "draft" => {
-            let text = need(request.text, "text")?;
-            check_owner(&current, &me)?;
-            desk.check_reply_size(&text)?;
-            vec![set_properties([("draft_text", text)])]
-        }
-        "release" => {
-            check_owner(&current, &me)?;
-            let text = request.text.or_else(|| current.properties.get("draft_text").cloned()).filter(|t| !t.trim().is_empty());
-            let text = text.ok_or_else(|| DeskError::bad("nothing to release: save a draft or send `text`"))?;
-            desk.check_reply_size(&text)?;
-            return desk.release(&session, &current, text).await;
-        }
-        "done" => {
-            check_owner(&current, &me)?;
-            vec![CommandPayload::Stop(Stop { reason: request.reason.unwrap_or_else(|| "done".into()) })]
-        }
-        // Supervisor actions.
-        "move" => {
-            supervisor_only(&session)?;
-            vec![CommandPayload::MoveToQueue(MoveToQueue { queue: need(request.queue, "queue")?, reason: format!("moved by supervisor {me}") })]
-        }
-        "lock" => {
-            supervisor_only(&session)?;
-            vec![CommandPayload::Lock(Lock { holder: me.clone(), holder_kind: LockHolderKind::Supervisor })]
-        }
-        "unlock" => {
-            supervisor_only(&session)?;
-            vec![CommandPayload::Unlock(Unlock { holder: me.clone() })]
-        }
-        "priority" => {
-            supervisor_only(&session)?;
-            let priority = request.priority.ok_or_else(|| DeskError::bad("`priority` is required"))?;
-            vec![CommandPayload::ChangeProperties(ChangeProperties { set: BTreeMap::new(), remove: vec![], priority: Some(priority) })]
-        }
-        "pull" => {
-            supervisor_only(&session)?;
-            if current.status != Status::Waiting {
-                return Err(DeskError(StatusCode::CONFLICT, format!("interaction {id} is not waiting in a queue (the router may be offering it); try again")));
-            }
-            // Locked first, so the router cannot offer it to someone else in between.
-            let mut steps = Vec::new();
-            if current.lock.as_ref().is_none_or(|l| l.holder != me) {
-                steps.push(CommandPayload::Lock(Lock { holder: me.clone(), holder_kind: LockHolderKind::Supervisor }));
-            }
-            steps.push(CommandPayload::Offer(Offer { agent_id: me.clone(), timeout_ms: 60_000 }));
-            steps.push(CommandPayload::AcceptOffer(AgentRef { agent_id: me.clone() }));
-            steps
-        }
-        "qa" => {
-            supervisor_only(&session)?;
-            let settings = &desk.inner.settings;
-            match request.decision.as_deref() {
-                Some("approve") => vec![
-                    set_properties([("qa_status", "approved".to_owned()), ("qa_reviewer", me.clone())]),
-                    CommandPayload::MoveToQueue(MoveToQueue { queue: settings.send_queue.clone(), reason: format!("QA approved by {me}") }),
-                ],
-                Some("return") => vec![
-                    set_properties([
-                        ("qa_status", "returned".to_owned()),
-                        ("qa_reviewer", me.clone()),
-                        ("qa_comment", need(request.comment, "comment")?),
-                    ]),
-                    CommandPayload::MoveToQueue(MoveToQueue { queue: settings.qa_returned_queue.clone(), reason: format!("QA returned by {me}") }),
-                ],
-                _ => return Err(DeskError::bad("`decision` must be \"approve\" or \"return\"")),
-            }
-        }
-        "outcome" => {
-            check_owner(&current, &me)?;
-            callback_outcome(&desk.inner.callbacks, &current, &me, request.outcome.as_deref(), request.retry_at.as_deref(), request.comment, contract::now_millis())?
-        }
-        other => return Err(DeskError(StatusCode::NOT_FOUND, format!("unknown action {other:?}"))),
-    };
-    desk.run_commands(&session, &id, steps).await
-}
-
-/// What an agent's callback outcome does: `reached` closes it; `no_answer` puts it back for
-/// another attempt `retry_delay_s` later, or closes it unreached after `max_attempts`;
-/// `retry_later` puts it back for `retry_at`. The attempt is recorded on the interaction.
-fn callback_outcome(
-    settings: &plumbing::config::CallbackSettings,
-    current: &Interaction,
-    me: &str,
-    outcome: Option<&str>,
-    retry_at: Option<&str>,
-    comment: Option<String>,
-    now: i64,
-) -> Result<Vec<CommandPayload>, DeskError> {
-    if current.media_type != contract::command::MediaType::Callback {
-        return Err(DeskError::bad("an outcome is for callbacks"));
+    let actor = desk_actions::Actor { user: me.clone(), supervisor: session.role == Role::Supervisor };
+    match desk_actions::plan(&action, request, &actor, &current, &desk.rules(), contract::now_millis()) {
+        Ok(desk_actions::Plan::Commands(steps)) => desk.run_commands(&session, &id, steps).await,
+        Ok(desk_actions::Plan::Release(text)) => desk.release(&session, &current, text).await,
+        Err(refusal) => Err(refusal.into()),
     }
-    let attempts = current.properties.get("callback_attempts").and_then(|a| a.parse::<u32>().ok()).unwrap_or(0) + 1;
-    let outcome = outcome.ok_or_else(|| DeskError::bad("`outcome` is required: reached, no_answer or retry_later"))?;
-    let mut set: BTreeMap<String, String> = [
-        ("callback_attempts", attempts.to_string()),
-        ("callback_last_outcome", outcome.to_owned()),
-        ("callback_last_attempt_at", now.to_string()),
-        ("callback_last_agent", me.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    if let Some(comment) = comment.filter(|c| !c.trim().is_empty()) {
-        set.insert("callback_comment".into(), comment);
-    }
-    let back = CommandPayload::ReturnToQueue(ReturnToQueue { agent_id: me.to_owned(), queue: None });
-    let (extra, last): (Vec<(&str, String)>, CommandPayload) = match outcome {
-        "reached" => (vec![("callback_outcome", "reached".into())], CommandPayload::Stop(Stop { reason: "callback: reached".into() })),
-        "no_answer" if attempts >= settings.max_attempts => (
-            vec![("callback_outcome", "unreached".into())],
-            CommandPayload::Stop(Stop { reason: format!("callback: no answer after {attempts} attempts") }),
-        ),
-        "no_answer" => {
-            let next = now.saturating_add(i64::try_from(settings.retry_delay_s.saturating_mul(1000)).unwrap_or(i64::MAX / 2));
-            (vec![("callback_at", next.to_string())], back)
-        }
-        "retry_later" => {
-            let at = retry_at.ok_or_else(|| DeskError::bad("`retry_at` (RFC 3339) is required for retry_later"))?;
-            let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|e| DeskError::bad(format!("retry_at {at:?} is not an RFC 3339 time: {e}")))?.timestamp_millis();
-            if at <= now {
-                return Err(DeskError::bad("retry_at is not in the future"));
-            }
-            (vec![("callback_at", at.to_string())], back)
-        }
-        other => return Err(DeskError::bad(format!("outcome {other:?} is not one of reached, no_answer, retry_later"))),
-    };
-    set.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
-    Ok(vec![CommandPayload::ChangeProperties(ChangeProperties { set, remove: vec![], priority: None }), last])
-}
-
-fn check_owner(i: &Interaction, me: &str) -> Result<(), DeskError> {
-    if i.owner.as_deref() == Some(me) {
-        Ok(())
-    } else {
-        Err(DeskError(StatusCode::CONFLICT, format!("interaction {} is not assigned to you", i.id)))
-    }
-}
-
-fn set_properties<const N: usize>(pairs: [(&str, String); N]) -> CommandPayload {
-    CommandPayload::ChangeProperties(ChangeProperties {
-        set: pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        remove: vec![],
-        priority: None,
-    })
 }
 
 impl Desk {
-    fn check_reply_size(&self, text: &str) -> Result<(), DeskError> {
-        let max = self.inner.settings.max_reply_bytes;
-        if text.len() > max {
-            return Err(DeskError(StatusCode::PAYLOAD_TOO_LARGE, format!("reply is {} bytes; the limit is {max}", text.len())));
+    /// The rules the desk's actions follow, from its settings.
+    fn rules(&self) -> desk_actions::Rules {
+        let (desk, callbacks) = (&self.inner.settings, &self.inner.callbacks);
+        desk_actions::Rules {
+            send_queue: desk.send_queue.clone(),
+            qa_returned_queue: desk.qa_returned_queue.clone(),
+            max_reply_bytes: desk.max_reply_bytes,
+            callback_max_attempts: callbacks.max_attempts,
+            callback_retry_delay_s: callbacks.retry_delay_s,
         }
-        Ok(())
     }
 
     /// An agent's reply leaves: a new outbound interaction (child of the one answered) in the
