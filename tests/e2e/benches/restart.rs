@@ -1,0 +1,200 @@
+//! `cargo bench -p e2e --bench restart [-- N ...]` (default 10000): what a restart of `up`
+//! costs after a history of N finished interactions plus 10,000 live ones (waiting in
+//! `chat-inbound`), on Apache Kafka (one local broker, which stays up: the services restart).
+//! For each N it prints seconds from the start of `up` to `/health/ready` (every service),
+//! seconds until an interaction submitted then is queued, and `up`'s resident memory; then
+//! the growth from the smallest N to the largest. Baseline, same run, same broker: a bare
+//! rdkafka consumer reading the whole `interaction.events` from offset 0.
+//! Needs `cargo build --release -p switchboard` (the bench runs target/release/switchboard).
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use contract::AvroMessage;
+use contract::command::{CommandPayload, InteractionCommand, MediaType, Stop};
+use e2e::{TestEnv, free_port, switchboard_bin};
+use plumbing::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
+use rdkafka::producer::FutureRecord;
+use serde_json::Value;
+
+const LIVE: usize = 10_000;
+
+struct Row {
+    history: usize,
+    events: usize,
+    ready_s: f64,
+    queued_s: f64,
+    rss_mb: f64,
+    raw_read_s: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let mut sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        sizes.push(10_000);
+    }
+    let mut rows = Vec::new();
+    for &history in &sizes {
+        rows.push(one_size(history).await);
+        let r = rows.last().unwrap();
+        println!(
+            "history {:>8} finished + {LIVE} live ({:>8} events): ready after {:>6.1} s, new interaction queued after {:>6.1} s, RSS {:>6.0} MB | baseline raw read of the events {:>5.1} s (ready/raw {:.1}x)",
+            r.history, r.events, r.ready_s, r.queued_s, r.rss_mb, r.raw_read_s, r.ready_s / r.raw_read_s.max(0.001)
+        );
+    }
+    if let (Some(first), Some(last)) = (rows.first(), rows.last())
+        && rows.len() > 1
+    {
+        println!(
+            "growth from {} to {}: ready x{:.1}, queued x{:.1}, RSS x{:.1}",
+            first.history,
+            last.history,
+            last.ready_s / first.ready_s,
+            last.queued_s / first.queued_s,
+            last.rss_mb / first.rss_mb
+        );
+    }
+}
+
+async fn one_size(history: usize) -> Row {
+    let env = TestEnv::start().await.unwrap();
+    let data = env.dir.path().join("data");
+    let http = free_port();
+    let mut up = start_up(&env, &data, http, 1);
+    wait_ready(http, Duration::from_secs(300)).await;
+
+    // The history: every interaction submitted; the first `history` stopped again.
+    let producer = env.producer();
+    let topic = env.topic(INTERACTION_COMMANDS);
+    let total = history + LIVE;
+    let mut pending = Vec::new();
+    let command = |i: usize, payload: CommandPayload| InteractionCommand {
+        command_id: format!("restart-{i}-{}", payload.kind()),
+        interaction_id: format!("ix-{i}"),
+        issued_at: contract::now_millis(),
+        issued_by: "bench".into(),
+        payload,
+    };
+    for i in 0..total {
+        let submit = command(i, e2e::submit(MediaType::Chat, "chat-inbound", 0, Default::default()));
+        pending.push(send(&producer, &topic, &submit));
+        if i < history {
+            let stop = command(i, CommandPayload::Stop(Stop { reason: "done".into() }));
+            pending.push(send(&producer, &topic, &stop));
+        }
+        if pending.len() >= 50_000 {
+            for d in pending.drain(..) {
+                d.await.unwrap().unwrap();
+            }
+        }
+    }
+    for d in pending {
+        d.await.unwrap().unwrap();
+    }
+    let events = total * 2 + history;
+    // Decided: the queue projection has every event (Submitted, PlacedInQueue, Stopped).
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let queues: Value = get(http, "/queues").await;
+        if queues["events_applied"].as_u64().unwrap_or(0) >= events as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history never decided: {queues}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop(&mut up).await;
+
+    let started = Instant::now();
+    let mut up = start_up(&env, &data, http, 2);
+    wait_ready(http, Duration::from_secs(3600)).await;
+    let ready_s = started.elapsed().as_secs_f64();
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://127.0.0.1:{http}/v1/interactions"))
+        .json(&serde_json::json!({"media_type": "chat", "queue": "chat-inbound", "properties": {"subject": "after the restart"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["interaction_id"].as_str().unwrap().to_owned();
+    loop {
+        let r = client.get(format!("http://127.0.0.1:{http}/interactions/{id}")).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queued_s = started.elapsed().as_secs_f64();
+    let rss_mb = rss_mb(up.id().unwrap());
+    stop(&mut up).await;
+    let raw_read_s = e2e::raw_read(&env, &[env.topic(INTERACTION_EVENTS)], events).await;
+    Row { history, events, ready_s, queued_s, rss_mb, raw_read_s }
+}
+
+fn send(producer: &plumbing::FutureProducer, topic: &str, command: &InteractionCommand) -> rdkafka::producer::DeliveryFuture {
+    let payload = command.encode().unwrap();
+    producer
+        .send_result(FutureRecord::to(topic).key(&command.interaction_id).payload(payload.as_slice()))
+        .map_err(|(e, _)| e)
+        .unwrap()
+}
+
+fn start_up(env: &TestEnv, data: &std::path::Path, http: u16, run: u32) -> tokio::process::Child {
+    let log = std::fs::File::create(env.dir.path().join(format!("up-{run}.log"))).unwrap();
+    tokio::process::Command::new(switchboard_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["up", "--http", &format!("127.0.0.1:{http}")])
+        .env("RUST_LOG", "info")
+        .env("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
+        .env("SWITCHBOARD_KAFKA__TOPIC_PREFIX", &env.kafka.topic_prefix)
+        .env("SWITCHBOARD_WEB_API__RATE_PER_MINUTE", "1000000")
+        .env("SWITCHBOARD_WEB_API__RATE_BURST", "100000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn get(http: u16, path: &str) -> Value {
+    match reqwest::get(format!("http://127.0.0.1:{http}{path}")).await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+async fn wait_ready(http: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/health/ready")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "`up` not ready within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop(up: &mut tokio::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(up.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), up.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "`up` exited with {status}");
+}
+
+/// Resident memory of a process (VmRSS), in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
