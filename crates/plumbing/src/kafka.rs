@@ -514,6 +514,8 @@ pub enum ReplayError {
     Topic(#[from] crate::topics::TopicError),
     #[error("reading the end of {topic}: {source}")]
     Kafka { topic: String, source: KafkaError },
+    #[error("{topic} partition {partition} ends at {end}, before offset {start}: not the log that position was taken in")]
+    PastTheEnd { topic: String, partition: i32, start: i64, end: i64 },
 }
 
 /// A replay from offset 0 of in-memory projections: assigns every partition of the topics
@@ -527,16 +529,32 @@ pub struct Replay {
 
 impl Replay {
     pub fn from_beginning<C: ConsumerContext>(reader: &StreamConsumer<C>, topics: &[&str]) -> Result<Self, ReplayError> {
+        Self::from_offsets(reader, topics, &std::collections::BTreeMap::new())
+    }
+
+    /// Like [`Replay::from_beginning`], but each partition named in `starts` (by
+    /// `snapshots::position_key`) from its offset there: a snapshot's tail. An offset past a
+    /// partition's end (a log recreated since) is [`ReplayError::PastTheEnd`].
+    pub fn from_offsets<C: ConsumerContext>(
+        reader: &StreamConsumer<C>,
+        topics: &[&str],
+        starts: &std::collections::BTreeMap<String, i64>,
+    ) -> Result<Self, ReplayError> {
         let mut remaining = Vec::new();
         let mut assignment = TopicPartitionList::new();
         for &topic in topics {
             let kafka = |source| ReplayError::Kafka { topic: topic.to_owned(), source };
             for partition in 0..crate::topics::partition_count(reader.client(), topic)? {
                 let high = high_watermark(reader, topic, partition).map_err(kafka)?;
-                if high > 0 {
+                let start = starts.get(&crate::snapshots::position_key(topic, partition)).copied().unwrap_or(0);
+                if start > high {
+                    return Err(ReplayError::PastTheEnd { topic: topic.to_owned(), partition, start, end: high });
+                }
+                if high > start {
                     remaining.push((topic.to_owned(), partition, high));
                 }
-                assignment.add_partition_offset(topic, partition, Offset::Beginning).map_err(kafka)?;
+                let offset = if start > 0 { Offset::Offset(start) } else { Offset::Beginning };
+                assignment.add_partition_offset(topic, partition, offset).map_err(kafka)?;
             }
         }
         reader.assign(&assignment).map_err(|source| ReplayError::Kafka { topic: topics.join(", "), source })?;

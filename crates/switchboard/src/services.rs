@@ -161,6 +161,7 @@ async fn run_services(
             }
             Service::Queues => {
                 let projection = queues::projector::Projection::new();
+                let snapshots = plumbing::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
                 router = router.merge(queues::http::routes(projection.clone()));
                 let p = projection.clone();
                 health.register("queues", move || {
@@ -169,7 +170,7 @@ async fn run_services(
                 tasks.spawn(async move {
                     (
                         "queues",
-                        queues::projector::run(&kafka, &topics, projection, token).await,
+                        queues::projector::run(&kafka, &topics, projection, Some(snapshots), token).await,
                     )
                 });
             }
@@ -266,12 +267,7 @@ async fn run_services(
             Service::Ucs => {
                 let (routes, projector) = ucs::service(settings, &topics).await?;
                 let status = projector.status.clone();
-                health.register("ucs", move || {
-                    Status::when(status.caught_up(), "projecting the topics into the database")
-                        .with("applied", status.applied())
-                        .with("skipped", status.skipped())
-                        .with("duplicates", status.duplicates())
-                });
+                health.register("ucs", move || ucs::readiness(&status));
                 router = router.merge(routes);
                 tasks.spawn(async move {
                     (

@@ -270,6 +270,35 @@ proptest! {
         }
         assert_views_match(&board)?;
     }
+
+    /// The queue projection's fold: a board snapshotted after any prefix of a log (the
+    /// decided one, or arbitrary events), stored as JSON, restored and given the rest equals
+    /// the board of the whole log.
+    #[test]
+    fn board_snapshot_plus_the_tail_equals_a_full_replay(
+        commands in commands(),
+        noise in proptest::collection::vec(any::<InteractionEvent>(), 0..20),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let (_, mut log) = run_live(&commands);
+        log.extend(noise);
+        let cut = cut.index(log.len() + 1);
+        let mut full = Board::new();
+        let mut prefix = Board::new();
+        for (n, e) in log.iter().enumerate() {
+            full.apply(e);
+            if n < cut {
+                prefix.apply(e);
+            }
+        }
+        let stored = serde_json::to_string(&prefix.snapshot()).unwrap();
+        let mut continued = Board::restore(serde_json::from_str(&stored).unwrap());
+        for e in &log[cut..] {
+            continued.apply(e);
+        }
+        prop_assert_eq!(&continued, &full);
+        assert_views_match(&continued)?;
+    }
 }
 
 #[test]

@@ -31,6 +31,15 @@ use plumbing::topics::Topics;
 pub use db::Db;
 pub use projector::{Projector, ProjectorStatus, Until};
 
+/// UCS's readiness (`/health/ready/ucs`): ready once the projector has caught up with the
+/// topics as they were at start.
+pub fn readiness(status: &ProjectorStatus) -> plumbing::health::Status {
+    plumbing::health::Status::when(status.caught_up(), "projecting the topics into the database")
+        .with("applied", status.applied())
+        .with("skipped", status.skipped())
+        .with("duplicates", status.duplicates())
+}
+
 /// The UCS service: its router and the projector task to run until `shutdown`.
 pub async fn service(
     settings: &Settings,

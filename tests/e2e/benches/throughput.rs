@@ -131,7 +131,7 @@ async fn main() {
             shutdown.clone(),
             projection.clone(),
         );
-        tokio::spawn(async move { queues::projector::run(&kafka, &topics, p, token).await })
+        tokio::spawn(async move { queues::projector::run(&kafka, &topics, p, None, token).await })
     };
     while !projection.caught_up() {
         assert!(

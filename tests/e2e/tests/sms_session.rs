@@ -51,7 +51,7 @@ async fn an_sms_conversation_is_a_chat_session() {
     settings.sms.session_mode = true;
     let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("chat-server", free_port()), ("sms-server", sms_port)]);
     let http = reqwest::Client::new();
-    for (service, ready) in [("router", "router"), ("desk", "desk"), ("chat-server", "chat")] {
+    for (service, ready) in [("router", "router"), ("desk", "desk"), ("chat-server", "chat-server")] {
         wait_ready(&http, &services.url(service, &format!("/health/ready/{ready}"))).await;
     }
     wait_ready(&http, &services.url("sms-server", "/health/live")).await;

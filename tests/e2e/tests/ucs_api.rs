@@ -56,6 +56,10 @@ async fn contacts_contents_library_and_blobs() {
     settings.ucs.blob_dir = Some(env.dir.path().join("blobs"));
     settings.ucs.max_blob_bytes = 64 * 1024;
     let (router, projector) = ucs::service(&settings, &env.topics).await.unwrap();
+    let health = plumbing::health::Health::new();
+    let status = projector.status.clone();
+    health.register("ucs", move || ucs::readiness(&status));
+    let router = router.merge(health.routes());
     let shutdown = plumbing::CancellationToken::new();
     let (addr, _server) = plumbing::http::serve(router, ([127, 0, 0, 1], 0).into(), shutdown.clone())
         .await

@@ -30,8 +30,8 @@ fn up_command(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &s
         // The history tests submit thousands from one address.
         .env("SWITCHBOARD_WEB_API__RATE_PER_MINUTE", "1000000")
         .env("SWITCHBOARD_WEB_API__RATE_BURST", "100000")
-        // Snapshots every 100 events a partition: a kill lands between snapshots.
-        .env("SWITCHBOARD_INTERACTION_SERVER__SNAPSHOT_EVERY_EVENTS", "100")
+        // Snapshots every 20 events a partition: a kill lands between snapshots.
+        .env("SWITCHBOARD_INTERACTION_SERVER__SNAPSHOT_EVERY_EVENTS", "20")
         // Tests run side by side: Kafka's controller on a free port, not the default 9093.
         .env("SWITCHBOARD_BROKER__CONTROLLER_PORT", "0")
         .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
@@ -316,6 +316,7 @@ async fn on_apache_kafka_restarts_after_2000_interactions_and_decides_new_ones()
     assert!(log.contains("partition state rebuilt"), "the restarted Interaction Server never rebuilt its partitions");
     // A clean stop snapshotted every partition: the restart read no event of the ~10,000.
     assert_eq!(log.matches("partition state restored from its snapshot").count(), 6, "every partition restored from its snapshot");
+    assert!(log.contains("queue projection restored from its snapshot"), "the queue projection replayed instead of restoring");
     let first_start = std::fs::read_to_string(dir.path().join("up-1.log")).unwrap();
     assert!(first_start.contains("no snapshot yet"));
     stop(second).await;
@@ -340,13 +341,15 @@ async fn on_apache_kafka_killed_after_250_interactions_decides_new_ones_after_re
     }
 
     let second = up(dir.path(), 2, http, broker, "kafka").await;
-    // Killed between snapshots (every 100 events a partition): each partition restarts from its
-    // last one and reads only the events written after it, fewer than the whole log.
+    // Killed between snapshots (every 20 events a partition; each has some 200): each partition
+    // restarts from its last one and reads only the events written after it.
     let log = std::fs::read_to_string(dir.path().join("up-2.log")).unwrap();
     assert_eq!(log.matches("partition state restored from its snapshot").count(), 6, "{log}");
     let is: Value = reqwest::get(format!("{}/health/ready/interaction-server", second.base)).await.unwrap().json().await.unwrap();
     let read = is["events_read_at_start"].as_u64().unwrap();
-    assert!(read < 6 * 100, "read {read} events: more than the tails since the snapshots");
+    let queues: Value = reqwest::get(format!("{}/queues", second.base)).await.unwrap().json().await.unwrap();
+    let whole_log = queues["events_applied"].as_u64().unwrap();
+    assert!(read * 4 < whole_log, "read {read} of {whole_log} events at start: not just the tails since the snapshots");
     wait_queued(&second.base, 250, Duration::from_secs(5)).await;
     new_interactions_are_decided_right_after_ready(&second.base).await;
     stop(second).await;
