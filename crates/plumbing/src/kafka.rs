@@ -178,7 +178,8 @@ impl ConsumerContext for RebalanceLog {
 pub type GroupConsumer = StreamConsumer<RebalanceLog>;
 
 /// A consumer-group member that starts at the earliest offset when the group has none, and
-/// stores offsets only when told to.
+/// stores offsets only when told to. It reads `read_uncommitted`: its topic (commands) has no
+/// transactional writer.
 pub fn group_consumer(
     settings: &KafkaSettings,
     group_id: &str,
@@ -194,7 +195,14 @@ pub fn group_consumer(
         .set("enable.partition.eof", "false")
         // Replicas share partitions; a rebalance moves only the partitions that must move.
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("isolation.level", "read_committed")
+        // Commands are written without transactions, so there is nothing uncommitted to hide;
+        // and with read_committed librdkafka asks for *stable* committed offsets (KIP-447),
+        // which after an unclean stop with open transactions stayed pending for minutes: the
+        // assigned partitions never started fetching (6 offset queries outstanding, the
+        // restarted Interaction Server took no command). Without it the group's last
+        // committed offsets come back at once; a stale one only re-delivers commands the
+        // events log already reflects, which the Interaction Server skips.
+        .set("isolation.level", "read_uncommitted")
         .set("session.timeout.ms", "10000");
     overlay(&mut config, &settings.consumer);
     let log = RebalanceLog::default();
