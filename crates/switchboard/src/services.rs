@@ -233,7 +233,12 @@ async fn run_services(
             Service::SmsServer => {
                 let floor = floor.clone().context("floor")?;
                 let f = floor.clone();
-                health.register("sms-server", move || Status::when(f.caught_up(), "replaying the floor"));
+                // In session mode the SMS server also answers from the chat sessions.
+                let sessions = if settings.sms.session_mode { chat_sessions.clone() } else { None };
+                health.register("sms-server", move || {
+                    let sessions_ready = sessions.as_ref().is_none_or(|s| s.caught_up());
+                    Status::when(f.caught_up() && sessions_ready, if sessions_ready { "replaying the floor" } else { "replaying chat.events" })
+                });
                 let sms = &settings.sms;
                 anyhow::ensure!(!sms.auth_token.is_empty(), "[sms] auth_token is unset: webhooks could not be verified");
                 anyhow::ensure!(sms.gateway == "twilio", "[sms] gateway {:?} is not supported (twilio)", sms.gateway);
