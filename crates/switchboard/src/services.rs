@@ -107,6 +107,8 @@ async fn run_services(
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     // Every service registers its readiness here: `/health/ready` is all of them.
     let health = plumbing::health::Health::new();
+    // Where the in-memory states of this process keep their snapshots.
+    let snapshots = plumbing::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
     let mut router = health.routes();
     // The e-mail service and the web API's contact form share one e-mail intake in a process.
     let mail_intake = if services.iter().any(|s| matches!(s, Service::Email | Service::WebApi)) {
@@ -151,17 +153,17 @@ async fn run_services(
             Service::InteractionServer => {
                 let own = settings.interaction_server.clone();
                 let progress = health.progress("interaction-server", "starting");
-                let snapshots = plumbing::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
+                let store = snapshots.clone();
                 tasks.spawn(async move {
                     (
                         "interaction-server",
-                        interaction_server::run(&kafka, &topics, &own, Some(snapshots), progress, token).await,
+                        interaction_server::run(&kafka, &topics, &own, Some(store), progress, token).await,
                     )
                 });
             }
             Service::Queues => {
                 let projection = queues::projector::Projection::new();
-                let snapshots = plumbing::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
+                let store = snapshots.clone();
                 router = router.merge(queues::http::routes(projection.clone()));
                 let p = projection.clone();
                 health.register("queues", move || {
@@ -170,7 +172,7 @@ async fn run_services(
                 tasks.spawn(async move {
                     (
                         "queues",
-                        queues::projector::run(&kafka, &topics, projection, Some(snapshots), token).await,
+                        queues::projector::run(&kafka, &topics, projection, Some(store), token).await,
                     )
                 });
             }

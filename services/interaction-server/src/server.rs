@@ -91,7 +91,7 @@ pub async fn run(
         last_report: Instant::now(),
         last_command: Instant::now(),
         progress,
-        events_read: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        events_read: std::sync::atomic::AtomicU64::new(0),
         snapshots: snapshots.filter(|_| settings.snapshot_every_events > 0),
         written: HashMap::new(),
     };
@@ -201,7 +201,7 @@ struct Server<'a> {
     /// Readiness: ready once the partitions it owns are rebuilt and it consumes.
     progress: Progress,
     /// Events read while rebuilding partitions (progress while not ready).
-    events_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    events_read: std::sync::atomic::AtomicU64,
     snapshots: Option<SnapshotStore>,
     /// Per owned partition: one past its last event this server knows is in the log, and how
     /// many it wrote since its last snapshot.
@@ -303,6 +303,11 @@ impl Server<'_> {
     /// the group decides (an idle partition is ready before its first command arrives).
     async fn rebalanced(&mut self, rebalances: &kafka::RebalanceLog) -> anyhow::Result<()> {
         let revoked = rebalances.take_revoked();
+        let assigned = rebalances.take_assigned();
+        // Called for every command: nothing changed and already said ready, nothing to do.
+        if revoked.is_empty() && assigned.is_empty() && self.progress.is_ready() {
+            return Ok(());
+        }
         if !revoked.is_empty() {
             // Finish what was written for the old assignment before rebuilding.
             self.drain().await?;
@@ -312,8 +317,7 @@ impl Server<'_> {
                 self.close_transaction(partition).await;
             }
         }
-        let mut assigned: Vec<i32> = rebalances
-            .take_assigned()
+        let mut assigned: Vec<i32> = assigned
             .into_iter()
             .filter(|(topic, p)| *topic == self.commands_topic && !self.partitions.contains_key(p))
             .map(|(_, p)| p)
