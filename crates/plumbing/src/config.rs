@@ -33,6 +33,32 @@ pub struct Settings {
     pub callback: CallbackSettings,
     pub web_api: WebApiSettings,
     pub sms: SmsSettings,
+    pub live: LiveSettings,
+}
+
+/// What the in-memory projections keep: only live work, so memory and start-up do not grow
+/// with history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// A stopped interaction leaves the Interaction Server's, the queues' and the floor's boards
+    /// this long after it stopped, in log time (event times, so a replay agrees with the live
+    /// fold). Its id is still remembered, so a duplicate is refused for ever; its history stays
+    /// in the log and UCS (`/v1/interactions/{id}`). Changing it makes the next start replay in
+    /// full (snapshots record the window they were taken with).
+    pub keep_stopped_s: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self { keep_stopped_s: 3600 }
+    }
+}
+
+impl LiveSettings {
+    pub fn keep_stopped_ms(&self) -> i64 {
+        i64::try_from(self.keep_stopped_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 impl Default for Settings {
@@ -53,6 +79,7 @@ impl Default for Settings {
             callback: CallbackSettings::default(),
             web_api: WebApiSettings::default(),
             sms: SmsSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }

@@ -70,3 +70,92 @@ pub async fn serve(
     });
     Ok((bound, task))
 }
+
+/// The one error an HTTP API answers with: a status and a message meant for the caller, as
+/// `{"error": "..."}`. An internal failure (database, broker, I/O) is logged in full with a
+/// reference and answered with that reference only: internals never reach a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    internal: Option<String>,
+}
+
+impl ApiError {
+    /// A refusal the caller can act on (bad input, not found, too large, ...).
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), internal: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// A failure of ours: 500, its detail only in the log.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::hidden(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail)
+    }
+
+    /// A dependency is away (the broker, the database): 503 with `message`, the detail in the
+    /// log; the caller may retry.
+    pub fn unavailable(message: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self::hidden(StatusCode::SERVICE_UNAVAILABLE, message, detail)
+    }
+
+    fn hidden(status: StatusCode, message: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self { status, message: message.into(), internal: Some(detail.to_string()) }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self.internal {
+            None => (self.status, Json(serde_json::json!({ "error": self.message }))).into_response(),
+            Some(detail) => {
+                let reference = uuid::Uuid::new_v4().to_string();
+                tracing::error!(status = %self.status, %reference, error = %detail, "{}", self.message);
+                let message = format!("{} (reference {reference} in the service's log)", self.message);
+                (self.status, Json(serde_json::json!({ "error": message, "reference": reference }))).into_response()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod api_error_tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, String) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn internal_detail_never_reaches_the_client() {
+        let (status, text) = body(ApiError::internal("pool timed out while connecting to postgres://user:secret@db")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("internal error") && text.contains("reference"), "{text}");
+        assert!(!text.contains("secret") && !text.contains("postgres"), "{text}");
+        let (status, text) = body(ApiError::unavailable("the contact store cannot take writes now; retry", "KafkaError (Message production error: MessageTimedOut)")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("retry") && !text.contains("Kafka"), "{text}");
+        let (status, text) = body(ApiError::not_found("no contact c1")).await;
+        assert_eq!((status, text.as_str()), (StatusCode::NOT_FOUND, r#"{"error":"no contact c1"}"#));
+    }
+}

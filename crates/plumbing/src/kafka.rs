@@ -533,6 +533,8 @@ pub enum ReplayError {
 pub struct Replay {
     /// `(topic, partition, offset one past its last record)` not reached yet.
     remaining: Vec<(String, i32, i64)>,
+    /// Offsets between the starts and the ends at start (records and commit markers).
+    backlog: i64,
 }
 
 impl Replay {
@@ -549,6 +551,7 @@ impl Replay {
         starts: &std::collections::BTreeMap<String, i64>,
     ) -> Result<Self, ReplayError> {
         let mut remaining = Vec::new();
+        let mut backlog = 0;
         let mut assignment = TopicPartitionList::new();
         for &topic in topics {
             let kafka = |source| ReplayError::Kafka { topic: topic.to_owned(), source };
@@ -560,18 +563,19 @@ impl Replay {
                 }
                 if high > start {
                     remaining.push((topic.to_owned(), partition, high));
+                    backlog += high - start;
                 }
                 let offset = if start > 0 { Offset::Offset(start) } else { Offset::Beginning };
                 assignment.add_partition_offset(topic, partition, offset).map_err(kafka)?;
             }
         }
         reader.assign(&assignment).map_err(|source| ReplayError::Kafka { topic: topics.join(", "), source })?;
-        Ok(Self { remaining })
+        Ok(Self { remaining, backlog })
     }
 
     /// Records in the log at start, to replay.
     pub fn backlog(&self) -> i64 {
-        self.remaining.iter().map(|r| r.2).sum()
+        self.backlog
     }
 
     pub fn caught_up(&self) -> bool {

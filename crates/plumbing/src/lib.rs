@@ -15,6 +15,7 @@ pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod dead_letter;
+pub mod follow;
 pub mod headers;
 pub mod health;
 pub mod http;

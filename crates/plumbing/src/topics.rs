@@ -133,6 +133,12 @@ impl Topics {
             .map(|t| t.partitions)
     }
 
+    /// A declared topic's `retention.ms`, if it is finite (what Kafka may still redeliver).
+    pub fn retention_ms(&self, topic: &str) -> Option<i64> {
+        let spec = self.specs.iter().find(|t| t.name == topic)?;
+        spec.config.get("retention.ms")?.parse::<i64>().ok().filter(|ms| *ms > 0 && *ms < i64::MAX)
+    }
+
     /// The same list cut down to the topics named (a process prepares only the topics its
     /// services use: under least-privilege ACLs it may not even see the others).
     pub fn only<'a>(&self, used: impl IntoIterator<Item = &'a str>) -> Self {

@@ -119,14 +119,15 @@ async fn run_services(
     // Router, desk, statistics and the e-mail sender share one floor projection in a process.
     let floor = if services.iter().any(|s| matches!(s, Service::Router | Service::Desk | Service::Stats | Service::Email | Service::ChatServer | Service::SmsServer)) {
         let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
-        let floor = floor::SharedFloor::new(threshold_ms);
+        let floor = floor::SharedFloor::new(threshold_ms, settings.live.keep_stopped_ms());
         let library = if services.iter().any(|s| matches!(s, Service::Desk | Service::Email | Service::SmsServer)) {
             floor::projector::Library::Follow
         } else {
             floor::projector::Library::Skip
         };
         let (kafka, topics, token, f) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), floor.clone());
-        tasks.spawn(async move { ("floor", floor::projector::run(&kafka, &topics, f, library, token).await) });
+        let store = snapshots.clone();
+        tasks.spawn(async move { ("floor", floor::projector::run(&kafka, &topics, f, library, Some(store), token).await) });
         let f = floor.clone();
         health.register("floor", move || Status::when(f.caught_up(), "replaying agent.events and interaction.events"));
         Some(floor)
@@ -138,8 +139,8 @@ async fn run_services(
         || (services.iter().any(|s| matches!(s, Service::SmsServer)) && settings.sms.session_mode)
     {
         let sessions = chat_sessions::SharedSessions::new();
-        let (kafka, topics, token, s) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), sessions.clone());
-        tasks.spawn(async move { ("chat sessions", chat_sessions::projector::run(&kafka, &topics, s, token).await) });
+        let (kafka, topics, token, s, store) = (settings.kafka.clone(), topics.clone(), shutdown.clone(), sessions.clone(), snapshots.clone());
+        tasks.spawn(async move { ("chat sessions", chat_sessions::projector::run(&kafka, &topics, s, Some(store), token).await) });
         Some(sessions)
     } else {
         None
@@ -152,30 +153,36 @@ async fn run_services(
         match service {
             Service::InteractionServer => {
                 let own = settings.interaction_server.clone();
+                let retention = interaction_server::retention(&settings.live, &topics);
                 let progress = health.progress("interaction-server", "starting");
                 let store = snapshots.clone();
                 tasks.spawn(async move {
                     (
                         "interaction-server",
-                        interaction_server::run(&kafka, &topics, &own, Some(store), progress, token).await,
+                        interaction_server::run(&kafka, &topics, &own, retention, Some(store), progress, token).await,
                     )
                 });
             }
-            Service::Queues => {
-                let projection = queues::projector::Projection::new();
-                let store = snapshots.clone();
-                router = router.merge(queues::http::routes(projection.clone()));
-                let p = projection.clone();
-                health.register("queues", move || {
-                    Status::when(p.caught_up(), "replaying interaction.events").with("events_applied", p.board().events_applied())
-                });
-                tasks.spawn(async move {
-                    (
-                        "queues",
-                        queues::projector::run(&kafka, &topics, projection, Some(store), token).await,
-                    )
-                });
-            }
+            Service::Queues => match &floor {
+                // One fold of interaction.events per process: the queues read the floor's board.
+                Some(floor) => {
+                    router = router.merge(queues::http::routes(floor.clone()));
+                    let f = floor.clone();
+                    health.register("queues", move || {
+                        Status::when(f.caught_up(), "replaying interaction.events (the floor's board)").with("events_applied", f.read().board().events_applied())
+                    });
+                }
+                None => {
+                    let projection = queues::projector::Projection::new(settings.live.keep_stopped_ms());
+                    let store = snapshots.clone();
+                    router = router.merge(queues::http::routes(projection.clone()));
+                    let p = projection.clone();
+                    health.register("queues", move || {
+                        Status::when(p.caught_up(), "replaying interaction.events").with("events_applied", p.board().events_applied())
+                    });
+                    tasks.spawn(async move { ("queues", queues::projector::run(&kafka, &topics, projection, Some(store), token).await) });
+                }
+            },
             Service::WebApi => {
                 let client =
                     plumbing::commands::CommandClient::new(&kafka, &topics, "web-api")?;

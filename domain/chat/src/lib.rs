@@ -15,14 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use contract::chat::{ChatEvent, ChatPayload, ChatRole, Visibility};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The participant id of notices the chat server writes itself (greeting, queue position,
 /// idle warning); such a message's `client_message_id` names the notice (`notice:<kind>…`).
 pub const SYSTEM: &str = "system";
 
 /// An event with its number in its session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sequenced {
     pub seq: u64,
     pub event: ChatEvent,
@@ -33,7 +33,7 @@ pub struct Sequenced {
     pub agents_only: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Participant {
     pub role: ChatRole,
     pub display_name: String,
@@ -44,7 +44,7 @@ pub struct Participant {
     pub joined_seq: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: String,
     pub interaction_id: Option<String>,
@@ -59,6 +59,9 @@ pub struct Session {
     pub typing: BTreeSet<String>,
     /// `(ended_by, reason)` once ended.
     pub ended: Option<(String, String)>,
+    /// When it ended (the end event's time).
+    #[serde(default)]
+    pub ended_at: Option<i64>,
     pub transcript_to: Option<String>,
     pub started_at: i64,
     /// Time of the last message from a person or of an agent's joining: the idle timeout
@@ -175,6 +178,7 @@ impl Session {
             ChatPayload::SessionEnded(e) => {
                 if self.ended.is_none() {
                     self.ended = Some((e.ended_by.clone(), e.reason.clone()));
+                    self.ended_at = Some(event.occurred_at);
                 }
                 self.typing.clear();
             }
@@ -185,17 +189,63 @@ impl Session {
     }
 }
 
-/// Every session seen on the topic.
-#[derive(Debug, Clone, Default)]
+/// Every session seen on the topic, with indexes of the active ones, the ended ones by end
+/// time and the sessions of each origin, so periodic work walks what is live or recent, not
+/// every session ever.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sessions {
     sessions: HashMap<String, Session>,
+    active: BTreeSet<String>,
+    ended_at: BTreeSet<(i64, String)>,
+    by_origin: HashMap<String, Vec<String>>,
 }
 
 impl Sessions {
     /// Folds one record (in partition order); `None` for a resend of an event already seen.
     pub fn apply(&mut self, event: ChatEvent) -> Option<Sequenced> {
-        let session = self.sessions.entry(event.session_id.clone()).or_insert_with(|| Session { id: event.session_id.clone(), ..Session::default() });
-        session.apply(event)
+        let id = event.session_id.clone();
+        let session = self.sessions.entry(id.clone()).or_insert_with(|| Session { id: id.clone(), ..Session::default() });
+        let (origin_before, ended_before) = (session.origin.clone(), session.ended_at);
+        let applied = session.apply(event);
+        if session.origin != origin_before {
+            if let Some(old) = origin_before
+                && let Some(ids) = self.by_origin.get_mut(&old)
+            {
+                ids.retain(|other| *other != id);
+                if ids.is_empty() {
+                    self.by_origin.remove(&old);
+                }
+            }
+            if let Some(origin) = session.origin.clone() {
+                self.by_origin.entry(origin).or_default().push(id.clone());
+            }
+        }
+        match (ended_before, session.ended_at) {
+            (None, Some(at)) => {
+                self.active.remove(&id);
+                self.ended_at.insert((at, id));
+            }
+            (None, None) => {
+                self.active.insert(id);
+            }
+            _ => {}
+        }
+        applied
+    }
+
+    /// Active sessions and those that ended at or after `since` (log time).
+    pub fn active_or_ended_since(&self, since: i64) -> impl Iterator<Item = &Session> {
+        self.active().chain(self.ended_since(since))
+    }
+
+    /// Sessions that ended at or after `since` (log time).
+    pub fn ended_since(&self, since: i64) -> impl Iterator<Item = &Session> {
+        self.ended_at.range((since, String::new())..).filter_map(|(_, id)| self.sessions.get(id))
+    }
+
+    /// The sessions that started from `origin` (e.g. `sms:+15550100`), oldest first.
+    pub fn of_origin<'a>(&'a self, origin: &str) -> impl Iterator<Item = &'a Session> {
+        self.by_origin.get(origin).into_iter().flatten().filter_map(|id| self.sessions.get(id))
     }
 
     pub fn get(&self, id: &str) -> Option<&Session> {
@@ -212,7 +262,7 @@ impl Sessions {
 
     /// Sessions not ended.
     pub fn active(&self) -> impl Iterator<Item = &Session> {
-        self.sessions.values().filter(|s| !s.is_ended())
+        self.active.iter().filter_map(|id| self.sessions.get(id))
     }
 
     /// Every session.
@@ -223,6 +273,31 @@ impl Sessions {
     /// Sessions that ended.
     pub fn ended(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values().filter(|s| s.is_ended())
+    }
+}
+
+/// Sessions as a snapshot stores them: each session's events in order (its state is a fold
+/// of them, so a restore folds them again and gets the same numbers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionsSnapshot {
+    sessions: Vec<Vec<ChatEvent>>,
+}
+
+impl Sessions {
+    pub fn snapshot(&self) -> SessionsSnapshot {
+        let mut ids: Vec<&String> = self.sessions.keys().collect();
+        ids.sort();
+        SessionsSnapshot {
+            sessions: ids.into_iter().filter_map(|id| self.sessions.get(id)).map(|s| s.events.iter().map(|e| e.event.clone()).collect()).collect(),
+        }
+    }
+
+    pub fn restore(snapshot: SessionsSnapshot) -> Self {
+        let mut sessions = Self::default();
+        for event in snapshot.sessions.into_iter().flatten() {
+            sessions.apply(event);
+        }
+        sessions
     }
 }
 
@@ -344,6 +419,42 @@ mod tests {
             let resumed: Vec<u64> = b.get("s1").unwrap().since(cut, Audience::Agents).map(|s| s.seq).collect();
             let expected: Vec<u64> = whole.iter().map(|(n, _)| *n).filter(|n| *n > cut).collect();
             proptest::prop_assert_eq!(resumed, expected);
+        }
+
+        /// Sessions snapshotted after any prefix of a stream (two sessions, resends
+        /// included), stored as JSON, restored and given the rest equal the sessions of the
+        /// whole stream, numbers and all.
+        #[test]
+        fn snapshot_plus_the_tail_equals_a_full_replay(
+            raw in proptest::collection::vec((proptest::prelude::any::<ChatEvent>(), 0..2usize, 0..30usize), 0..60),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let events: Vec<ChatEvent> = raw.into_iter().map(|(mut e, session, id)| {
+                e.session_id = ["s1", "s2"][session].into();
+                e.event_id = format!("e{id}");
+                e
+            }).collect();
+            let cut = cut.index(events.len() + 1);
+            let (mut full, mut prefix) = (Sessions::default(), Sessions::default());
+            for (n, e) in events.iter().enumerate() {
+                full.apply(e.clone());
+                if n < cut {
+                    prefix.apply(e.clone());
+                }
+            }
+            let stored = serde_json::to_string(&prefix.snapshot()).unwrap();
+            let mut continued = Sessions::restore(serde_json::from_str(&stored).unwrap());
+            for e in &events[cut..] {
+                continued.apply(e.clone());
+            }
+            proptest::prop_assert_eq!(&continued, &full);
+            // The indexes agree with a scan of every session.
+            let ids = |it: &mut dyn Iterator<Item = &Session>| it.map(|s| s.id.clone()).collect::<BTreeSet<String>>();
+            proptest::prop_assert_eq!(ids(&mut full.active()), ids(&mut full.all().filter(|s| !s.is_ended())));
+            proptest::prop_assert_eq!(ids(&mut full.ended_since(i64::MIN)), ids(&mut full.ended()));
+            for origin in full.all().filter_map(|s| s.origin.clone()) {
+                proptest::prop_assert_eq!(ids(&mut full.of_origin(&origin)), ids(&mut full.all().filter(|s| s.origin.as_ref() == Some(&origin))));
+            }
         }
     }
 }

@@ -4,9 +4,18 @@
 //! The queue index is maintained incrementally (each event moves at most one entry);
 //! [`Board::queue_view_from_scratch`] recomputes it naively and exists so tests can prove
 //! the two agree.
+//!
+//! Only live work stays: with [`Board::evicting_after`], an interaction stopped longer than the
+//! window leaves the board, measured in *log time* (the latest `occurred_at` the board has
+//! applied, never the wall clock), so a replay and the live fold evict alike. Its id stays in
+//! [`EndedIds`], a compact exact index, so [`Board::has_seen`] still refuses a duplicate
+//! months later.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use contract::event::{AgentId, AgentReason, EventPayload, InteractionEvent, LockHolderKind, MediaType, PartyRole};
 use serde::{Deserialize, Serialize};
@@ -66,6 +75,9 @@ pub struct Interaction {
     pub declined_by: BTreeSet<String>,
     pub updated_at: i64,
     pub rejected_commands: u32,
+    /// When it stopped (log time): the start of its eviction window.
+    #[serde(default)]
+    pub stopped_at: Option<i64>,
 }
 
 impl Interaction {
@@ -82,6 +94,54 @@ struct QueueKey {
     id: String,
 }
 
+/// The ids of interactions that left the board: 128 bits of each id's SHA-256 (16 bytes an
+/// id, exact in practice: a false match needs about 2^64 ids). Never shrinks: an id is
+/// refused as a duplicate forever, as before eviction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EndedIds(HashSet<u128>);
+
+impl EndedIds {
+    /// The 128-bit key an id is remembered by.
+    pub fn key(id: &str) -> u128 {
+        let digest = Sha256::digest(id.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        u128::from_le_bytes(bytes)
+    }
+
+    pub fn insert(&mut self, id: &str) {
+        self.0.insert(Self::key(id));
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        !self.0.is_empty() && self.0.contains(&Self::key(id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The index as one base64 string of sorted 16-byte keys (compact in a JSON snapshot).
+    fn encode(&self) -> String {
+        let mut keys: Vec<u128> = self.0.iter().copied().collect();
+        keys.sort_unstable();
+        let bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(text).ok()?;
+        if bytes.len() % 16 != 0 {
+            return None;
+        }
+        Some(Self(bytes.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().unwrap_or([0; 16]))).collect()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Board {
     interactions: BTreeMap<String, Interaction>,
@@ -90,6 +150,15 @@ pub struct Board {
     /// Events that did not fit the interaction's state (e.g. for an unknown id); applied as a
     /// no-op so a projection never stops on them, and counted so they are visible.
     anomalies: u64,
+    /// How long a stopped interaction stays (log time, ms); `None` keeps everything.
+    keep_stopped_ms: Option<i64>,
+    /// The latest `occurred_at` applied: the board's clock.
+    clock: i64,
+    /// Stopped interactions by stop time: the next to leave first.
+    stopped: BTreeSet<(i64, String)>,
+    ended: EndedIds,
+    /// Events for interactions that had already left (late facts, e.g. a delivery receipt).
+    late_events: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,6 +188,59 @@ pub struct QueueSummary {
 impl Board {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A board that lets an interaction go `keep_stopped_ms` (log time) after it stopped.
+    pub fn evicting_after(keep_stopped_ms: i64) -> Self {
+        Self { keep_stopped_ms: Some(keep_stopped_ms.max(0)), ..Self::default() }
+    }
+
+    /// [`Board::evicting_after`] the window, or [`Board::new`] (keep everything) without one.
+    pub fn with_window(keep_stopped_ms: Option<i64>) -> Self {
+        keep_stopped_ms.map_or_else(Self::new, Self::evicting_after)
+    }
+
+    pub fn keep_stopped_ms(&self) -> Option<i64> {
+        self.keep_stopped_ms
+    }
+
+    /// The earliest time still inside the eviction window at `now` (`i64::MIN` without one):
+    /// periodic work about stopped things looks no further back.
+    pub fn window_start(&self, now: i64) -> i64 {
+        self.keep_stopped_ms.map_or(i64::MIN, |keep| now.saturating_sub(keep))
+    }
+
+    /// Whether `id` was ever submitted: on the board, or stopped and gone.
+    pub fn has_seen(&self, id: &str) -> bool {
+        self.interactions.contains_key(id) || self.ended.contains(id)
+    }
+
+    /// Whether `id` stopped and left the board (its history is in the log and UCS).
+    pub fn has_left(&self, id: &str) -> bool {
+        !self.interactions.contains_key(id) && self.ended.contains(id)
+    }
+
+    /// Interactions on the board (live, or stopped within the window).
+    pub fn len(&self) -> usize {
+        self.interactions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.interactions.is_empty()
+    }
+
+    /// Interactions that stopped and left.
+    pub fn evicted(&self) -> usize {
+        self.ended.len()
+    }
+
+    pub fn late_events(&self) -> u64 {
+        self.late_events
+    }
+
+    /// The latest event time applied (Unix ms).
+    pub fn clock(&self) -> i64 {
+        self.clock
     }
 
     pub fn events_applied(&self) -> u64 {
@@ -154,10 +276,30 @@ impl Board {
     /// Fold one event into the board. Total: any event, in any order, is safe to apply.
     pub fn apply(&mut self, event: &InteractionEvent) {
         self.events_applied += 1;
+        let at = event.occurred_at;
+        self.clock = self.clock.max(at);
+        self.apply_to_interaction(event);
+        self.evict_due();
+    }
+
+    /// Lets go of the interactions whose window has passed on the board's clock.
+    fn evict_due(&mut self) {
+        let Some(keep) = self.keep_stopped_ms else { return };
+        while let Some((stopped_at, _)) = self.stopped.first() {
+            if stopped_at.saturating_add(keep) >= self.clock {
+                break;
+            }
+            let Some((_, id)) = self.stopped.pop_first() else { break };
+            self.interactions.remove(&id);
+            self.ended.insert(&id);
+        }
+    }
+
+    fn apply_to_interaction(&mut self, event: &InteractionEvent) {
         let id = event.interaction_id.as_str();
         let at = event.occurred_at;
         if let EventPayload::Submitted(s) = &event.payload {
-            if self.interactions.contains_key(id) {
+            if self.has_seen(id) {
                 self.anomalies += 1;
                 return;
             }
@@ -184,14 +326,20 @@ impl Board {
                     declined_by: BTreeSet::new(),
                     updated_at: at,
                     rejected_commands: 0,
+                    stopped_at: None,
                 },
             );
             return;
         }
         let Some(interaction) = self.interactions.get_mut(id) else {
-            self.anomalies += 1;
+            if self.ended.contains(id) {
+                self.late_events += 1;
+            } else {
+                self.anomalies += 1;
+            }
             return;
         };
+        let stopped_before = interaction.stopped_at;
         let before = queue_position(interaction);
         interaction.updated_at = at;
         match &event.payload {
@@ -256,6 +404,7 @@ impl Board {
             }
             EventPayload::Stopped(s) => {
                 interaction.status = Status::Stopped;
+                interaction.stopped_at.get_or_insert(at);
                 interaction.stop_reason = Some(s.reason.clone());
                 interaction.offer = None;
                 interaction.lock = None;
@@ -264,7 +413,19 @@ impl Board {
             }
             EventPayload::CommandRejected(_) => interaction.rejected_commands += 1,
         }
+        if interaction.status != Status::Stopped {
+            interaction.stopped_at = None;
+        }
+        let stopped_after = interaction.stopped_at;
         let after = queue_position(interaction);
+        if stopped_before != stopped_after {
+            if let Some(t) = stopped_before {
+                self.stopped.remove(&(t, id.to_owned()));
+            }
+            if let Some(t) = stopped_after {
+                self.stopped.insert((t, id.to_owned()));
+            }
+        }
         if before != after {
             if let Some((queue, key)) = before
                 && let Some(set) = self.queues.get_mut(&queue) {
@@ -360,6 +521,11 @@ pub struct BoardSnapshot {
     interactions: Vec<Interaction>,
     events_applied: u64,
     anomalies: u64,
+    keep_stopped_ms: Option<i64>,
+    clock: i64,
+    /// [`EndedIds`], encoded.
+    ended: String,
+    late_events: u64,
 }
 
 impl Board {
@@ -368,19 +534,39 @@ impl Board {
             interactions: self.interactions.values().cloned().collect(),
             events_applied: self.events_applied,
             anomalies: self.anomalies,
+            keep_stopped_ms: self.keep_stopped_ms,
+            clock: self.clock,
+            ended: self.ended.encode(),
+            late_events: self.late_events,
         }
     }
 
-    /// The board a snapshot was taken of, its queue index rebuilt.
-    pub fn restore(snapshot: BoardSnapshot) -> Self {
-        let mut board = Self { events_applied: snapshot.events_applied, anomalies: snapshot.anomalies, ..Self::default() };
+    /// The board a snapshot was taken of, its indexes rebuilt; `None` if the snapshot is
+    /// unreadable or was taken with another eviction window than `keep_stopped_ms` (it could
+    /// hold interactions a fold with this window would have let go, or lack ones it keeps).
+    pub fn restore(snapshot: BoardSnapshot, keep_stopped_ms: Option<i64>) -> Option<Self> {
+        if snapshot.keep_stopped_ms != keep_stopped_ms.map(|k| k.max(0)) {
+            return None;
+        }
+        let mut board = Self {
+            events_applied: snapshot.events_applied,
+            anomalies: snapshot.anomalies,
+            keep_stopped_ms: snapshot.keep_stopped_ms,
+            clock: snapshot.clock,
+            ended: EndedIds::decode(&snapshot.ended)?,
+            late_events: snapshot.late_events,
+            ..Self::default()
+        };
         for interaction in snapshot.interactions {
             if let Some((queue, key)) = queue_position(&interaction) {
                 board.queues.entry(queue).or_default().insert(key);
             }
+            if let Some(t) = interaction.stopped_at {
+                board.stopped.insert((t, interaction.id.clone()));
+            }
             board.interactions.insert(interaction.id.clone(), interaction);
         }
-        board
+        Some(board)
     }
 }
 

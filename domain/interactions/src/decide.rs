@@ -22,6 +22,9 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
         if board.interaction(id).is_some() {
             return Err(format!("interaction {id} already exists"));
         }
+        if board.has_left(id) {
+            return Err(format!("interaction {id} already exists (it has ended)"));
+        }
         if s.target_queue.trim().is_empty() {
             return Err("target_queue is empty".into());
         }
@@ -44,6 +47,12 @@ pub fn decide(board: &Board, command: &InteractionCommand) -> Result<Vec<EventPa
         ]);
     }
     let Some(i) = board.interaction(id) else {
+        if board.has_left(id) {
+            return Err(format!(
+                "interaction {id} ended more than {} s ago and is no longer live: its history is in UCS and the log",
+                board.keep_stopped_ms().unwrap_or(0) / 1000
+            ));
+        }
         return Err(format!("no interaction {id} (it was never submitted)"));
     };
     // Closed to work, not to facts learnt later (a delivery receipt after "sent").

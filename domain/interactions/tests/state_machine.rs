@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use contract::command::*;
 use contract::event::{EventPayload, InteractionEvent};
-use interactions::partition::{Outcome, PartitionState};
+use interactions::partition::{Outcome, PartitionState, Retention};
 use proptest::prelude::*;
 use interactions::board::Board;
 
@@ -126,9 +126,23 @@ fn commands() -> impl Strategy<Value = Vec<InteractionCommand>> {
     })
 }
 
+/// Keep everything, or let stopped interactions and old command ids go after a short window
+/// (commands are 10 ms apart in log time, so both happen within a generated stream).
+fn retention() -> impl Strategy<Value = Retention> {
+    prop_oneof![
+        Just(Retention::FOREVER),
+        (proptest::option::of(0..300i64), proptest::option::of(0..300i64))
+            .prop_map(|(keep_stopped_ms, remember_commands_ms)| Retention { keep_stopped_ms, remember_commands_ms }),
+    ]
+}
+
 /// Runs commands (at offsets 0..) through a live state, returning it and the events log.
 fn run_live(commands: &[InteractionCommand]) -> (PartitionState, Vec<InteractionEvent>) {
-    let mut state = PartitionState::default();
+    run_live_with(Retention::FOREVER, commands)
+}
+
+fn run_live_with(retention: Retention, commands: &[InteractionCommand]) -> (PartitionState, Vec<InteractionEvent>) {
+    let mut state = PartitionState::new(retention);
     let mut log = Vec::new();
     for (offset, command) in commands.iter().enumerate() {
         if let Outcome::Emit { events, .. } = state.handle(0, offset as i64, command) {
@@ -159,9 +173,9 @@ proptest! {
     /// Applying the events one by one as they are decided equals rebuilding from the log, and
     /// the incrementally kept queue order equals the order recomputed from scratch.
     #[test]
-    fn incremental_equals_rebuilt(commands in commands()) {
-        let (live, log) = run_live(&commands);
-        let rebuilt = PartitionState::recover(log.clone());
+    fn incremental_equals_rebuilt(commands in commands(), retention in retention()) {
+        let (live, log) = run_live_with(retention, &commands);
+        let rebuilt = PartitionState::recover_with(retention, log.clone());
         prop_assert_eq!(&live.board, &rebuilt.board);
         // Retried commands write nothing, so the log's resume point is just past the last
         // command that wrote events; re-reading the retries after it is harmless.
@@ -169,7 +183,7 @@ proptest! {
         prop_assert_eq!(rebuilt.resume_at(), last_written);
         prop_assert!(rebuilt.resume_at() <= live.resume_at());
         assert_views_match(&live.board)?;
-        let mut from_scratch = Board::new();
+        let mut from_scratch = Board::with_window(retention.keep_stopped_ms);
         for e in &log {
             from_scratch.apply(e);
         }
@@ -180,11 +194,11 @@ proptest! {
     /// and re-consumption from the resume point, ends with exactly the log an uninterrupted run
     /// writes: no event lost, none written twice.
     #[test]
-    fn crash_anywhere_then_resume_gives_the_same_log(commands in commands(), cut in any::<proptest::sample::Index>()) {
-        let (_, full_log) = run_live(&commands);
+    fn crash_anywhere_then_resume_gives_the_same_log(commands in commands(), cut in any::<proptest::sample::Index>(), retention in retention()) {
+        let (_, full_log) = run_live_with(retention, &commands);
         let cut = cut.index(full_log.len() + 1);
         let mut log: Vec<InteractionEvent> = full_log[..cut].to_vec();
-        let mut state = PartitionState::recover(log.clone());
+        let mut state = PartitionState::recover_with(retention, log.clone());
         // The consumer restarts from an offset at or before the resume point (committed offsets lag).
         for (offset, command) in commands.iter().enumerate() {
             if let Outcome::Emit { events, .. } = state.handle(0, offset as i64, command) {
@@ -192,8 +206,14 @@ proptest! {
             }
         }
         prop_assert_eq!(&log, &full_log);
-        let ids: std::collections::HashSet<_> = log.iter().map(|e| &e.event_id).collect();
-        prop_assert_eq!(ids.len(), log.len(), "event ids are unique");
+        let written: std::collections::HashSet<_> = log.iter().map(|e| (e.command_offset, e.index)).collect();
+        prop_assert_eq!(written.len(), log.len(), "no event written twice");
+        if retention.remember_commands_ms.is_none() {
+            // (A retry that comes after its id was forgotten is decided again, so its events
+            // repeat ids; in production the window is the commands topic's retention.)
+            let ids: std::collections::HashSet<_> = log.iter().map(|e| &e.event_id).collect();
+            prop_assert_eq!(ids.len(), log.len(), "event ids are unique");
+        }
     }
 
     /// A snapshot taken at any offset of the events log where no command's events are half
@@ -205,12 +225,13 @@ proptest! {
         commands in commands(),
         cut in any::<proptest::sample::Index>(),
         crash in any::<proptest::sample::Index>(),
+        retention in retention(),
     ) {
-        let (_, full_log) = run_live(&commands);
+        let (_, full_log) = run_live_with(retention, &commands);
         // A log as a crash leaves it: a prefix, then the whole run again (its repeats skipped).
         let crash = crash.index(full_log.len() + 1);
         let mut log: Vec<InteractionEvent> = full_log[..crash].to_vec();
-        let mut state = PartitionState::recover(log.clone());
+        let mut state = PartitionState::recover_with(retention, log.clone());
         for (offset, command) in commands.iter().enumerate() {
             if let Outcome::Emit { events, .. } = state.handle(0, offset as i64, command) {
                 log.extend(events);
@@ -218,13 +239,13 @@ proptest! {
         }
         for log in [&full_log, &log] {
             let cut = cut.index(log.len() + 1);
-            let full = PartitionState::recover(log.iter().cloned());
-            let prefix = PartitionState::recover(log[..cut].iter().cloned());
+            let full = PartitionState::recover_with(retention, log.iter().cloned());
+            let prefix = PartitionState::recover_with(retention, log[..cut].iter().cloned());
             let mid_set = log.get(cut).is_some_and(|next| next.index > 0 && log[..cut].last().is_some_and(|last| last.command_offset == next.command_offset));
             match prefix.snapshot() {
                 Some(snapshot) => {
                     let stored = serde_json::to_string(&snapshot).unwrap();
-                    let restored = PartitionState::restore(serde_json::from_str(&stored).unwrap());
+                    let restored = PartitionState::restore(serde_json::from_str(&stored).unwrap(), retention).expect("same retention");
                     let continued = restored.recover_tail(log[cut..].iter().cloned());
                     prop_assert_eq!(&continued, &full);
                     assert_views_match(&continued.board)?;
@@ -279,12 +300,13 @@ proptest! {
         commands in commands(),
         noise in proptest::collection::vec(any::<InteractionEvent>(), 0..20),
         cut in any::<proptest::sample::Index>(),
+        keep_stopped_ms in proptest::option::of(0..300i64),
     ) {
         let (_, mut log) = run_live(&commands);
         log.extend(noise);
         let cut = cut.index(log.len() + 1);
-        let mut full = Board::new();
-        let mut prefix = Board::new();
+        let mut full = Board::with_window(keep_stopped_ms);
+        let mut prefix = Board::with_window(keep_stopped_ms);
         for (n, e) in log.iter().enumerate() {
             full.apply(e);
             if n < cut {
@@ -292,7 +314,7 @@ proptest! {
             }
         }
         let stored = serde_json::to_string(&prefix.snapshot()).unwrap();
-        let mut continued = Board::restore(serde_json::from_str(&stored).unwrap());
+        let mut continued = Board::restore(serde_json::from_str(&stored).unwrap(), keep_stopped_ms).expect("same window");
         for e in &log[cut..] {
             continued.apply(e);
         }
@@ -409,4 +431,71 @@ fn a_typical_life_and_readable_rejections() {
         state.board.interaction("i1").map(|i| i.status),
         Some(interactions::board::Status::Stopped)
     );
+}
+
+/// A stopped interaction leaves the board once the window has passed in log time; its id is
+/// still refused as a duplicate afterwards (also after a snapshot and restore), work on it is
+/// refused with a reason that says where its history is, and old command ids are forgotten.
+#[test]
+fn stopped_interactions_leave_but_their_ids_are_remembered() {
+    let cmd = |n: i64, at: i64, id: &str, payload| InteractionCommand {
+        command_id: format!("c{n}"),
+        interaction_id: id.into(),
+        issued_at: at,
+        issued_by: "t".into(),
+        payload,
+    };
+    let submit = CommandPayload::Submit(Submit {
+        media_type: MediaType::Email,
+        origin: "email-server".into(),
+        target_queue: "inbound".into(),
+        priority: 0,
+        properties: BTreeMap::new(),
+        contact_id: None,
+        content_ref: None,
+        parent_interaction_id: None,
+    });
+    let hour = 3_600_000;
+    let retention = Retention { keep_stopped_ms: Some(hour), remember_commands_ms: Some(24 * hour) };
+    let mut state = PartitionState::new(retention);
+    let mut log = Vec::new();
+    let mut run = |state: &mut PartitionState, offset: i64, command: InteractionCommand| -> Option<String> {
+        match state.handle(0, offset, &command) {
+            Outcome::Emit { events, rejected } => {
+                let reason = events.iter().find_map(|e| match &e.payload {
+                    EventPayload::CommandRejected(r) => Some(r.reason.clone()),
+                    _ => None,
+                });
+                log.extend(events);
+                assert_eq!(rejected, reason.is_some());
+                reason
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(run(&mut state, 0, cmd(0, 0, "mail-1", submit.clone())), None);
+    assert_eq!(run(&mut state, 1, cmd(1, 10, "mail-1", CommandPayload::Stop(Stop { reason: "done".into() }))), None);
+    // Within the window it stays, and a late fact is still recorded.
+    let late = CommandPayload::ChangeProperties(ChangeProperties { set: BTreeMap::from([("receipt".into(), "ok".into())]), remove: vec![], priority: None });
+    assert_eq!(run(&mut state, 2, cmd(2, hour, "mail-1", late.clone())), None);
+    assert!(state.board.interaction("mail-1").is_some());
+    // Another interaction's event moves the clock past the window: mail-1 leaves.
+    assert_eq!(run(&mut state, 3, cmd(3, hour + 11, "mail-2", submit.clone())), None);
+    assert!(state.board.interaction("mail-1").is_none());
+    assert!(state.board.has_left("mail-1") && state.board.has_seen("mail-1"));
+    assert_eq!((state.board.len(), state.board.evicted()), (1, 1));
+    // The redelivered mail, months later, is still a duplicate.
+    let refused = run(&mut state, 4, cmd(4, 90 * 24 * hour, "mail-1", submit.clone())).expect("refused");
+    assert!(refused.contains("already exists"), "{refused}");
+    let refused = run(&mut state, 5, cmd(5, 90 * 24 * hour, "mail-1", late)).expect("refused");
+    assert!(refused.contains("no longer live") && refused.contains("UCS"), "{refused}");
+    // Command ids older than a day (log time) are forgotten: only the last two are kept.
+    assert_eq!(state.remembered_commands(), 2);
+    // The same after a restore from a snapshot and after a full replay.
+    let stored = serde_json::to_string(&state.snapshot().unwrap()).unwrap();
+    let restored = PartitionState::restore(serde_json::from_str(&stored).unwrap(), retention).unwrap();
+    assert_eq!(restored, PartitionState::recover_with(retention, log.iter().cloned()));
+    assert!(restored.board.has_left("mail-1") && !restored.board.has_seen("mail-3"));
+    // A snapshot of another retention is not used (a full replay instead).
+    assert!(PartitionState::restore(serde_json::from_str(&stored).unwrap(), Retention::FOREVER).is_none());
 }

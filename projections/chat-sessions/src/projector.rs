@@ -1,25 +1,29 @@
-//! Keeps the chat sessions current from `chat.events`: replays from offset 0 at start (the
-//! sessions live in memory, so the replay is the rebuild), then follows. Every new event is
+//! Keeps the chat sessions current from `chat.events`: restores its snapshot and reads the
+//! records after it, or replays from offset 0 (the sessions live in memory, so the replay is
+//! the rebuild), then follows. Every new event is
 //! broadcast with its sequence number to the sockets, which pick their session's.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use anyhow::Context;
-use chat::{Sequenced, Sessions};
+use chat::{Sequenced, Sessions, SessionsSnapshot};
 use contract::AvroMessage;
 use contract::chat::ChatEvent;
+use plumbing::CancellationToken;
 use plumbing::config::KafkaSettings;
-use plumbing::kafka;
+use plumbing::follow::{Fold, Following, follow};
+use plumbing::snapshots::SnapshotStore;
 use plumbing::topics::{self, Topics};
-use plumbing::{CancellationToken, Message};
 use tokio::sync::broadcast;
 
 pub struct SharedSessions {
     sessions: RwLock<Sessions>,
     caught_up: AtomicBool,
     undecodable: AtomicU64,
-    live: broadcast::Sender<Arc<Sequenced>>,
+    /// Per session with an open socket, the channel of its new events: an event reaches only
+    /// its own session's sockets (never every socket to filter).
+    live: Mutex<HashMap<String, broadcast::Sender<Arc<Sequenced>>>>,
 }
 
 impl SharedSessions {
@@ -28,7 +32,7 @@ impl SharedSessions {
             sessions: RwLock::new(Sessions::default()),
             caught_up: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
-            live: broadcast::channel(16_384).0,
+            live: Mutex::new(HashMap::new()),
         })
     }
 
@@ -45,52 +49,68 @@ impl SharedSessions {
         self.undecodable.load(Ordering::Relaxed)
     }
 
-    /// New events of every session, as they are applied.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Sequenced>> {
-        self.live.subscribe()
+    /// New events of `session`, as they are applied.
+    pub fn subscribe(&self, session: &str) -> broadcast::Receiver<Arc<Sequenced>> {
+        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Channels of sessions whose sockets all closed (and that had no event since).
+        live.retain(|_, channel| channel.receiver_count() > 0);
+        live.entry(session.to_owned()).or_insert_with(|| broadcast::channel(1024).0).subscribe()
     }
 
     pub fn apply(&self, event: ChatEvent) {
+        let session = event.session_id.clone();
         let applied = self.sessions.write().unwrap_or_else(|poisoned| poisoned.into_inner()).apply(event);
         if let Some(sequenced) = applied {
-            let _ = self.live.send(Arc::new(sequenced));
+            let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // No receiver left: every socket of the session has closed.
+            if let Some(channel) = live.get(&session)
+                && channel.send(Arc::new(sequenced)).is_err()
+            {
+                live.remove(&session);
+            }
         }
     }
 }
 
-/// Follows `chat.events` into `sessions` until `shutdown`.
-pub async fn run(kafka_settings: &KafkaSettings, topics: &Topics, sessions: Arc<SharedSessions>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let reader = kafka::reader(kafka_settings)?;
-    let topic = topics.name(topics::CHAT_EVENTS);
-    let mut replay = kafka::Replay::from_beginning(&reader, &[topic.as_str()])?;
-    if replay.caught_up() {
-        sessions.caught_up.store(true, Ordering::Release);
-    }
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message,
-        };
-        let message = match message {
-            Err(e) if kafka::is_partition_end(&e) => {
-                if replay.reached_ends(&reader) {
-                    sessions.caught_up.store(true, Ordering::Release);
-                    tracing::info!(sessions = sessions.read().len(), "chat sessions caught up");
-                }
-                continue;
+/// Records applied between two snapshots.
+pub const SNAPSHOT_EVERY: u64 = 50_000;
+const SNAPSHOT_FORMAT: u32 = 1;
+
+impl Fold for SharedSessions {
+    type Snapshot = SessionsSnapshot;
+
+    fn apply(&self, _topic: &str, payload: &[u8]) -> Result<(), String> {
+        match ChatEvent::decode(payload) {
+            Ok(event) => {
+                SharedSessions::apply(self, event);
+                Ok(())
             }
-            other => other.context("reading chat.events")?,
-        };
-        match ChatEvent::decode(message.payload().unwrap_or_default()) {
-            Ok(event) => sessions.apply(event),
             Err(e) => {
-                sessions.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(partition = message.partition(), offset = message.offset(), error = %e, "undecodable chat event skipped");
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                Err(e.to_string())
             }
         }
-        if replay.read(message.topic(), message.partition(), message.offset()) {
-            sessions.caught_up.store(true, Ordering::Release);
-            tracing::info!(sessions = sessions.read().len(), "chat sessions caught up");
-        }
     }
+
+    fn snapshot(&self) -> SessionsSnapshot {
+        self.read().snapshot()
+    }
+
+    fn restore(&self, snapshot: SessionsSnapshot) -> Result<(), String> {
+        *self.sessions.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Sessions::restore(snapshot);
+        Ok(())
+    }
+
+    fn caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+        tracing::info!(sessions = self.read().len(), "chat sessions caught up");
+    }
+}
+
+/// Follows `chat.events` into `sessions` until `shutdown`: from its snapshot and the records
+/// after it, or from offset 0.
+pub async fn run(kafka_settings: &KafkaSettings, topics: &Topics, sessions: Arc<SharedSessions>, snapshots: Option<SnapshotStore>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let topic = topics.name(topics::CHAT_EVENTS);
+    let following = Following { name: format!("chat-sessions-{topic}"), topics: vec![topic], format: SNAPSHOT_FORMAT, snapshot_every: SNAPSHOT_EVERY, snapshots };
+    follow(kafka_settings, following, sessions.as_ref(), shutdown).await
 }

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use contract::agent::{AgentEvent, AgentPayload};
 use contract::command::MediaType;
 use contract::event::InteractionEvent;
-use queues::board::{Board, Interaction};
-use serde::Serialize;
+use queues::board::{Board, BoardSnapshot, Interaction};
+use serde::{Deserialize, Serialize};
 
 use crate::library::Library;
 use crate::stats::Stats;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agent {
     pub id: String,
     pub logged_in: bool,
@@ -140,9 +140,48 @@ fn involvement(i: Option<&Interaction>) -> (Option<String>, Option<String>, BTre
     }
 }
 
+/// A floor as a snapshot stores it (the board's derived indexes are rebuilt on restore).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorSnapshot {
+    board: BoardSnapshot,
+    agents: Vec<Agent>,
+    reflected: BTreeMap<i32, i64>,
+    stats: Stats,
+    agent_events: u64,
+    library: Library,
+    trend: crate::trend::Trend,
+}
+
 impl Floor {
-    pub fn new(service_level_threshold_ms: i64) -> Self {
+    pub fn snapshot(&self) -> FloorSnapshot {
+        FloorSnapshot {
+            board: self.board.snapshot(),
+            agents: self.agents.values().cloned().collect(),
+            reflected: self.reflected.clone(),
+            stats: self.stats.clone(),
+            agent_events: self.agent_events,
+            library: self.library.clone(),
+            trend: self.trend.clone(),
+        }
+    }
+
+    /// The floor a snapshot was taken of; `None` if it was taken with another eviction window.
+    pub fn restore(snapshot: FloorSnapshot, keep_stopped_ms: i64) -> Option<Self> {
+        Some(Self {
+            board: Board::restore(snapshot.board, Some(keep_stopped_ms))?,
+            agents: snapshot.agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            reflected: snapshot.reflected,
+            stats: snapshot.stats,
+            agent_events: snapshot.agent_events,
+            library: snapshot.library,
+            trend: snapshot.trend,
+        })
+    }
+
+    /// `keep_stopped_ms`: how long a stopped interaction stays on the floor's board (log time).
+    pub fn new(service_level_threshold_ms: i64, keep_stopped_ms: i64) -> Self {
         Self {
+            board: Board::evicting_after(keep_stopped_ms),
             stats: Stats::new(service_level_threshold_ms),
             ..Self::default()
         }
@@ -369,7 +408,7 @@ mod tests {
 
     #[test]
     fn load_follows_offers_and_ownership_and_frees_on_stop() {
-        let mut floor = Floor::new(20_000);
+        let mut floor = Floor::new(20_000, 3_600_000);
         floor.apply_agent_event(&agent_ev("ann", 1, AgentPayload::LoggedIn(LoggedIn {
             place: None,
             skills: BTreeMap::new(),
@@ -418,7 +457,7 @@ mod tests {
 
     #[test]
     fn a_stop_in_queue_by_its_lock_holder_is_processed_not_abandoned() {
-        let mut floor = Floor::new(20_000);
+        let mut floor = Floor::new(20_000, 3_600_000);
         for e in submitted("sent", 10, MediaType::Email).iter().chain(&submitted("gone", 11, MediaType::Email)) {
             floor.apply_interaction_event(e);
         }

@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 
 use contract::ucs::{UcsEvent, UcsPayload};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Library {
     /// Category id to name.
     categories: BTreeMap<String, String>,
     responses: BTreeMap<String, StandardResponse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StandardResponse {
     pub id: String,
     pub name: String,

@@ -1,24 +1,25 @@
 //! Keeps a [`Floor`] current from `interaction.events` and `agent.events` (and `ucs.events`
-//! for the standard-response library, where a desk needs it): replays them from offset 0 at
-//! start (the floor lives in memory, so the replay is the rebuild), then follows.
+//! for the standard-response library, where a desk needs it): restores its snapshot and reads
+//! the records after it (no snapshot: replays from offset 0; the floor lives in memory, so the
+//! replay is the rebuild), then follows; snapshots every [`SNAPSHOT_EVERY`] records and at a
+//! clean stop.
 //! Readers wait on [`SharedFloor::changed`] or subscribe to what each event touched.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::time::Instant;
 
-use anyhow::Context;
 use contract::AvroMessage;
 use contract::agent::AgentEvent;
 use contract::event::InteractionEvent;
 use contract::ucs::UcsEvent;
+use plumbing::CancellationToken;
 use plumbing::config::KafkaSettings;
-use plumbing::kafka;
+use plumbing::follow::{Fold, Following, follow};
+use plumbing::snapshots::SnapshotStore;
 use plumbing::topics::{self, Topics};
-use plumbing::{CancellationToken, Message};
 use tokio::sync::{broadcast, watch};
 
-use crate::floor::{Floor, Touched};
+use crate::floor::{Floor, FloorSnapshot, Touched};
 
 pub struct SharedFloor {
     floor: RwLock<Floor>,
@@ -29,9 +30,9 @@ pub struct SharedFloor {
 }
 
 impl SharedFloor {
-    pub fn new(service_level_threshold_ms: i64) -> Arc<Self> {
+    pub fn new(service_level_threshold_ms: i64, keep_stopped_ms: i64) -> Arc<Self> {
         Arc::new(Self {
-            floor: RwLock::new(Floor::new(service_level_threshold_ms)),
+            floor: RwLock::new(Floor::new(service_level_threshold_ms, keep_stopped_ms)),
             caught_up: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
             version: watch::channel(0).0,
@@ -104,66 +105,87 @@ pub enum Library {
     Skip,
 }
 
-/// Follows the topics into `floor` until `shutdown`.
+/// Records applied between two snapshots.
+pub const SNAPSHOT_EVERY: u64 = 50_000;
+/// 1: the floor with eviction.
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The floor's fold over its topics (which one a record is from decides how it is read).
+struct FloorFold<'a> {
+    floor: &'a SharedFloor,
+    interaction_topic: String,
+    agent_topic: String,
+}
+
+impl Fold for FloorFold<'_> {
+    type Snapshot = FloorSnapshot;
+
+    fn apply(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
+        let decoded = if topic == self.interaction_topic {
+            InteractionEvent::decode(payload).map(|e| self.floor.apply_interaction_event(&e))
+        } else if topic == self.agent_topic {
+            AgentEvent::decode(payload).map(|e| self.floor.apply_agent_event(&e))
+        } else {
+            UcsEvent::decode(payload).map(|e| self.floor.apply_ucs_event(&e))
+        };
+        decoded.map_err(|e| {
+            self.floor.undecodable.fetch_add(1, Ordering::Relaxed);
+            e.to_string()
+        })
+    }
+
+    fn snapshot(&self) -> FloorSnapshot {
+        self.floor.read().snapshot()
+    }
+
+    fn restore(&self, snapshot: FloorSnapshot) -> Result<(), String> {
+        let mut floor = self.floor.floor.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keep = floor.board().keep_stopped_ms().unwrap_or(i64::MAX);
+        *floor = Floor::restore(snapshot, keep).ok_or("taken with another [live] keep_stopped_s")?;
+        Ok(())
+    }
+
+    fn caught_up(&self) {
+        self.floor.caught_up.store(true, Ordering::Release);
+        self.floor.version.send_modify(|_| {});
+    }
+}
+
+/// Follows the topics into `floor` until `shutdown`: from its snapshot (in `snapshots`) and
+/// the records after it, or from offset 0.
 pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
     floor: Arc<SharedFloor>,
     library: Library,
+    snapshots: Option<SnapshotStore>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let reader = kafka::reader(kafka_settings)?;
     let interaction_topic = topics.name(topics::INTERACTION_EVENTS);
     let agent_topic = topics.name(topics::AGENT_EVENTS);
-    let ucs_topic = topics.name(topics::UCS_EVENTS);
-    let followed = match library {
-        Library::Follow => vec![interaction_topic.as_str(), agent_topic.as_str(), ucs_topic.as_str()],
-        Library::Skip => vec![interaction_topic.as_str(), agent_topic.as_str()],
-    };
-    let mut replay = kafka::Replay::from_beginning(&reader, &followed)?;
-    if replay.caught_up() {
-        floor.caught_up.store(true, Ordering::Release);
-        floor.version.send_modify(|_| {});
+    let mut followed = vec![interaction_topic.clone(), agent_topic.clone()];
+    let mut name = format!("floor-{interaction_topic}");
+    if library == Library::Follow {
+        followed.push(topics.name(topics::UCS_EVENTS));
+        name.push_str("-with-library");
     }
-    let started = Instant::now();
-    let mut replayed: u64 = 0;
-    tracing::info!(records = replay.backlog(), ?library, "floor replaying from offset 0");
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            message = reader.recv() => message,
-        };
-        let message = match message {
-            Err(e) if kafka::is_partition_end(&e) => {
-                if !floor.caught_up() && replay.reached_ends(&reader) {
-                    floor.caught_up.store(true, Ordering::Release);
-                    floor.version.send_modify(|_| {});
-                    tracing::info!(records = replayed, seconds = started.elapsed().as_secs_f64(), "floor projection caught up");
-                }
-                continue;
-            }
-            other => other.context("reading the floor's topics")?,
-        };
-        let bytes = message.payload().unwrap_or_default();
-        let decoded = if message.topic() == interaction_topic {
-            InteractionEvent::decode(bytes).map(|e| floor.apply_interaction_event(&e))
-        } else if message.topic() == agent_topic {
-            AgentEvent::decode(bytes).map(|e| floor.apply_agent_event(&e))
-        } else {
-            UcsEvent::decode(bytes).map(|e| floor.apply_ucs_event(&e))
-        };
-        if let Err(e) = decoded {
-            floor.undecodable.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %e, "undecodable record skipped by the floor projection");
-        }
-        if !floor.caught_up() {
-            replayed += 1;
-            if replay.read(message.topic(), message.partition(), message.offset()) {
-                floor.caught_up.store(true, Ordering::Release);
-                floor.version.send_modify(|_| {});
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(records = replayed, seconds = secs, "floor projection caught up");
-            }
-        }
+    let fold = FloorFold { floor: floor.as_ref(), interaction_topic, agent_topic };
+    let following = Following { name, topics: followed, format: SNAPSHOT_FORMAT, snapshot_every: SNAPSHOT_EVERY, snapshots };
+    follow(kafka_settings, following, &fold, shutdown).await
+}
+
+/// The queue API served from the floor's board where a process has a floor: one fold of
+/// `interaction.events` for the queues, routing, the desk and statistics.
+impl queues::http::BoardView for SharedFloor {
+    fn with_board<R>(&self, read: impl FnOnce(&queues::board::Board) -> R) -> R {
+        read(self.read().board())
+    }
+
+    fn caught_up(&self) -> bool {
+        SharedFloor::caught_up(self)
+    }
+
+    fn undecodable(&self) -> u64 {
+        SharedFloor::undecodable(self)
     }
 }

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use contract::event::{EventPayload, InteractionEvent};
 use queues::board::{Interaction, QueueCounts, QueueSummary, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueTotals {
     /// Placements into the queue.
     pub entered: u64,
@@ -28,7 +28,7 @@ pub struct QueueTotals {
     pub handle_ms_total: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentTotals {
     pub state: String,
     pub since: i64,
@@ -36,7 +36,7 @@ pub struct AgentTotals {
     pub ms_in_state: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     threshold_ms: i64,
     queues: BTreeMap<String, QueueTotals>,

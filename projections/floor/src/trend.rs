@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use queues::board::QueueSummary;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::QueueTotals;
 
@@ -14,7 +14,7 @@ const MINUTE_MS: i64 = 60_000;
 /// Minutes kept.
 const KEPT: usize = 180;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueSample {
     /// Waiting and offered at the sample's moment.
     pub waiting: usize,
@@ -23,13 +23,13 @@ pub struct QueueSample {
     pub within: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Sample {
     at: i64,
     queues: BTreeMap<String, QueueSample>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Trend {
     /// Start of the minute of the latest event applied.
     minute: Option<i64>,

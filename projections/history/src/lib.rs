@@ -3,8 +3,10 @@
 //! - [`board_at`]: the queues as they stood at a past moment, rebuilt by replaying
 //!   `interaction.events` up to it (time travel).
 //!
-//! Both read whole partitions from the beginning, so their cost grows with the log: they are
-//! for an operator's question, not for a page refreshed every second.
+//! Both read whole partitions from the beginning, so their time grows with the log: they are
+//! for an operator's question, not for a page refreshed every second. Their memory does not:
+//! the audit keeps only the interaction's own records, time travel folds as it reads; and each
+//! gives up after [`READ_LIMIT`] with an error saying so.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, UNIX_EPOCH};
@@ -20,15 +22,31 @@ use queues::board::Board;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Every record of one partition up to its end as it is now (a stall of 30 s is an error).
-pub async fn read_partition(
+/// The longest an audit or a time travel may read.
+pub const READ_LIMIT: Duration = Duration::from_secs(120);
+
+/// The records of one partition with `key`, up to its end as it is now (a stall of 30 s is an
+/// error); the others are read and dropped.
+pub async fn read_partition_keyed(
     settings: &KafkaSettings,
     topic: &str,
     partition: i32,
+    key: &[u8],
 ) -> anyhow::Result<Vec<OwnedMessage>> {
     let mut out = Vec::new();
-    kafka::read_partition(settings, topic, partition, Some(Duration::from_secs(30)), |m| out.push(m.detach())).await?;
+    kafka::read_partition(settings, topic, partition, Some(Duration::from_secs(30)), |m| {
+        if m.key() == Some(key) {
+            out.push(m.detach());
+        }
+    })
+    .await?;
     Ok(out)
+}
+
+async fn within_limit<T>(what: &str, read: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(READ_LIMIT, read)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} read the log for {} s without finishing; the log is too long for this question", READ_LIMIT.as_secs()))?
 }
 
 #[derive(Debug, Serialize)]
@@ -72,10 +90,12 @@ pub async fn audit(
         .partitions(topics::INTERACTION_COMMANDS)
         .context("interaction.commands is not declared in the topic list")?;
     let partition = kafka::partition_for_key(interaction_id.as_bytes(), partitions);
-    let (commands, events) = tokio::try_join!(
-        read_partition(settings, &commands_topic, partition),
-        read_partition(settings, &events_topic, partition)
-    )?;
+    let key = interaction_id.as_bytes();
+    let (commands, events) = within_limit(
+        "the audit",
+        async { tokio::try_join!(read_partition_keyed(settings, &commands_topic, partition, key), read_partition_keyed(settings, &events_topic, partition, key)) },
+    )
+    .await?;
     let mut undecodable = Vec::new();
     let mut by_id: BTreeMap<String, (InteractionCommand, &OwnedMessage)> = BTreeMap::new();
     let mut command_order = Vec::new();
@@ -165,16 +185,21 @@ pub async fn board_at(settings: &KafkaSettings, topics: &Topics, at: i64) -> any
     let partitions = topics.partitions(topics::INTERACTION_EVENTS).context("interaction.events is not declared in the topic list")?;
     let mut board = Board::new();
     let mut applied = 0;
-    for partition in 0..partitions {
-        for m in read_partition(settings, &topic, partition).await? {
-            // Undecodable records are parked by the Interaction Server's readers; skipped here.
-            let Ok(event) = InteractionEvent::decode(m.payload().unwrap_or_default()) else { continue };
-            if event.occurred_at <= at {
-                board.apply(&event);
-                applied += 1;
-            }
+    within_limit("time travel", async {
+        for partition in 0..partitions {
+            kafka::read_partition(settings, &topic, partition, Some(Duration::from_secs(30)), |m| {
+                // Undecodable records are parked by the Interaction Server's readers; skipped here.
+                let Ok(event) = InteractionEvent::decode(m.payload().unwrap_or_default()) else { return };
+                if event.occurred_at <= at {
+                    board.apply(&event);
+                    applied += 1;
+                }
+            })
+            .await?;
         }
-    }
+        anyhow::Ok(())
+    })
+    .await?;
     Ok((board, applied))
 }
 

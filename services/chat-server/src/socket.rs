@@ -149,7 +149,7 @@ fn missed_since(server: &ChatServer, session: &str, after: u64, audience: Audien
 }
 
 async fn serve(server: ChatServer, session: String, party: Party, mut socket: WebSocket) {
-    let mut live = server.sessions().subscribe();
+    let mut live = server.sessions().subscribe(&session);
     let audience = party.audience();
     // An agent (or supervisor) joins the chat when first connecting, or again after leaving.
     let present = server.sessions().read().get(&session).is_some_and(|s| s.participants.get(&party.id).is_some_and(|p| p.present));

@@ -74,10 +74,12 @@ fn end(session: &Session, reason: String) -> Action {
     }
 }
 
-/// What is due, given the sessions and the floor at `now` (Unix ms).
+/// What is due, given the sessions and the floor at `now` (Unix ms). Walks the active sessions
+/// and those ended within the board's eviction window (what follows an end — recording it on
+/// the interaction, the transcript mail — is due within seconds), never every session ever.
 pub fn plan(sessions: &Sessions, board: &Board, settings: &ChatSettings, now: i64) -> Vec<Action> {
     let mut actions = Vec::new();
-    for s in sessions.all() {
+    for s in sessions.active_or_ended_since(board.window_start(now)) {
         let Some(interaction_id) = s.interaction_id.as_deref() else { continue };
         // A chat whose interaction the floor does not know yet has nothing due.
         let Some(interaction) = board.interaction(interaction_id) else { continue };
@@ -148,7 +150,7 @@ fn after_the_end(s: &Session, board: &Board, settings: &ChatSettings, actions: &
     }
     if let Some(email) = &s.transcript_to {
         let mail = transcript_mail_id(&s.id, email);
-        if board.interaction(&mail).is_none() {
+        if !board.has_seen(&mail) {
             let subject = match &s.subject {
                 Some(subject) => format!("Your chat transcript: {subject}"),
                 None => "Your chat transcript".to_owned(),

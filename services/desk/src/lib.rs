@@ -14,6 +14,7 @@
 
 pub use staff_auth::{auth, users};
 
+use plumbing::http::ApiError;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -123,13 +124,23 @@ impl Desk {
     }
 }
 
-/// A refusal with the reason a person reads.
+/// A refusal with the reason a person reads, or a failure of ours answered with a reference
+/// only (`plumbing::http::ApiError`).
 #[derive(Debug)]
-pub struct DeskError(StatusCode, String);
+pub struct DeskError(ApiError);
 
 impl DeskError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(ApiError::new(status, message))
+    }
+
     fn bad(message: impl Into<String>) -> Self {
-        Self(StatusCode::BAD_REQUEST, message.into())
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The log or Kafka is away: 503, the detail only in the log.
+    fn unavailable(message: &str, detail: impl std::fmt::Display) -> Self {
+        Self(ApiError::unavailable(message, detail))
     }
 }
 
@@ -143,19 +154,19 @@ impl From<desk_actions::Refusal> for DeskError {
             Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         };
-        Self(status, refusal.to_string())
+        Self::new(status, refusal.to_string())
     }
 }
 
 impl IntoResponse for DeskError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        self.0.into_response()
     }
 }
 
 impl From<JsonRejection> for DeskError {
     fn from(e: JsonRejection) -> Self {
-        Self(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text()))
+        Self::new(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text()))
     }
 }
 
@@ -177,11 +188,11 @@ impl FromRequestParts<Desk> for Session {
         });
         let token = from_header
             .or(from_query)
-            .ok_or_else(|| DeskError(StatusCode::UNAUTHORIZED, "log in first: no session token (Authorization: Bearer ...)".into()))?;
+            .ok_or_else(|| DeskError::new(StatusCode::UNAUTHORIZED, "log in first: no session token (Authorization: Bearer ...)"))?;
         desk.inner
             .keys
             .verify(&token, contract::now_millis())
-            .map_err(|why| DeskError(StatusCode::UNAUTHORIZED, why.into()))
+            .map_err(|why| DeskError::new(StatusCode::UNAUTHORIZED, why))
     }
 }
 
@@ -189,7 +200,7 @@ fn supervisor_only(session: &Session) -> Result<(), DeskError> {
     if session.role == Role::Supervisor {
         Ok(())
     } else {
-        Err(DeskError(StatusCode::FORBIDDEN, "only a supervisor may do this".into()))
+        Err(DeskError::new(StatusCode::FORBIDDEN, "only a supervisor may do this"))
     }
 }
 
@@ -204,7 +215,7 @@ async fn login(State(desk): State<Desk>, body: Result<Json<LoginRequest>, JsonRe
     let inner = &desk.inner;
     let user = inner.users.get(&request.user).filter(|u| users::verify_password(u, &request.password));
     let Some(user) = user else {
-        return Err(DeskError(StatusCode::UNAUTHORIZED, "unknown user or wrong password".into()));
+        return Err(DeskError::new(StatusCode::UNAUTHORIZED, "unknown user or wrong password"));
     };
     let hours = i64::try_from(inner.settings.session_hours).unwrap_or(12);
     let expires_at = contract::now_millis() + hours * 3_600_000;
@@ -233,7 +244,7 @@ struct StateRequest {
 
 async fn change_state(State(desk): State<Desk>, session: Session, body: Result<Json<StateRequest>, JsonRejection>) -> DeskResult {
     let Json(request) = body?;
-    let user = desk.inner.users.get(&session.user).ok_or_else(|| DeskError(StatusCode::FORBIDDEN, "user no longer exists".into()))?;
+    let user = desk.inner.users.get(&session.user).ok_or_else(|| DeskError::new(StatusCode::FORBIDDEN, "user no longer exists"))?;
     for m in &request.media {
         m.parse::<MediaType>().map_err(DeskError::bad)?;
     }
@@ -276,12 +287,12 @@ async fn interaction(State(desk): State<Desk>, session: Session, Path(id): Path<
 
 /// The interaction `id` if the session may see it: its agents see it, supervisors see all.
 fn visible_interaction<'f>(floor: &'f floor::Floor, session: &Session, id: &str) -> Result<&'f Interaction, DeskError> {
-    let i = floor.board().interaction(id).ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
+    let i = floor.board().interaction(id).ok_or_else(|| DeskError::new(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
     let involved = i.owner.as_deref() == Some(&session.user)
         || i.offer.as_ref().is_some_and(|o| o.agent_id == session.user)
         || i.parties.contains_key(&session.user);
     if !involved && session.role != Role::Supervisor {
-        return Err(DeskError(StatusCode::FORBIDDEN, format!("interaction {id} is not yours")));
+        return Err(DeskError::new(StatusCode::FORBIDDEN, format!("interaction {id} is not yours")));
     }
     Ok(i)
 }
@@ -314,9 +325,9 @@ async fn timeline(State(desk): State<Desk>, session: Session, Path(id): Path<Str
     }
     let audit = history::audit(&desk.inner.kafka, &desk.inner.topics, &id)
         .await
-        .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, format!("could not read the log: {e:#}")))?;
+        .map_err(|e| DeskError::unavailable("could not read the log; retry", format!("{e:#}")))?;
     if audit.steps.is_empty() {
-        return Err(DeskError(StatusCode::NOT_FOUND, format!("nothing on the log for interaction {id}")));
+        return Err(DeskError::new(StatusCode::NOT_FOUND, format!("nothing on the log for interaction {id}")));
     }
     Ok(Json(audit).into_response())
 }
@@ -341,7 +352,7 @@ async fn queues_at(State(desk): State<Desk>, session: Session, axum::extract::Qu
     }
     let (board, applied) = history::board_at(&desk.inner.kafka, &desk.inner.topics, at)
         .await
-        .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, format!("could not read the log: {e:#}")))?;
+        .map_err(|e| DeskError::unavailable("could not read the log; retry", format!("{e:#}")))?;
     let queues: Vec<Value> = board
         .queue_summaries()
         .into_iter()
@@ -382,7 +393,7 @@ async fn act(
         .board()
         .interaction(&id)
         .cloned()
-        .ok_or_else(|| DeskError(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
+        .ok_or_else(|| DeskError::new(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
     let actor = desk_actions::Actor { user: me.clone(), supervisor: session.role == Role::Supervisor };
     match desk_actions::plan(&action, request, &actor, &current, &desk.rules(), contract::now_millis()) {
         Ok(desk_actions::Plan::Commands(steps)) => desk.run_commands(&session, &id, steps).await,
@@ -455,13 +466,13 @@ impl Desk {
                 .commands
                 .send(&command)
                 .await
-                .map_err(|e| DeskError(StatusCode::SERVICE_UNAVAILABLE, format!("could not send the command: {e}")))?;
+                .map_err(|e| DeskError::unavailable("could not send the command; retry", e))?;
             let wait = async {
                 loop {
                     match outcomes.recv().await {
                         Ok(t) if t.causation_id.as_deref() == Some(&command.command_id) => {
                             if let Some(reason) = &t.rejected {
-                                return Err(DeskError(StatusCode::CONFLICT, reason.clone()));
+                                return Err(DeskError::new(StatusCode::CONFLICT, reason.clone()));
                             }
                             if t.last_of_set {
                                 return Ok(());
@@ -470,7 +481,7 @@ impl Desk {
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            return Err(DeskError(StatusCode::SERVICE_UNAVAILABLE, "the desk is shutting down".into()));
+                            return Err(DeskError::new(StatusCode::SERVICE_UNAVAILABLE, "the desk is shutting down"));
                         }
                     }
                 }
@@ -478,7 +489,7 @@ impl Desk {
             match tokio::time::timeout(OUTCOME_TIMEOUT, wait).await {
                 Ok(result) => result?,
                 Err(_) => {
-                    return Err(DeskError(
+                    return Err(DeskError::new(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!("command {} is on the log but its outcome was not seen within {} s", command.command_id, OUTCOME_TIMEOUT.as_secs()),
                     ));
@@ -499,8 +510,8 @@ impl Desk {
         };
         match self.inner.agent_events.write(agent, None, &event).await {
             Ok(_) => Ok(()),
-            Err(e @ plumbing::writer::WriteError::Encode { .. }) => Err(DeskError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-            Err(e) => Err(DeskError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+            Err(e @ plumbing::writer::WriteError::Encode { .. }) => Err(DeskError(ApiError::internal(e))),
+            Err(e) => Err(DeskError::unavailable("could not record the agent event; retry", e)),
         }
     }
 
@@ -534,7 +545,7 @@ impl Desk {
                     .agent_event(&agent, AgentPayload::LoggedOut(LoggedOut { reason: Some("disconnected".into()) }))
                     .await
                 {
-                    tracing::warn!(%agent, error = %e.1, "could not log out a disconnected agent");
+                    tracing::warn!(%agent, error = %e.0, "could not log out a disconnected agent");
                 }
             }
         });

@@ -22,7 +22,7 @@ use plumbing::{BorrowedMessage, CancellationToken, Message};
 use plumbing::{FutureProducer, Offset};
 use tracing::Instrument;
 
-use crate::partition::{Outcome, PartitionState};
+use crate::partition::{Outcome, PartitionState, Recovering, Retention};
 
 /// Commands whose events are written but not yet acknowledged; past this, wait for acks.
 const MAX_IN_FLIGHT: usize = 20_000;
@@ -34,7 +34,9 @@ const TRANSACTION_CALL: Duration = Duration::from_secs(30);
 type Acked = BoxFuture<'static, anyhow::Result<(i32, i64, Option<i64>)>>;
 
 /// The format of this server's partition snapshots (`interactions::partition::PartitionSnapshot`).
-const SNAPSHOT_FORMAT: u32 = 1;
+/// 2: eviction (the board's window, clock and ended ids; command ids with their time).
+/// 3: command ids kept as 128-bit keys.
+const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Runs until `shutdown` is cancelled, then finishes in-flight writes and commits offsets.
 ///
@@ -50,6 +52,7 @@ pub async fn run(
     kafka_settings: &KafkaSettings,
     topics: &Topics,
     settings: &InteractionServerSettings,
+    retention: Retention,
     snapshots: Option<SnapshotStore>,
     progress: Progress,
     shutdown: CancellationToken,
@@ -78,6 +81,7 @@ pub async fn run(
     let mut server = Server {
         kafka_settings,
         settings,
+        retention,
         group_id: group_id.to_owned(),
         consumer: &consumer,
         producer,
@@ -184,6 +188,7 @@ impl Transaction {
 struct Server<'a> {
     kafka_settings: &'a KafkaSettings,
     settings: &'a InteractionServerSettings,
+    retention: Retention,
     group_id: String,
     consumer: &'a GroupConsumer,
     producer: FutureProducer,
@@ -368,7 +373,7 @@ impl Server<'_> {
     async fn open_partitions(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
         let transactional = self.transactions.is_some();
         self.progress.set(Status::not_yet("rebuilding partition state from the events log").with("partitions", partitions));
-        let (progress, events_read, snapshots) = (&self.progress, &self.events_read, self.snapshots.as_ref());
+        let (progress, events_read, snapshots, retention) = (&self.progress, &self.events_read, self.snapshots.as_ref(), self.retention);
         let opened = futures::future::join_all(partitions.iter().map(|&partition| {
             let (kafka_settings, settings, events_topic) = (self.kafka_settings, self.settings, self.events_topic.as_str());
             let id = format!("{}-{partition}", self.group_id);
@@ -383,7 +388,7 @@ impl Server<'_> {
                 } else {
                     None
                 };
-                let state = recover(kafka_settings, events_topic, partition, snapshots, progress, partitions, events_read).await?;
+                let state = recover(kafka_settings, events_topic, partition, retention, snapshots, progress, partitions, events_read).await?;
                 anyhow::Ok((partition, transaction, state))
             }
         }))
@@ -652,7 +657,9 @@ fn log_recovered(partition: i32, state: &PartitionState, events_topic: &str) {
     tracing::info!(
         partition,
         resume_at = state.resume_at(),
-        interactions = state.board.interactions().count(),
+        interactions = state.board.len(),
+        evicted = state.board.evicted(),
+        remembered_commands = state.remembered_commands(),
         duplicate_events = state.duplicate_events,
         "partition state rebuilt from {events_topic}"
     );
@@ -665,10 +672,12 @@ fn snapshot_name(events_topic: &str, partition: i32) -> String {
 /// Rebuilds a partition's state: from its snapshot and the events after it, or (no usable
 /// snapshot, or one the log does not match) from every event since offset 0. Returns the state
 /// and the offset one past the last event it reflects.
+#[allow(clippy::too_many_arguments)]
 async fn recover(
     kafka_settings: &KafkaSettings,
     events_topic: &str,
     partition: i32,
+    retention: Retention,
     snapshots: Option<&SnapshotStore>,
     progress: &Progress,
     opening: &[i32],
@@ -676,12 +685,20 @@ async fn recover(
 ) -> anyhow::Result<(PartitionState, i64)> {
     let restored = snapshots
         .and_then(|store| store.load::<interactions::partition::PartitionSnapshot>(&snapshot_name(events_topic, partition), SNAPSHOT_FORMAT))
-        .and_then(|s| Some((*s.offsets.get(&position_key(events_topic, partition))?, s.state)));
-    if let Some((from, snapshot)) = restored {
-        match read_events(kafka_settings, events_topic, partition, from, progress, opening, events_read).await {
+        .and_then(|s| Some((*s.offsets.get(&position_key(events_topic, partition))?, s.state)))
+        .and_then(|(from, snapshot)| {
+            let restored = PartitionState::restore(snapshot, retention);
+            if restored.is_none() {
+                tracing::warn!(partition, "snapshot taken with another retention ([live] keep_stopped_s or the commands topic's retention.ms changed): replaying from the start");
+            }
+            Some((from, restored?))
+        });
+    if let Some((from, state)) = restored {
+        let mut recovering = state.recovering();
+        match read_events(kafka_settings, events_topic, partition, from, progress, opening, events_read, &mut recovering).await {
             Ok((tail, end)) => {
-                tracing::info!(partition, snapshot_offset = from, tail_events = tail.len(), "partition state restored from its snapshot and the events after it");
-                return Ok((PartitionState::restore(snapshot).recover_tail(tail), end));
+                tracing::info!(partition, snapshot_offset = from, tail_events = tail, "partition state restored from its snapshot and the events after it");
+                return Ok((recovering.finish(), end));
             }
             Err(e @ kafka::ReadError::PastTheEnd { .. }) => {
                 tracing::warn!(partition, error = %e, "snapshot does not match the log: replaying from the start");
@@ -689,13 +706,16 @@ async fn recover(
             Err(e) => return Err(e).context("reading interaction events"),
         }
     }
-    let (events, end) = read_events(kafka_settings, events_topic, partition, 0, progress, opening, events_read)
+    let mut recovering = PartitionState::new(retention).recovering();
+    let (_, end) = read_events(kafka_settings, events_topic, partition, 0, progress, opening, events_read, &mut recovering)
         .await
         .context("reading interaction events")?;
-    Ok((PartitionState::recover(events), end))
+    Ok((recovering.finish(), end))
 }
 
-/// A partition's events from `from` to its end as measured now, and that end.
+/// Feeds a partition's events from `from` to its end as measured now into `recovering`;
+/// returns how many were read and that end.
+#[allow(clippy::too_many_arguments)]
 async fn read_events(
     kafka_settings: &KafkaSettings,
     events_topic: &str,
@@ -704,9 +724,11 @@ async fn read_events(
     progress: &Progress,
     opening: &[i32],
     events_read: &std::sync::atomic::AtomicU64,
-) -> Result<(Vec<InteractionEvent>, i64), kafka::ReadError> {
-    let mut events = Vec::new();
+    recovering: &mut Recovering,
+) -> Result<(u64, i64), kafka::ReadError> {
+    let mut count = 0u64;
     let end = kafka::read_partition_from(kafka_settings, events_topic, partition, from, None, |message| {
+        count += 1;
         let read = events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if read.is_multiple_of(5_000) {
             progress.set(
@@ -716,7 +738,7 @@ async fn read_events(
             );
         }
         match InteractionEvent::decode(message.payload().unwrap_or_default()) {
-            Ok(event) => events.push(event),
+            Ok(event) => recovering.feed(event),
             Err(e) => tracing::error!(
                 partition,
                 offset = message.offset(),
@@ -727,5 +749,5 @@ async fn read_events(
         }
     })
     .await?;
-    Ok((events, end))
+    Ok((count, end))
 }

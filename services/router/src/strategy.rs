@@ -330,7 +330,7 @@ fn next_step<'a>(
                     .or(standard_response.as_ref());
                 let Some(response) = chosen else { continue };
                 let child = response_id(&i.id, response);
-                if board.interaction(&child).is_none() {
+                if !board.has_seen(&child) {
                     let mut properties = BTreeMap::from([
                         ("standard_response".to_owned(), response.clone()),
                         ("auto_response".to_owned(), "true".to_owned()),
@@ -476,7 +476,7 @@ mod tests {
 
     #[test]
     fn screens_classifies_then_offers_to_a_skilled_agent_within_capacity() {
-        let mut floor = Floor::new(20_000);
+        let mut floor = Floor::new(20_000, 3_600_000);
         waiting(&mut floor, "ooo", &[("subject", "Out of office until Monday")]);
         waiting(&mut floor, "new", &[("subject", "Please cancel my order")]);
         waiting(&mut floor, "ready", &[("subject", "hello"), ("category", "general")]);
@@ -496,7 +496,7 @@ mod tests {
 
     #[test]
     fn an_offer_in_flight_blocks_its_interaction_and_uses_the_agents_capacity() {
-        let mut floor = Floor::new(20_000);
+        let mut floor = Floor::new(20_000, 3_600_000);
         waiting(&mut floor, "first", &[("subject", "a"), ("category", "general")]);
         waiting(&mut floor, "second", &[("subject", "b"), ("category", "general")]);
         agent(&mut floor, "ann", 3);

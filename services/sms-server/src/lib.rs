@@ -396,6 +396,7 @@ mod tests {
             owner: None,
             parties: BTreeMap::new(),
             stop_reason: None,
+            stopped_at: None,
             declined_by: Default::default(),
             updated_at: 0,
             rejected_commands: 0,

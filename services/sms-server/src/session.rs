@@ -61,8 +61,7 @@ fn posted_before_end(session: &chat::Session) -> Vec<(String, String)> {
 }
 
 fn sessions_of<'a>(sessions: &'a Sessions, phone: &str) -> Vec<&'a chat::Session> {
-    let origin = origin(phone);
-    sessions.all().filter(|s| s.origin.as_deref() == Some(origin.as_str())).collect()
+    sessions.of_origin(&origin(phone)).collect()
 }
 
 /// Decides [`Place`] from the projection alone, so every instance decides alike. A new
@@ -90,9 +89,11 @@ pub fn place(sessions: &Sessions, phone: &str, gateway_message_id: &str) -> Plac
 /// caught up with the end): `(phone, gateway message id, text)`, until it is posted before the
 /// end of some session of the number. [`relay`] carries each into the number's next session,
 /// so no SMS is lost to that race.
-pub fn strays(sessions: &Sessions) -> Vec<(String, String, String)> {
+///
+/// Looks at sessions that ended at or after `since` (a stray is carried within seconds).
+pub fn strays(sessions: &Sessions, since: i64) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for s in sessions.ended() {
+    for s in sessions.ended_since(since) {
         let Some(phone) = s.origin.as_deref().and_then(|o| o.strip_prefix("sms:")) else { continue };
         let after_end = s.since(0, Audience::Agents).skip_while(|e| !matches!(e.event.payload, ChatPayload::SessionEnded(_))).filter_map(|e| match &e.event.payload {
             ChatPayload::MessagePosted(m) if m.participant_id == chat::CUSTOMER => m.client_message_id.clone().map(|id| (id, m.text.clone())),
@@ -172,9 +173,11 @@ pub async fn inbound(
 
 /// The SMS interactions that carry agents' messages to the customer and are not on the
 /// floor yet: `(interaction id, submit)`.
-pub fn due(sessions: &Sessions, board: &Board, send_queue: &str) -> Vec<(String, Submit)> {
+///
+/// Looks at active sessions and those ended within the board's eviction window.
+pub fn due(sessions: &Sessions, board: &Board, send_queue: &str, now: i64) -> Vec<(String, Submit)> {
     let mut out = Vec::new();
-    for s in sessions.all() {
+    for s in sessions.active_or_ended_since(board.window_start(now)) {
         let Some(phone) = s.origin.as_deref().and_then(|o| o.strip_prefix("sms:")) else { continue };
         for e in s.since(0, Audience::Customer) {
             let ChatPayload::MessagePosted(m) = &e.event.payload else { continue };
@@ -183,7 +186,7 @@ pub fn due(sessions: &Sessions, board: &Board, send_queue: &str) -> Vec<(String,
                 continue;
             }
             let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms-relay:{}", e.event.event_id).as_bytes()).to_string();
-            if board.interaction(&id).is_some() {
+            if board.has_seen(&id) {
                 continue;
             }
             let properties = BTreeMap::from([
@@ -232,14 +235,15 @@ pub async fn relay(relay: Relay, shutdown: CancellationToken) -> anyhow::Result<
         if !sessions.caught_up() || !floor.caught_up() {
             continue;
         }
-        let strays = strays(&sessions.read());
+        let now = contract::now_millis();
+        let strays = strays(&sessions.read(), floor.read().board().window_start(now));
         for (phone, gateway_message_id, text) in strays {
             match inbound(&sessions, &publisher, &commands, &session_queue, &phone, &gateway_message_id, &text).await {
                 Ok(session) => tracing::info!(%session, %gateway_message_id, "SMS written after its session ended, carried over"),
                 Err(e) => tracing::warn!(%gateway_message_id, error = %e, "stray SMS not carried over; will retry"),
             }
         }
-        let due = due(&sessions.read(), floor.read().board(), &send_queue);
+        let due = due(&sessions.read(), floor.read().board(), &send_queue, now);
         for (id, submit) in due {
             if submitted.get(&id).is_some_and(|at| at.elapsed() < PATIENCE) {
                 continue;
@@ -296,15 +300,16 @@ mod tests {
         assert_eq!(place(&sessions, PHONE, "SM2"), Place::Done(s1.clone()), "nothing is written into an ended session");
         let next = place(&sessions, PHONE, "SM4");
         assert!(matches!(&next, Place::Open(s2) if *s2 != s1), "after the end, a new session: {next:?}");
-        assert!(strays(&sessions).is_empty());
+        assert!(strays(&sessions, 0).is_empty());
 
         // SM5 written into s1 after its end (its writer had not seen the end): a stray, placed
         // like a new SMS, until the next session has it.
         sms(&mut sessions, &s1, "SM5");
-        assert_eq!(strays(&sessions), [(PHONE.to_owned(), "SM5".to_owned(), "hi".to_owned())]);
+        assert_eq!(strays(&sessions, 0), [(PHONE.to_owned(), "SM5".to_owned(), "hi".to_owned())]);
+        assert!(strays(&sessions, 1001).is_empty(), "a session that ended before the window is not looked at");
         let Place::Open(s2) = place(&sessions, PHONE, "SM5") else { panic!() };
         assert_eq!(Place::Open(s2.clone()), next, "the number's next session");
         open(&mut sessions, &s2, "SM5");
-        assert!(strays(&sessions).is_empty());
+        assert!(strays(&sessions, 0).is_empty());
     }
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::result_large_err)] // handlers return a ready `Response` as their error
 
+use plumbing::http::ApiError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -93,13 +94,15 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// A refusal the caller can act on, as `{"error": ...}` (`plumbing::http::ApiError`).
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ErrorBody { error: message.into() })).into_response()
+    ApiError::new(status, message).into_response()
 }
 
+/// A failure of ours (the database, the blob store): logged with a reference, which is all
+/// the client sees.
 fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "UCS request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+    ApiError::internal(e).into_response()
 }
 
 fn bad_json(rejection: JsonRejection) -> Response {
@@ -118,7 +121,7 @@ async fn publish(state: &AppState, key: &str, payload: UcsPayload, event_id: Opt
         .publisher
         .publish(key, payload, event_id)
         .await
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        .map_err(|e| ApiError::unavailable("the contact store cannot take this write now; retry", e).into_response())
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), Response> {

@@ -372,4 +372,82 @@ mod tests {
         let kinds: Vec<&str> = trail.iter().map(|h| h.kind.as_str()).collect();
         assert_eq!(kinds, ["Submitted", "PlacedInQueue", "Assigned", "Stopped"]);
     }
+
+    /// Over random command streams decided by the Interaction Server's own state machine, the
+    /// contact store's row of each interaction agrees with the board after every command:
+    /// status, queue, agent, priority, properties, stop reason; and each event adds one trail
+    /// row (a double apply would show in `event_count`).
+    mod against_the_board {
+        use super::super::InteractionRow;
+        use contract::command::*;
+        use interactions::board::Status;
+        use interactions::partition::{Outcome, PartitionState};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        fn pick(items: &'static [&'static str]) -> impl Strategy<Value = String> {
+            proptest::sample::select(items).prop_map(str::to_owned)
+        }
+
+        fn payload() -> impl Strategy<Value = CommandPayload> {
+            let agent = || pick(&["ann", "bob"]);
+            prop_oneof![
+                (pick(&["inbound", "vip"]), 0..3i32).prop_map(|(target_queue, priority)| CommandPayload::Submit(Submit {
+                    media_type: MediaType::Email,
+                    origin: "t".into(),
+                    target_queue,
+                    priority,
+                    properties: BTreeMap::from([("subject".into(), "hi".into())]),
+                    contact_id: None,
+                    content_ref: None,
+                    parent_interaction_id: None,
+                })),
+                agent().prop_map(|agent_id| CommandPayload::Offer(Offer { agent_id, timeout_ms: 1000 })),
+                agent().prop_map(|agent_id| CommandPayload::AcceptOffer(AgentRef { agent_id })),
+                agent().prop_map(|agent_id| CommandPayload::RejectOffer(AgentReason { agent_id, reason: "busy".into() })),
+                agent().prop_map(|agent_id| CommandPayload::TimeOutOffer(AgentRef { agent_id })),
+                (agent(), proptest::option::of(agent()), proptest::option::of(pick(&["inbound", "vip"])))
+                    .prop_map(|(from_agent_id, to_agent_id, to_queue)| CommandPayload::Transfer(Transfer { from_agent_id, to_agent_id, to_queue })),
+                agent().prop_map(|agent_id| CommandPayload::ReturnToQueue(ReturnToQueue { agent_id, queue: None })),
+                pick(&["inbound", "vip"]).prop_map(|queue| CommandPayload::MoveToQueue(MoveToQueue { queue, reason: "sup".into() })),
+                (0..5i32, pick(&["a", "b"])).prop_map(|(p, v)| CommandPayload::ChangeProperties(ChangeProperties { set: BTreeMap::from([("k".into(), v)]), remove: vec![], priority: Some(p) })),
+                Just(CommandPayload::Stop(Stop { reason: "done".into() })),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn rows_agree_with_the_board(commands in proptest::collection::vec((pick(&["i1", "i2"]), payload()), 1..60)) {
+                let mut state = PartitionState::default();
+                let mut rows: BTreeMap<String, InteractionRow> = BTreeMap::new();
+                let mut trail = 0i64;
+                for (n, (id, payload)) in commands.into_iter().enumerate() {
+                    let command = InteractionCommand { command_id: format!("c{n}"), interaction_id: id.clone(), issued_at: 1_000 + n as i64, issued_by: "t".into(), payload };
+                    let Outcome::Emit { events, .. } = state.handle(0, n as i64, &command) else { continue };
+                    for e in &events {
+                        if state.board.interaction(&e.interaction_id).is_some() {
+                            rows.entry(e.interaction_id.clone()).or_insert_with(|| InteractionRow::new(&e.interaction_id)).apply(e, 0, trail);
+                            trail += 1;
+                        }
+                    }
+                    let (Some(i), Some(row)) = (state.board.interaction(&id), rows.get(&id)) else { continue };
+                    let status = match i.status {
+                        Status::New | Status::Waiting => "waiting",
+                        Status::Offered => "offered",
+                        Status::Assigned => "assigned",
+                        Status::Stopped => "stopped",
+                    };
+                    prop_assert_eq!(row.status.as_str(), status, "{:?}", i);
+                    prop_assert_eq!(&row.queue, &i.queue);
+                    prop_assert_eq!(&row.agent_id, &i.owner);
+                    prop_assert_eq!(row.priority, i64::from(i.priority));
+                    prop_assert_eq!(&row.properties, &i.properties);
+                    prop_assert_eq!(&row.stop_reason, &i.stop_reason);
+                }
+                let applied: i64 = rows.values().map(|r| r.event_count).sum();
+                prop_assert_eq!(applied, trail);
+            }
+        }
+    }
 }

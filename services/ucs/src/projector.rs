@@ -134,9 +134,7 @@ impl Projector {
             };
             let first = match first {
                 Err(e) if kafka::is_partition_end(&e) => {
-                    // Past the last record there may be commit markers, never delivered: the
-                    // reader's position says whether a partition's end at start is reached.
-                    remaining.retain(|(t, p, high)| kafka::position(&reader, t, *p).is_none_or(|at| at < *high));
+                    note_ends(&mut remaining, &reader);
                     if remaining.is_empty() && !self.status.caught_up() {
                         self.status.caught_up.store(true, Ordering::Release);
                         tracing::info!(records = self.status.applied(), "UCS projector caught up");
@@ -162,7 +160,13 @@ impl Projector {
             let deadline = tokio::time::Instant::now() + linger;
             while batch.len() < batch_size {
                 match tokio::time::timeout_at(deadline, reader.recv()).await {
-                    Ok(Err(e)) if kafka::is_partition_end(&e) => break,
+                    Ok(Err(e)) if kafka::is_partition_end(&e) => {
+                        // The end is reported once: note it here too, or a partition whose
+                        // last offset is a commit marker never counts as caught up (seen
+                        // after a restart with 320,000 events: UCS never became ready).
+                        note_ends(&mut remaining, &reader);
+                        break;
+                    }
                     Ok(message) => batch.extend(to_record(&message?)),
                     Err(_) => break,
                 }
@@ -239,4 +243,11 @@ impl Projector {
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(Into::into)
     }
+}
+
+/// On a partition-end notice: drops every partition whose reader position reached its end at
+/// start. Past the last record there may be commit markers, never delivered, so the position
+/// says it, not the last offset read.
+fn note_ends(remaining: &mut Vec<(String, i32, i64)>, reader: &kafka::Reader) {
+    remaining.retain(|(t, p, high)| kafka::position(reader, t, *p).is_none_or(|at| at < *high));
 }

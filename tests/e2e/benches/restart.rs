@@ -1,6 +1,6 @@
 //! `cargo bench -p e2e --bench restart [-- N ...]` (default 10000): what a restart of `up`
-//! costs after a history of N finished interactions plus 10,000 live ones (waiting in
-//! `chat-inbound`), on Apache Kafka (one local broker, which stays up: the services restart).
+//! costs after a history of N finished interactions (spread over a year of log time ending two
+//! hours ago, so past the eviction window) plus 10,000 live ones (waiting in `chat-inbound`), on Apache Kafka (one local broker, which stays up: the services restart).
 //! For each N it prints seconds from the start of `up` to `/health/ready` (every service),
 //! seconds until an interaction submitted then is queued, and `up`'s resident memory; then
 //! the growth from the smallest N to the largest. Baseline, same run, same broker: a bare
@@ -69,10 +69,16 @@ async fn one_size(history: usize) -> Row {
     let topic = env.topic(INTERACTION_COMMANDS);
     let total = history + LIVE;
     let mut pending = Vec::new();
+    // The finished history is a year of work in log time, ending two hours ago (past the
+    // eviction window, and mostly past the commands topic's 7-day retention, so the command
+    // ids it remembers are a week's); the live interactions happen now.
+    let now = contract::now_millis();
+    let year_ms: i64 = 365 * 24 * 3_600_000;
+    let step = year_ms / i64::try_from(history.max(1)).unwrap_or(1);
     let command = |i: usize, payload: CommandPayload| InteractionCommand {
         command_id: format!("restart-{i}-{}", payload.kind()),
         interaction_id: format!("ix-{i}"),
-        issued_at: contract::now_millis(),
+        issued_at: if i < history { now - 2 * 3_600_000 - year_ms + i64::try_from(i).unwrap_or(0) * step } else { now },
         issued_by: "bench".into(),
         payload,
     };
@@ -103,6 +109,19 @@ async fn one_size(history: usize) -> Row {
         assert!(Instant::now() < deadline, "history never decided: {queues}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // And UCS has projected it all (else the restart would measure its leftover backlog):
+    // its count of applied records stops moving.
+    let mut last = u64::MAX;
+    loop {
+        let ucs: Value = get(http, "/health/ready/ucs").await;
+        let applied = ucs["applied"].as_u64().unwrap_or(0);
+        if applied == last {
+            break;
+        }
+        last = applied;
+        assert!(Instant::now() < deadline, "UCS never finished projecting: {ucs}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     stop(&mut up).await;
 
     let started = Instant::now();
@@ -128,6 +147,8 @@ async fn one_size(history: usize) -> Row {
     }
     let queued_s = started.elapsed().as_secs_f64();
     let rss_mb = rss_mb(up.id().unwrap());
+    let queues: Value = get(http, "/queues").await;
+    println!("  after the restart: {} interactions live on the board, {} ended and evicted (ids remembered)", queues["live"], queues["evicted"]);
     stop(&mut up).await;
     let raw_read_s = e2e::raw_read(&env, &[env.topic(INTERACTION_EVENTS)], events).await;
     Row { history, events, ready_s, queued_s, rss_mb, raw_read_s }

@@ -102,11 +102,11 @@ async fn main() {
             .unwrap();
     }
 
-    let floor = floor::SharedFloor::new(20_000);
+    let floor = floor::SharedFloor::new(20_000, 3_600_000);
     let shutdown = CancellationToken::new();
     let (kafka, topics) = (env.kafka.clone(), env.topics.clone());
     let (f, token) = (floor.clone(), shutdown.clone());
-    let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, floor::projector::Library::Skip, token).await });
+    let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, floor::projector::Library::Skip, None, token).await });
     let workflow = router::workflow::Workflow::from_toml(WORKFLOW).unwrap();
     let loaded = router::LoadedWorkflow { workflow: workflow.clone(), model: None, evaluation: None, source: "bench".into() };
     let settings = plumbing::config::RouterSettings { tick_ms: 50, ..Default::default() };
@@ -205,7 +205,7 @@ async fn main() {
     );
 
     // The decision alone: a floor of n waiting interactions and 20 agents, planned in memory.
-    let mut f = floor::Floor::new(20_000);
+    let mut f = floor::Floor::new(20_000, 3_600_000);
     for e in agent_events(20, 0) {
         f.apply_agent_event(&e);
     }

@@ -121,7 +121,7 @@ async fn main() {
     let raw_replay = e2e::raw_read(&env, &[env.topic(plumbing::topics::INTERACTION_EVENTS)], expected).await;
     println!("baseline (raw rdkafka consumer): {expected} events read from offset 0 in {raw_replay:.2} s = {:.0} events/s", expected as f64 / raw_replay);
 
-    let projection = queues::projector::Projection::new();
+    let projection = queues::projector::Projection::new(3_600_000);
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let task = {

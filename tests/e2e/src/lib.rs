@@ -313,7 +313,8 @@ impl TestEnv {
             if std::env::var("SWITCHBOARD_BENCH_TRANSACTIONS").is_ok_and(|v| v == "false") {
                 settings.transactions = Some(false);
             }
-            interaction_server::run(&kafka, &topics, &settings, None, plumbing::health::Progress::detached(), token).await
+            let retention = interaction_server::retention(&plumbing::config::LiveSettings::default(), &topics);
+            interaction_server::run(&kafka, &topics, &settings, retention, None, plumbing::health::Progress::detached(), token).await
         });
         (shutdown, task)
     }

@@ -43,19 +43,18 @@ fn up_command(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &s
 }
 
 async fn up(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &str) -> Up {
-    let child = up_command(data, run, http, broker, kind).spawn().unwrap();
+    up_with(data, run, http, broker, kind, &[]).await
+}
+
+/// `up` with settings of its own in the environment, once `/health/ready` answers 200.
+async fn up_with(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &str, env: &[(&str, String)]) -> Up {
+    let mut command = up_command(data, run, http, broker, kind);
+    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
+    let child = command.spawn().unwrap();
     let base = format!("http://127.0.0.1:{http}");
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "`up` not ready within 120 s; see {}",
-            data.display()
-        );
-        if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await
-            && r.status().is_success() {
-                break;
-            }
+    while !reqwest::get(format!("{base}/health/ready")).await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "`up` not ready within 120 s; see {}", data.display());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Up { child, base }
@@ -316,41 +315,254 @@ async fn on_apache_kafka_restarts_after_2000_interactions_and_decides_new_ones()
     assert!(log.contains("partition state rebuilt"), "the restarted Interaction Server never rebuilt its partitions");
     // A clean stop snapshotted every partition: the restart read no event of the ~10,000.
     assert_eq!(log.matches("partition state restored from its snapshot").count(), 6, "every partition restored from its snapshot");
-    assert!(log.contains("queue projection restored from its snapshot"), "the queue projection replayed instead of restoring");
+    // Under `up` the queues are served from the floor's board (one fold per process), which
+    // restored its snapshot too.
+    assert!(
+        log.lines().any(|l| l.contains("floor-interaction.events") && l.contains("restored from its snapshot")),
+        "the floor (and with it the queues) replayed instead of restoring"
+    );
+    assert!(!log.contains("projection=queues-"), "a second fold of interaction.events under `up`");
     let first_start = std::fs::read_to_string(dir.path().join("up-1.log")).unwrap();
     assert!(first_start.contains("no snapshot yet"));
     stop(second).await;
 }
 
 /// The case that took no new command: 250 interactions, then `up` killed (SIGKILL: its group
-/// membership and any open transaction are left behind) and started again.
+/// membership and any open transaction are left behind) and started again. Snapshots every 20
+/// events a partition: the kill lands between two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_apache_kafka_killed_after_250_interactions_decides_new_ones_after_restart() {
+    killed_after_250_then_restarted(20).await;
+}
+
+/// The same with a snapshot after every write: the kill lands right after one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_apache_kafka_killed_right_after_a_snapshot() {
+    killed_after_250_then_restarted(1).await;
+}
+
+/// 250 interactions, SIGKILL, restart: the Interaction Server reads exactly the committed
+/// events after its snapshots (all of them without), the restored queues equal a full replay,
+/// and new interactions are decided.
+async fn killed_after_250_then_restarted(snapshot_every: u64) {
     let dir = run_dir().unwrap();
     let (http, broker) = (free_port(), free_port());
-    let mut first = up(dir.path(), 1, http, broker, "kafka").await;
+    let env = [("SWITCHBOARD_INTERACTION_SERVER__SNAPSHOT_EVERY_EVENTS", snapshot_every.to_string())];
+    let mut first = up_with(dir.path(), 1, http, broker, "kafka", &env).await;
     submit_many(&first.base, 250).await;
     wait_queued(&first.base, 250, Duration::from_secs(60)).await;
     first.child.start_kill().unwrap();
     first.child.wait().await.unwrap();
     let data = dir.path().join("data");
+    // Where the log and the snapshots stood at the kill.
+    let kafka = plumbing::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
+    let events_topic = "interaction.events";
+    // (No snapshot file: the partition is replayed from offset 0.)
+    let snapshot_offsets: Vec<i64> = (0..6)
+        .map(|p| {
+            let file = data.join("snapshots").join(format!("interaction-server-{events_topic}-{p}.json"));
+            let Ok(bytes) = std::fs::read(&file) else { return 0 };
+            let snapshot: Value = serde_json::from_slice(&bytes).unwrap();
+            snapshot["offsets"][format!("{events_topic}/{p}")].as_i64().unwrap()
+        })
+        .collect();
+    if snapshot_every == 0 {
+        assert_eq!(snapshot_offsets, [0; 6], "snapshots were off");
+    }
+
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_mentioning(&data.join("kafka").display().to_string()).is_empty() {
         assert!(Instant::now() < deadline, "a killed `up` left its broker running");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let second = up(dir.path(), 2, http, broker, "kafka").await;
-    // Killed between snapshots (every 20 events a partition; each has some 200): each partition
-    // restarts from its last one and reads only the events written after it.
+    let restarted_at = contract::now_millis();
+    let second = up_with(dir.path(), 2, http, broker, "kafka", &env).await;
+    // The tails: committed events after each snapshot written before the restart (by record
+    // timestamp: the restarted server may have written since), read_committed as the server
+    // reads (the killed server's open transaction was aborted by the restart).
+    let mut tails = 0i64;
+    let mut per_partition = Vec::new();
+    for (p, from) in (0..6).zip(&snapshot_offsets) {
+        let (mut before, mut after, mut last_before) = (0, 0, -1);
+        plumbing::kafka::read_partition_from(&kafka, events_topic, p, *from, None, |m| {
+            if plumbing::Message::timestamp(m).to_millis().is_some_and(|t| t < restarted_at) {
+                tails += 1;
+                before += 1;
+                last_before = plumbing::Message::offset(m);
+            } else {
+                after += 1;
+            }
+        })
+        .await
+        .unwrap();
+        per_partition.push((p, before, after, last_before));
+    }
+
+    // Each partition restarts from its last snapshot and reads only the events written after it.
     let log = std::fs::read_to_string(dir.path().join("up-2.log")).unwrap();
-    assert_eq!(log.matches("partition state restored from its snapshot").count(), 6, "{log}");
+    let restored = log.matches("partition state restored from its snapshot").count();
+    assert_eq!(restored, if snapshot_every == 0 { 0 } else { 6 }, "{log}");
     let is: Value = reqwest::get(format!("{}/health/ready/interaction-server", second.base)).await.unwrap().json().await.unwrap();
     let read = is["events_read_at_start"].as_u64().unwrap();
     let queues: Value = reqwest::get(format!("{}/queues", second.base)).await.unwrap().json().await.unwrap();
     let whole_log = queues["events_applied"].as_u64().unwrap();
-    assert!(read * 4 < whole_log, "read {read} of {whole_log} events at start: not just the tails since the snapshots");
+    if snapshot_every > 0 {
+        assert!(read * 4 < whole_log, "read {read} of {whole_log} events at start: not just the tails since the snapshots");
+    }
+    // Exactly the tails: what each partition's snapshot (taken before the kill) did not cover.
+    assert_eq!(
+        read as i64, tails,
+        "the restart read {read} events; the tails after the snapshots were {tails} (per partition: records before the restart, after, last offset before: {per_partition:?})"
+    );
     wait_queued(&second.base, 250, Duration::from_secs(5)).await;
+    // The restored state (floor snapshot + tail, which serves /queues) equals a full replay.
+    assert_equals_full_replay(&second.base, broker).await;
     new_interactions_are_decided_right_after_ready(&second.base).await;
     stop(second).await;
+}
+
+/// Only live work in memory: with `[live] keep_stopped_s = 1`, a stopped interaction leaves the
+/// boards once later events move log time past the window; `/interactions/{id}` then answers
+/// `410 Gone` with where the history is, and a redelivered `Submit` of its id (a new command
+/// id: a mail delivered again) is still refused — before and after a restart from snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_apache_kafka_an_evicted_interaction_is_still_a_duplicate_after_a_restart() {
+    use contract::command::{CommandPayload, Stop};
+    let dir = run_dir().unwrap();
+    let (http, broker) = (free_port(), free_port());
+    let env = [("SWITCHBOARD_LIVE__KEEP_STOPPED_S", "1".to_owned())];
+    let first = up_with(dir.path(), 1, http, broker, "kafka", &env).await;
+    let base = first.base.clone();
+
+    let kafka = plumbing::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
+    let topics = plumbing::topics::Topics::load(None, "").unwrap();
+    let commands = plumbing::commands::CommandClient::new(&kafka, &topics, "eviction-test").unwrap();
+    let submit = || e2e::submit(contract::command::MediaType::Email, "inbound", 0, Default::default());
+    let mail = format!("evicted-{}", plumbing::commands::uuid_v4());
+    commands.send(&commands.command(&mail, submit())).await.unwrap();
+    wait_status(&base, &mail, "waiting").await;
+    commands.send(&commands.command(&mail, CommandPayload::Stop(Stop { reason: "answered".into() }))).await.unwrap();
+    wait_status(&base, &mail, "stopped").await;
+    // Log time moves on with later events (the window is measured on event times).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    submit_many(&base, 3).await;
+    let gone = wait_gone(&base, &mail).await;
+    assert_eq!(gone["history"], format!("/v1/interactions/{mail}"), "{gone}");
+
+    let redelivered = commands.command(&mail, submit());
+    commands.send(&redelivered).await.unwrap();
+    // (Its partition's own clock may not have passed the window yet: then it is still on the
+    // Interaction Server's board, refused all the same; the refusal's event moves the clock.)
+    assert_refused(&kafka, &topics, &mail, &redelivered.command_id, "already exists").await;
+    stop(first).await;
+
+    // After a restart (from snapshots: the ended ids are in them) it is still refused.
+    let second = up_with(dir.path(), 2, http, broker, "kafka", &env).await;
+    let log = strip_ansi(&std::fs::read_to_string(dir.path().join("up-2.log")).unwrap());
+    let partition = plumbing::kafka::partition_for_key(mail.as_bytes(), 6);
+    assert!(
+        log.contains(&format!("partition state restored from its snapshot and the events after it partition={partition} ")),
+        "the interaction's partition {partition} did not restart from its snapshot: {log}"
+    );
+    assert!(reqwest::get(format!("{base}/interactions/{mail}")).await.unwrap().status() == 410);
+    let again = commands.command(&mail, submit());
+    commands.send(&again).await.unwrap();
+    assert_refused(&kafka, &topics, &mail, &again.command_id, "already exists (it has ended)").await;
+    new_interactions_are_decided_right_after_ready(&base).await;
+    stop(second).await;
+}
+
+async fn wait_status(base: &str, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if interaction(base, id).await.is_some_and(|i| i["status"] == status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_gone(base: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = reqwest::get(format!("{base}/interactions/{id}")).await.unwrap();
+        if r.status() == 410 {
+            return r.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "{id} never left the queue projection (last status {})", r.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the Interaction Server's rejection of `command_id` on `interaction.events`.
+async fn assert_refused(kafka: &plumbing::config::KafkaSettings, topics: &plumbing::topics::Topics, id: &str, command_id: &str, reason: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let audit = history::audit(kafka, topics, id).await.unwrap();
+        let outcome = audit.steps.iter().find(|s| s.record == "event" && s.caused_by.as_deref() == Some(command_id));
+        if let Some(step) = outcome {
+            assert_eq!(step.kind, "CommandRejected", "the redelivered Submit was not refused: {step:?}");
+            assert!(step.payload.to_string().contains(reason), "{:?}", step.payload);
+            return;
+        }
+        assert!(Instant::now() < deadline, "no outcome for the redelivered Submit of {id}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A log line without its terminal colours.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Folds the whole `interaction.events` from offset 0 into a fresh board (as a first start
+/// would) and compares every queue with what `/queues/{q}` shows; retried for a while, since
+/// the router may still be writing.
+async fn assert_equals_full_replay(base: &str, broker: u16) {
+    use contract::AvroMessage;
+    let kafka = plumbing::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut board = queues::board::Board::evicting_after(plumbing::config::LiveSettings::default().keep_stopped_ms());
+        let mut events = Vec::new();
+        for p in 0..6 {
+            plumbing::kafka::read_partition_from(&kafka, "interaction.events", p, 0, None, |m| {
+                events.push(contract::event::InteractionEvent::decode(plumbing::Message::payload(m).unwrap_or_default()).unwrap());
+            })
+            .await
+            .unwrap();
+        }
+        // The board's clock is the latest event time, whatever the order of partitions.
+        for e in &events {
+            board.apply(e);
+        }
+        let mut differ = Vec::new();
+        for queue in board.queue_names() {
+            let served: Value = reqwest::get(format!("{base}/queues/{queue}")).await.unwrap().json().await.unwrap();
+            if served != serde_json::to_value(board.queue_view(&queue)).unwrap() {
+                differ.push(queue);
+            }
+        }
+        let served: Value = reqwest::get(format!("{base}/queues")).await.unwrap().json().await.unwrap();
+        if differ.is_empty() && served["events_applied"].as_u64() == Some(board.events_applied()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the restored queues differ from a full replay in {differ:?} ({} events replayed, {} applied)", board.events_applied(), served["events_applied"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

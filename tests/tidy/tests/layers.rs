@@ -150,10 +150,7 @@ fn the_checker_catches_forbidden_edges() {
 fn rdkafka_types_stay_in_the_runtime() {
     const STILL_USING: &[&str] = &[
         "crates/switchboard/src/tools.rs",
-        "projections/chat-sessions/src/projector.rs",
-        "projections/floor/src/projector.rs",
         "projections/history/src/lib.rs",
-        "projections/queues/src/projector.rs",
         "services/interaction-server/src/server.rs",
         "services/router/src/lib.rs",
         "services/ucs/src/projector.rs",
