@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use contract::command::{ChangeProperties, CommandPayload, Lock, LockHolderKind, MediaType, MoveToQueue, Stop, Unlock};
 use floor::{Floor, SharedFloor};
-use plumbing::commands::CommandClient;
-use plumbing::CancellationToken;
+use runtime::commands::CommandClient;
+use runtime::CancellationToken;
 use queues::board::{Interaction, Status};
 
 /// How long a claim (a `Lock` sent, not yet seen on the floor) keeps others from re-claiming.

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use contract::command::{CommandPayload, MediaType, Submit};
-use plumbing::config::{Figment, Serialized, Settings};
-use plumbing::telemetry::LogFormat;
-use plumbing::topics::Topics;
+use runtime::config::{Figment, Serialized, Settings};
+use runtime::telemetry::LogFormat;
+use runtime::topics::Topics;
 
 use crate::services;
 
@@ -314,7 +314,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         _ => None,
     };
     let mut settings = cli.global.settings(http)?;
-    let _telemetry = plumbing::telemetry::init(&settings.telemetry)?;
+    let _telemetry = runtime::telemetry::init(&settings.telemetry)?;
     let topics = Topics::load(
         settings.kafka.topics_file.as_deref(),
         &settings.kafka.topic_prefix,
@@ -334,8 +334,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         } => {
             use_embedded_broker_if_unset(&mut settings);
             let client =
-                plumbing::commands::CommandClient::new(&settings.kafka, &topics, "cli")?;
-            let interaction_id = id.unwrap_or_else(plumbing::commands::uuid_v4);
+                runtime::commands::CommandClient::new(&settings.kafka, &topics, "cli")?;
+            let interaction_id = id.unwrap_or_else(runtime::commands::uuid_v4);
             let command = client.command(
                 &interaction_id,
                 CommandPayload::Submit(Submit {
@@ -379,14 +379,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             action: TopicsAction::Acls { grants, command_config },
         } => {
             use_embedded_broker_if_unset(&mut settings);
-            let acls = plumbing::acls::Acls::built_in()?;
+            let acls = runtime::acls::Acls::built_in()?;
             acls.check_topics(&topics)?;
             let grants = if grants.is_empty() {
                 Service::value_variants().iter().map(|s| (*s, format!("User:{}", s.name()))).collect()
             } else {
                 grants
             };
-            let target = plumbing::acls::Target {
+            let target = runtime::acls::Target {
                 bootstrap_servers: &settings.kafka.bootstrap_servers,
                 command_config: &command_config,
                 topic_prefix: &settings.kafka.topic_prefix,
@@ -395,7 +395,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             for (service, principal) in grants {
                 println!("# {} as {principal}", service.name());
                 for args in acls.commands(&service.name(), &principal, &target)? {
-                    let quoted: Vec<String> = args.iter().map(|a| plumbing::acls::shell_quote(a)).collect();
+                    let quoted: Vec<String> = args.iter().map(|a| runtime::acls::shell_quote(a)).collect();
                     println!("kafka-acls.sh {}", quoted.join(" "));
                 }
             }
@@ -405,7 +405,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             action: TopicsAction::Create,
         } => {
             use_embedded_broker_if_unset(&mut settings);
-            let admin = plumbing::kafka::admin(&settings.kafka)?;
+            let admin = runtime::kafka::admin(&settings.kafka)?;
             topics
                 .ensure(&admin, &settings.kafka)
                 .await?;
@@ -415,10 +415,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Broker {
             action: BrokerAction::Install { which },
         } => {
-            use plumbing::broker::{BrokerKind, kafka, tansu};
+            use runtime::broker::{BrokerKind, kafka, tansu};
             let which = match which {
                 Some(w) => w,
-                None => match plumbing::broker::choose(&settings.broker, &settings.data_dir)?.0 {
+                None => match runtime::broker::choose(&settings.broker, &settings.data_dir)?.0 {
                     BrokerKind::Kafka => BrokerChoice::Kafka,
                     BrokerKind::Tansu => BrokerChoice::Tansu,
                 },
@@ -437,7 +437,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Broker {
             action: BrokerAction::Path,
         } => {
-            use plumbing::broker::{kafka, tansu};
+            use runtime::broker::{kafka, tansu};
             println!(
                 "Apache Kafka {}: {}",
                 kafka::KAFKA_VERSION,
@@ -448,7 +448,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 tansu::TANSU_VERSION,
                 tansu::tansu_path(settings.broker.tansu_bin.as_deref()).display()
             );
-            let (kind, why) = plumbing::broker::choose(&settings.broker, &settings.data_dir)?;
+            let (kind, why) = runtime::broker::choose(&settings.broker, &settings.data_dir)?;
             println!("`up` on {} starts {kind}: {why}", settings.data_dir.display());
             Ok(())
         }
@@ -472,7 +472,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             eprintln!("rebuilding UCS into {into} from {}", settings.kafka.bootstrap_servers);
-            let report = ucs::rebuild(&settings, &topics, &into, plumbing::CancellationToken::new()).await?;
+            let report = ucs::rebuild(&settings, &topics, &into, runtime::CancellationToken::new()).await?;
             println!(
                 "rebuilt {} from {} records in {:.1} s ({:.0} records/s; {} skipped, {} duplicates)",
                 report.database,
@@ -570,9 +570,9 @@ fn require_bootstrap(settings: &Settings) -> anyhow::Result<()> {
 fn use_embedded_broker_if_unset(settings: &mut Settings) {
     if settings.kafka.bootstrap_servers.trim().is_empty() {
         settings.kafka.bootstrap_servers = format!("127.0.0.1:{}", settings.broker.port);
-        if plumbing::broker::tansu_dir(&settings.data_dir).join("tansu.db").exists() {
-            settings.kafka.broker = plumbing::broker::BrokerKind::Tansu;
-            plumbing::broker::tansu::tune_for_tansu(&mut settings.kafka);
+        if runtime::broker::tansu_dir(&settings.data_dir).join("tansu.db").exists() {
+            settings.kafka.broker = runtime::broker::BrokerKind::Tansu;
+            runtime::broker::tansu::tune_for_tansu(&mut settings.kafka);
         }
     }
 }

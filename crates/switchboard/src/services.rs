@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use plumbing::CancellationToken;
-use plumbing::config::Settings;
-use plumbing::health::Status;
-use plumbing::broker::EmbeddedBroker;
-use plumbing::topics::Topics;
+use runtime::CancellationToken;
+use runtime::config::Settings;
+use runtime::health::Status;
+use runtime::broker::EmbeddedBroker;
+use runtime::topics::Topics;
 use tokio::task::JoinSet;
 
 use crate::cli::Service;
@@ -79,7 +79,7 @@ fn shutdown_on_signal() -> CancellationToken {
 
 /// The topics `services` read or write, as infra/kafka/acls.toml declares them.
 fn used_topics(services: &[Service]) -> anyhow::Result<std::collections::BTreeSet<String>> {
-    let acls = plumbing::acls::Acls::built_in()?;
+    let acls = runtime::acls::Acls::built_in()?;
     let mut used = std::collections::BTreeSet::new();
     for service in services {
         let service = acls.service(&service.name())?;
@@ -94,10 +94,10 @@ async fn run_services(
     services: &[Service],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    tracing::info!(client = %plumbing::kafka::client_library(), bootstrap = %settings.kafka.bootstrap_servers, "connecting to Kafka");
+    tracing::info!(client = %runtime::kafka::client_library(), bootstrap = %settings.kafka.bootstrap_servers, "connecting to Kafka");
     let kafka = settings.kafka.clone();
-    tokio::task::spawn_blocking(move || plumbing::kafka::check_connection(&kafka, Duration::from_secs(15))).await??;
-    let admin = plumbing::kafka::admin(&settings.kafka)?;
+    tokio::task::spawn_blocking(move || runtime::kafka::check_connection(&kafka, Duration::from_secs(15))).await??;
+    let admin = runtime::kafka::admin(&settings.kafka)?;
     topics
         .only(used_topics(services)?.iter().map(String::as_str))
         .ensure(&admin, &settings.kafka)
@@ -106,9 +106,9 @@ async fn run_services(
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     // Every service registers its readiness here: `/health/ready` is all of them.
-    let health = plumbing::health::Health::new();
+    let health = runtime::health::Health::new();
     // Where the in-memory states of this process keep their snapshots.
-    let snapshots = plumbing::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
+    let snapshots = runtime::snapshots::SnapshotStore::new(settings.data_dir.join("snapshots"));
     let mut router = health.routes();
     // The e-mail service and the web API's contact form share one e-mail intake in a process.
     let mail_intake = if services.iter().any(|s| matches!(s, Service::Email | Service::WebApi)) {
@@ -185,10 +185,10 @@ async fn run_services(
             },
             Service::WebApi => {
                 let client =
-                    plumbing::commands::CommandClient::new(&kafka, &topics, "web-api")?;
+                    runtime::commands::CommandClient::new(&kafka, &topics, "web-api")?;
                 // The contact form is e-mail: it goes through the e-mail intake.
                 let public = web_api::routes(client, &settings.callback).merge(email::web_form::routes(mail_intake.clone().context("e-mail intake")?));
-                router = router.merge(plumbing::http::rate_limited(public, &settings.web_api).map_err(anyhow::Error::msg)?);
+                router = router.merge(runtime::http::rate_limited(public, &settings.web_api).map_err(anyhow::Error::msg)?);
                 router = router.merge(web_ui::customer_routes());
                 // It only writes: a submission accepted is on interaction.commands.
                 health.register("web-api", Status::ready);
@@ -252,9 +252,9 @@ async fn run_services(
                 anyhow::ensure!(!sms.auth_token.is_empty(), "[sms] auth_token is unset: webhooks could not be verified");
                 anyhow::ensure!(sms.gateway == "twilio", "[sms] gateway {:?} is not supported (twilio)", sms.gateway);
                 let gateway = std::sync::Arc::new(sms_server::twilio::Twilio::new(&sms.api_base, &sms.account_sid, &sms.auth_token, &sms.from_number));
-                let dead_letters = plumbing::dead_letter::DeadLetters::new(plumbing::kafka::producer(&kafka)?, topics.name(plumbing::topics::DEAD_LETTER), "sms-server");
+                let dead_letters = runtime::dead_letter::DeadLetters::new(runtime::kafka::producer(&kafka)?, topics.name(runtime::topics::DEAD_LETTER), "sms-server");
                 let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
-                let commands = plumbing::commands::CommandClient::new(&kafka, &topics, "sms-server")?;
+                let commands = runtime::commands::CommandClient::new(&kafka, &topics, "sms-server")?;
                 let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
                 let session = if sms.session_mode {
                     let sessions = chat_sessions.clone().context("chat sessions")?;
@@ -262,7 +262,7 @@ async fn run_services(
                     let relay = sms_server::session::Relay {
                         sessions: sessions.clone(),
                         floor: floor.clone(),
-                        commands: plumbing::commands::CommandClient::new(&kafka, &topics, "sms-relay")?,
+                        commands: runtime::commands::CommandClient::new(&kafka, &topics, "sms-relay")?,
                         publisher: publisher.clone(),
                         send_queue: sms.send_queue.clone(),
                         session_queue: sms.session_queue.clone(),
@@ -275,7 +275,7 @@ async fn run_services(
                 };
                 let server = sms_server::SmsServer::new(gateway, commands, dead_letters, ucs, sms, public_url, session);
                 router = router.merge(server.routes());
-                let sender = server.sender(floor, plumbing::commands::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
+                let sender = server.sender(floor, runtime::commands::CommandClient::new(&kafka, &topics, sms_server::HOLDER)?);
                 tasks.spawn(async move { ("sms sender", std::sync::Arc::new(sender).run(token).await) });
             }
             Service::Ucs => {
@@ -295,7 +295,7 @@ async fn run_services(
             }
         }
     }
-    let (addr, http) = plumbing::http::serve(router, settings.http.listen, shutdown.clone())
+    let (addr, http) = runtime::http::serve(router, settings.http.listen, shutdown.clone())
         .await
         .with_context(|| format!("listening on {}", settings.http.listen))?;
     tasks.spawn(async move {
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn every_service_has_its_acls_and_no_other_is_declared() {
-        let acls = plumbing::acls::Acls::built_in().unwrap();
+        let acls = runtime::acls::Acls::built_in().unwrap();
         let services: Vec<String> = crate::cli::Service::value_variants().iter().map(|s| s.name()).collect();
         let declared: Vec<String> = acls.services().map(str::to_owned).collect();
         let mut sorted = services.clone();

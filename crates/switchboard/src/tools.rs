@@ -13,9 +13,9 @@ use contract::chat::ChatEvent;
 use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
 use contract::ucs::UcsEvent;
-use plumbing::config::KafkaSettings;
-use plumbing::topics::{self, Topics};
-use plumbing::{Headers, Message, Offset, kafka};
+use runtime::config::KafkaSettings;
+use runtime::topics::{self, Topics};
+use runtime::{Headers, Message, Offset, kafka};
 use serde_json::{Value, json};
 
 pub use history::{Audit, AuditStep, audit};

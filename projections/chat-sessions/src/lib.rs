@@ -5,13 +5,13 @@
 pub mod projector;
 
 use contract::chat::{ChatEvent, ChatPayload};
-use plumbing::config::KafkaSettings;
-use plumbing::topics::{self, Topics};
-use plumbing::writer::Writer;
+use runtime::config::KafkaSettings;
+use runtime::topics::{self, Topics};
+use runtime::writer::Writer;
 
 pub use projector::SharedSessions;
 
-pub use plumbing::writer::WriteError as PublishError;
+pub use runtime::writer::WriteError as PublishError;
 
 /// Writes chat events (the chat server, and the SMS server for SMS sessions).
 #[derive(Clone)]

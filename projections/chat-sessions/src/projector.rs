@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use chat::{Sequenced, Sessions, SessionsSnapshot};
 use contract::AvroMessage;
 use contract::chat::ChatEvent;
-use plumbing::CancellationToken;
-use plumbing::config::KafkaSettings;
-use plumbing::follow::{Fold, Following, follow};
-use plumbing::snapshots::SnapshotStore;
-use plumbing::topics::{self, Topics};
+use runtime::CancellationToken;
+use runtime::config::KafkaSettings;
+use runtime::follow::{Fold, Following, follow};
+use runtime::snapshots::SnapshotStore;
+use runtime::topics::{self, Topics};
 use tokio::sync::broadcast;
 
 pub struct SharedSessions {

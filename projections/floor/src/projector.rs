@@ -12,11 +12,11 @@ use contract::AvroMessage;
 use contract::agent::AgentEvent;
 use contract::event::InteractionEvent;
 use contract::ucs::UcsEvent;
-use plumbing::CancellationToken;
-use plumbing::config::KafkaSettings;
-use plumbing::follow::{Fold, Following, follow};
-use plumbing::snapshots::SnapshotStore;
-use plumbing::topics::{self, Topics};
+use runtime::CancellationToken;
+use runtime::config::KafkaSettings;
+use runtime::follow::{Fold, Following, follow};
+use runtime::snapshots::SnapshotStore;
+use runtime::topics::{self, Topics};
 use tokio::sync::{broadcast, watch};
 
 use crate::floor::{Floor, FloorSnapshot, Touched};

@@ -8,11 +8,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use contract::AvroMessage;
 use contract::event::InteractionEvent;
-use plumbing::CancellationToken;
-use plumbing::config::KafkaSettings;
-use plumbing::follow::{Fold, Following, follow};
-use plumbing::snapshots::SnapshotStore;
-use plumbing::topics::{self, Topics};
+use runtime::CancellationToken;
+use runtime::config::KafkaSettings;
+use runtime::follow::{Fold, Following, follow};
+use runtime::snapshots::SnapshotStore;
+use runtime::topics::{self, Topics};
 
 use crate::board::{Board, BoardSnapshot};
 

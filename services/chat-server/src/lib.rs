@@ -23,9 +23,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
-use plumbing::commands::CommandClient;
-use plumbing::config::{ChatSettings, KafkaSettings};
-use plumbing::topics::Topics;
+use runtime::commands::CommandClient;
+use runtime::config::{ChatSettings, KafkaSettings};
+use runtime::topics::Topics;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -81,9 +81,9 @@ impl ChatServer {
 
     /// The chat routes; starting a chat (public, like the web API) is rate limited per client
     /// address by `[web_api]`.
-    pub fn routes(&self, limits: &plumbing::config::WebApiSettings) -> anyhow::Result<Router> {
+    pub fn routes(&self, limits: &runtime::config::WebApiSettings) -> anyhow::Result<Router> {
         let start_route = Router::new().route("/v1/chats", post(start)).with_state(self.clone());
-        let start_route = plumbing::http::rate_limited(start_route, limits).map_err(|e| anyhow::anyhow!(e))?;
+        let start_route = runtime::http::rate_limited(start_route, limits).map_err(|e| anyhow::anyhow!(e))?;
         // The widget on a listed site starts chats here from its own origin (CORS); the socket's
         // Origin is checked against the same list in `socket::upgrade`.
         let origins = self.settings().allowed_origins.iter().filter_map(|o| o.parse::<axum::http::HeaderValue>().ok()).collect::<Vec<_>>();

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use chat::{Audience, SYSTEM, Session, Sessions};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantLeft, SessionEnded, Visibility};
 use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
-use plumbing::CancellationToken;
-use plumbing::config::ChatSettings;
+use runtime::CancellationToken;
+use runtime::config::ChatSettings;
 use queues::board::{Board, Status};
 
 use crate::{ChatServer, event_id};

@@ -14,7 +14,7 @@
 
 pub use staff_auth::{auth, users};
 
-use plumbing::http::ApiError;
+use runtime::http::ApiError;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -34,10 +34,10 @@ use contract::command::{CommandPayload, MediaType, Submit, Transfer};
 use desk_actions::set_properties;
 use floor::SharedFloor;
 use futures::Stream;
-use plumbing::commands::CommandClient;
-use plumbing::config::{DeskSettings, Settings};
-use plumbing::writer::Writer;
-use plumbing::topics::{self, Topics};
+use runtime::commands::CommandClient;
+use runtime::config::{DeskSettings, Settings};
+use runtime::writer::Writer;
+use runtime::topics::{self, Topics};
 use queues::board::Interaction;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ use staff_auth::users::{Role, Users};
 /// The keys that sign and check desk session tokens (`[desk] session_secret_file`, else
 /// `<data_dir>/desk-secret`, created on first use); every process that checks desk tokens
 /// (the desk, the chat server) loads the same ones.
-pub fn session_keys(settings: &plumbing::config::Settings) -> anyhow::Result<SessionKeys> {
+pub fn session_keys(settings: &runtime::config::Settings) -> anyhow::Result<SessionKeys> {
     let secret_file = settings.desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
     SessionKeys::load_or_create(&secret_file).map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))
 }
@@ -67,7 +67,7 @@ pub struct Desk {
 
 struct Inner {
     settings: DeskSettings,
-    callbacks: plumbing::config::CallbackSettings,
+    callbacks: runtime::config::CallbackSettings,
     users_file: PathBuf,
     users: Users,
     keys: SessionKeys,
@@ -75,7 +75,7 @@ struct Inner {
     commands: CommandClient,
     agent_events: Writer<AgentEvent>,
     /// For reads of the log itself (timeline, time travel).
-    kafka: plumbing::config::KafkaSettings,
+    kafka: runtime::config::KafkaSettings,
     topics: Topics,
     /// Open event streams per agent (for disconnect detection).
     streams: Mutex<HashMap<String, u64>>,
@@ -125,7 +125,7 @@ impl Desk {
 }
 
 /// A refusal with the reason a person reads, or a failure of ours answered with a reference
-/// only (`plumbing::http::ApiError`).
+/// only (`runtime::http::ApiError`).
 #[derive(Debug)]
 pub struct DeskError(ApiError);
 
@@ -510,7 +510,7 @@ impl Desk {
         };
         match self.inner.agent_events.write(agent, None, &event).await {
             Ok(_) => Ok(()),
-            Err(e @ plumbing::writer::WriteError::Encode { .. }) => Err(DeskError(ApiError::internal(e))),
+            Err(e @ runtime::writer::WriteError::Encode { .. }) => Err(DeskError(ApiError::internal(e))),
             Err(e) => Err(DeskError::unavailable("could not record the agent event; retry", e)),
         }
     }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use plumbing::CancellationToken;
-use plumbing::config::{AfterAccept, ImapSettings, MailTls};
+use runtime::CancellationToken;
+use runtime::config::{AfterAccept, ImapSettings, MailTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use contract::command::{CommandPayload, MediaType, Submit};
-use plumbing::commands::CommandClient;
-use plumbing::dead_letter::DeadLetters;
+use runtime::commands::CommandClient;
+use runtime::dead_letter::DeadLetters;
 
 use crate::parse::{self, InboundMail, Limits, Refusal};
 use ucs_client::{ContentPart, UcsClient, UcsError};
@@ -228,7 +228,7 @@ impl Intake {
             .dead_letters
             .park_input(&key, payload, &reason, &format!("{}:{}", source.channel, source.detail))
             .map_err(|e| IntakeError::Unavailable(format!("Kafka: {e}")))?;
-        plumbing::kafka::delivered(future).await.map_err(|e| IntakeError::Unavailable(format!("Kafka: {e}")))?;
+        runtime::kafka::delivered(future).await.map_err(|e| IntakeError::Unavailable(format!("Kafka: {e}")))?;
         Ok(())
     }
 }

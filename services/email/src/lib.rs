@@ -13,13 +13,13 @@ pub mod web_form;
 use std::sync::Arc;
 
 use anyhow::Context;
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use floor::SharedFloor;
-use plumbing::CancellationToken;
+use runtime::CancellationToken;
 use tokio::task::JoinSet;
-use plumbing::config::Settings;
-use plumbing::dead_letter::DeadLetters;
-use plumbing::topics::{self, Topics};
+use runtime::config::Settings;
+use runtime::dead_letter::DeadLetters;
+use runtime::topics::{self, Topics};
 
 /// The intake as configured: limits, inbound queue, UCS address (by default this process's
 /// own HTTP address, where UCS runs under `switchboard up`).
@@ -29,7 +29,7 @@ pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::In
     Ok(intake::Intake {
         ucs: ucs_client::UcsClient::new(&ucs_url),
         commands: CommandClient::new(&settings.kafka, topics, "email")?,
-        dead_letters: DeadLetters::new(plumbing::kafka::producer(&settings.kafka)?, topics.name(topics::DEAD_LETTER), "email"),
+        dead_letters: DeadLetters::new(runtime::kafka::producer(&settings.kafka)?, topics.name(topics::DEAD_LETTER), "email"),
         limits: parse::Limits { max_bytes: email.max_message_bytes, max_parts: email.max_parts, max_depth: email.max_depth },
         inbound_queue: email.inbound_queue.clone(),
         domain: email.domain.clone(),

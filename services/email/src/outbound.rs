@@ -12,13 +12,13 @@ use std::time::Duration;
 use contract::command::MediaType;
 use floor::SharedFloor;
 use floor::library::fill;
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use plumbing::config::{MailTls, OutboundMailSettings};
+use runtime::config::{MailTls, OutboundMailSettings};
 use queues::board::{Board, Interaction};
 
 use crate::intake::{outbound_message_id, subject_tag};

@@ -13,9 +13,9 @@ pub use server::run;
 
 /// What a partition keeps: stopped interactions for `[live] keep_stopped_s`, command ids for
 /// the commands topic's `retention.ms` (Kafka cannot redeliver an older command).
-pub fn retention(live: &plumbing::config::LiveSettings, topics: &plumbing::topics::Topics) -> partition::Retention {
+pub fn retention(live: &runtime::config::LiveSettings, topics: &runtime::topics::Topics) -> partition::Retention {
     partition::Retention {
         keep_stopped_ms: Some(live.keep_stopped_ms()),
-        remember_commands_ms: topics.retention_ms(plumbing::topics::INTERACTION_COMMANDS),
+        remember_commands_ms: topics.retention_ms(runtime::topics::INTERACTION_COMMANDS),
     }
 }

@@ -9,17 +9,17 @@ use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use plumbing::Consumer;
-use plumbing::config::{Assignment, InteractionServerSettings, KafkaSettings};
-use plumbing::Producer as _;
-use plumbing::dead_letter::DeadLetters;
-use plumbing::headers::{Lineage, continue_trace};
-use plumbing::health::{Progress, Status};
-use plumbing::snapshots::{Snapshot, SnapshotStore, position_key};
-use plumbing::kafka::{self, GroupConsumer};
-use plumbing::topics::{self, Topics, partition_count};
-use plumbing::{BorrowedMessage, CancellationToken, Message};
-use plumbing::{FutureProducer, Offset};
+use runtime::Consumer;
+use runtime::config::{Assignment, InteractionServerSettings, KafkaSettings};
+use runtime::Producer as _;
+use runtime::dead_letter::DeadLetters;
+use runtime::headers::{Lineage, continue_trace};
+use runtime::health::{Progress, Status};
+use runtime::snapshots::{Snapshot, SnapshotStore, position_key};
+use runtime::kafka::{self, GroupConsumer};
+use runtime::topics::{self, Topics, partition_count};
+use runtime::{BorrowedMessage, CancellationToken, Message};
+use runtime::{FutureProducer, Offset};
 use tracing::Instrument;
 
 use crate::partition::{Outcome, PartitionState, Recovering, Retention};
@@ -114,7 +114,7 @@ pub async fn run(
             if let Some(bad) = owned.iter().find(|p| !(0..command_partitions).contains(*p)) {
                 bail!("partition {bad} does not exist: {commands_topic} has {command_partitions}");
             }
-            let mut start = plumbing::TopicPartitionList::new();
+            let mut start = runtime::TopicPartitionList::new();
             for &p in &owned {
                 start.add_partition(&commands_topic, p);
             }
@@ -122,7 +122,7 @@ pub async fn run(
             // in the dead-letter topic write no event), never before it.
             let committed = kafka::blocking(|| consumer.committed_offsets(start.clone(), Duration::from_secs(10)))
                 .unwrap_or_else(|_| start.clone());
-            let mut assignment = plumbing::TopicPartitionList::new();
+            let mut assignment = runtime::TopicPartitionList::new();
             server.open_partitions(&owned).await?;
             for &p in &owned {
                 let committed = committed
@@ -161,7 +161,7 @@ pub async fn run(
 struct Transaction {
     producer: FutureProducer,
     /// The open transaction's events, resolved by the time it commits.
-    deliveries: Vec<plumbing::kafka::DeliveryFuture>,
+    deliveries: Vec<runtime::kafka::DeliveryFuture>,
     /// When the open transaction began; `None`: no transaction open.
     open_since: Option<Instant>,
     /// The command offset to commit with it (one past the last command handled).
@@ -436,7 +436,7 @@ impl Server<'_> {
             if transaction.open_since.is_none() {
                 continue;
             }
-            let mut offsets = plumbing::TopicPartitionList::new();
+            let mut offsets = runtime::TopicPartitionList::new();
             offsets.add_partition_offset(&self.commands_topic, partition, Offset::Offset(transaction.next_offset))?;
             let group = self.consumer.group_metadata().context("the consumer has no group metadata")?;
             let producer = transaction.producer.clone();
@@ -473,8 +473,8 @@ impl Server<'_> {
                     // A newer producer with our transactional.id (ProducerFenced / epoch), or a
                     // newer group generation refusing our offsets (KIP-447): either way the
                     // partition is someone else's now.
-                    use plumbing::kafka::RDKafkaErrorCode as Code;
-                    let fenced = matches!(&e, plumbing::KafkaError::Transaction(t) if t.is_fatal())
+                    use runtime::kafka::RDKafkaErrorCode as Code;
+                    let fenced = matches!(&e, runtime::KafkaError::Transaction(t) if t.is_fatal())
                         || matches!(
                             e.rdkafka_error_code(),
                             Some(Code::ProducerFenced | Code::InvalidProducerEpoch | Code::UnknownMemberId | Code::IllegalGeneration | Code::Fenced)

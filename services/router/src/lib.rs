@@ -22,11 +22,11 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router as HttpRouter};
 use floor::SharedFloor;
-use plumbing::commands::CommandClient;
-use plumbing::config::{KafkaSettings, RouterSettings};
-use plumbing::kafka;
-use plumbing::topics::{self, Topics};
-use plumbing::CancellationToken;
+use runtime::commands::CommandClient;
+use runtime::config::{KafkaSettings, RouterSettings};
+use runtime::kafka;
+use runtime::topics::{self, Topics};
+use runtime::CancellationToken;
 use serde_json::json;
 
 use crate::classifier::{Evaluation, NaiveBayes};
@@ -202,7 +202,7 @@ impl Router {
     async fn wait_until_reflected(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let topic = self.topics.name(topics::INTERACTION_COMMANDS);
         let reader = kafka::reader(&self.kafka)?;
-        let partitions = topics::partition_count(plumbing::Consumer::client(&reader), &topic)?;
+        let partitions = topics::partition_count(runtime::Consumer::client(&reader), &topic)?;
         let mut ends = Vec::new();
         for p in 0..partitions {
             let high = kafka::high_watermark(&reader, &topic, p).context("reading command offsets")?;

@@ -37,9 +37,9 @@ use axum::{Json, Router};
 use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
 use floor::SharedFloor;
 use gateway::Gateway;
-use plumbing::commands::CommandClient;
-use plumbing::config::SmsSettings;
-use plumbing::dead_letter::DeadLetters;
+use runtime::commands::CommandClient;
+use runtime::config::SmsSettings;
+use runtime::dead_letter::DeadLetters;
 use queues::board::Interaction;
 use serde::Deserialize;
 use serde_json::json;
@@ -59,7 +59,7 @@ pub struct SmsServer<G: Gateway> {
     /// Session mode: the chat sessions and their writer.
     session: Option<SessionMode>,
     /// `[sms] default_region`, parsed once (an unknown code reads no national forms).
-    region: Option<plumbing::phone::Region>,
+    region: Option<runtime::phone::Region>,
 }
 
 pub struct SessionMode {
@@ -160,7 +160,7 @@ impl<G: Gateway> SmsServer<G> {
 
     /// `raw` as a phone number in E.164, or why it is not one.
     fn phone(&self, raw: &str) -> Result<String, String> {
-        plumbing::phone::e164(raw, self.region)
+        runtime::phone::e164(raw, self.region)
     }
 }
 
@@ -250,7 +250,7 @@ async fn inbound<G: Gateway>(State(server): State<Arc<SmsServer<G>>>, Path(name)
 async fn park<G: Gateway>(server: &SmsServer<G>, name: &str, params: &[(String, String)], body: &[u8], reason: String) -> Response {
     let key = params.iter().find(|(k, _)| k == "MessageSid").map_or("unknown", |(_, v)| v.as_str());
     let parked = match server.dead_letters.park_input(key, body, &reason, &format!("sms:{name}")) {
-        Ok(delivery) => plumbing::kafka::delivered(delivery).await.map_err(|e| e.to_string()),
+        Ok(delivery) => runtime::kafka::delivered(delivery).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = parked {

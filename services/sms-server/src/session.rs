@@ -24,8 +24,8 @@ use chat_sessions::{Publisher, SharedSessions};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
 use floor::SharedFloor;
-use plumbing::commands::CommandClient;
-use plumbing::CancellationToken;
+use runtime::commands::CommandClient;
+use runtime::CancellationToken;
 use queues::board::Board;
 
 /// How long to wait for a submitted SMS to show on the floor before submitting it again.

@@ -37,10 +37,10 @@ impl Source {
     /// The topic's name in `infra/topics.toml`.
     pub fn topic(self) -> &'static str {
         match self {
-            Self::InteractionEvents => plumbing::topics::INTERACTION_EVENTS,
-            Self::AgentEvents => plumbing::topics::AGENT_EVENTS,
-            Self::ChatEvents => plumbing::topics::CHAT_EVENTS,
-            Self::UcsEvents => plumbing::topics::UCS_EVENTS,
+            Self::InteractionEvents => runtime::topics::INTERACTION_EVENTS,
+            Self::AgentEvents => runtime::topics::AGENT_EVENTS,
+            Self::ChatEvents => runtime::topics::CHAT_EVENTS,
+            Self::UcsEvents => runtime::topics::UCS_EVENTS,
         }
     }
 }

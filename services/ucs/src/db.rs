@@ -179,7 +179,7 @@ fn row_text(row: &sqlx::any::AnyRow) -> Result<String, sqlx::Error> {
 }
 
 fn redact(url: &str) -> String {
-    plumbing::config::redact_url(url)
+    runtime::config::redact_url(url)
 }
 
 /// A bind value of the two portable column types.

@@ -5,7 +5,7 @@
 
 #![allow(clippy::result_large_err)] // handlers return a ready `Response` as their error
 
-use plumbing::http::ApiError;
+use runtime::http::ApiError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -94,7 +94,7 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// A refusal the caller can act on, as `{"error": ...}` (`plumbing::http::ApiError`).
+/// A refusal the caller can act on, as `{"error": ...}` (`runtime::http::ApiError`).
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     ApiError::new(status, message).into_response()
 }

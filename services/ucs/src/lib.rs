@@ -24,17 +24,17 @@ pub mod queries;
 use std::path::Path;
 use std::time::Instant;
 
-use plumbing::CancellationToken;
-use plumbing::config::Settings;
-use plumbing::topics::Topics;
+use runtime::CancellationToken;
+use runtime::config::Settings;
+use runtime::topics::Topics;
 
 pub use db::Db;
 pub use projector::{Projector, ProjectorStatus, Until};
 
 /// UCS's readiness (`/health/ready/ucs`): ready once the projector has caught up with the
 /// topics as they were at start.
-pub fn readiness(status: &ProjectorStatus) -> plumbing::health::Status {
-    plumbing::health::Status::when(status.caught_up(), "projecting the topics into the database")
+pub fn readiness(status: &ProjectorStatus) -> runtime::health::Status {
+    runtime::health::Status::when(status.caught_up(), "projecting the topics into the database")
         .with("applied", status.applied())
         .with("skipped", status.skipped())
         .with("duplicates", status.duplicates())

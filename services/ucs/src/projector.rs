@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use plumbing::config::{KafkaSettings, UcsSettings};
-use plumbing::topics::{self, Topics};
-use plumbing::{CancellationToken, Consumer, Message, Offset, TopicPartitionList, kafka};
+use runtime::config::{KafkaSettings, UcsSettings};
+use runtime::topics::{self, Topics};
+use runtime::{CancellationToken, Consumer, Message, Offset, TopicPartitionList, kafka};
 use sqlx::Row;
 
 use crate::batch::{self, Record, Source};
@@ -21,7 +21,7 @@ pub enum ProjectorError {
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaSetupError),
     #[error("Kafka: {0}")]
-    Client(#[from] plumbing::KafkaError),
+    Client(#[from] runtime::KafkaError),
     #[error("topic {0} is missing or has no partitions (run `switchboard topics create`)")]
     Topic(String),
     #[error(transparent)]
@@ -146,7 +146,7 @@ impl Projector {
                 }
                 other => other?,
             };
-            let to_record = |m: &plumbing::BorrowedMessage<'_>| -> Option<Record> {
+            let to_record = |m: &runtime::BorrowedMessage<'_>| -> Option<Record> {
                 let source = sources.iter().find(|(t, _)| t == m.topic())?.1;
                 Some(Record {
                     source,

@@ -1,12 +1,12 @@
 //! Writes `UcsEvent`s to `ucs.events`, keyed by the record they change, and waits for Kafka.
 
 use contract::ucs::{UcsEvent, UcsPayload};
-use plumbing::config::KafkaSettings;
-use plumbing::kafka;
-use plumbing::topics::{self, Topics};
-use plumbing::writer::Writer;
+use runtime::config::KafkaSettings;
+use runtime::kafka;
+use runtime::topics::{self, Topics};
+use runtime::writer::Writer;
 
-pub use plumbing::writer::WriteError as PublishError;
+pub use runtime::writer::WriteError as PublishError;
 
 #[derive(Clone)]
 pub struct Publisher {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use plumbing::config::CallbackSettings;
+use runtime::config::CallbackSettings;
 use serde::Deserialize;
 
 /// Longest name or reason kept.
@@ -40,14 +40,14 @@ pub struct Callback {
 /// Checks a request at `now` (Unix ms); `Err` is the reason, for a person.
 pub fn check(request: &CallbackRequest, settings: &CallbackSettings, now: i64) -> Result<Callback, String> {
     let region = match settings.default_region.as_deref() {
-        Some(r) => Some(r.parse::<plumbing::phone::Region>().map_err(|_| format!("the configured default_region {r:?} is not a region code"))?),
+        Some(r) => Some(r.parse::<runtime::phone::Region>().map_err(|_| format!("the configured default_region {r:?} is not a region code"))?),
         None => None,
     };
     let raw = request.phone.trim();
     if raw.is_empty() || raw.len() > 40 {
         return Err("phone must be 1 to 40 characters".into());
     }
-    let phone = plumbing::phone::e164(raw, region)?;
+    let phone = runtime::phone::e164(raw, region)?;
     let callback_at = match request.at.as_deref() {
         None => now,
         Some(at) => {

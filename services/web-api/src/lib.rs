@@ -9,7 +9,7 @@
 //!
 //! An `Idempotency-Key` header makes retries safe: the same key always yields the same
 //! interaction and command ids. Every route is rate limited per client address
-//! (`plumbing::http::rate_limited`, applied where the service is mounted; the chat server's
+//! (`runtime::http::rate_limited`, applied where the service is mounted; the chat server's
 //! `POST /v1/chats` too); `GET /v1/web/openapi.json` describes the API.
 
 pub mod callback;
@@ -17,7 +17,7 @@ pub mod callback;
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use plumbing::config::CallbackSettings;
+use runtime::config::CallbackSettings;
 use utoipa::OpenApi;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use contract::command::{CommandPayload, MediaType, Submit};
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -73,7 +73,7 @@ pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
 /// Interaction and command ids: derived from the `Idempotency-Key` when there is one.
 fn ids(headers: &HeaderMap) -> Result<(String, String), &'static str> {
     match headers.get("idempotency-key").map(|v| v.to_str()) {
-        None => Ok((plumbing::commands::uuid_v4(), plumbing::commands::uuid_v4())),
+        None => Ok((runtime::commands::uuid_v4(), runtime::commands::uuid_v4())),
         Some(Ok(key)) if !key.is_empty() && key.len() <= MAX_FIELD_LEN => Ok((
             uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("interaction/{key}").as_bytes()).to_string(),
             uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("command/{key}").as_bytes()).to_string(),

@@ -58,7 +58,7 @@ async fn main() {
     let seconds = args.next().unwrap_or(20);
 
     let env = TestEnv::start().await.unwrap();
-    println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
+    println!("broker: Apache Kafka {} at {}", runtime::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
     let mut baselines = BTreeMap::new();
     for &rate in &rates {
         let hop = e2e::raw_hop_latency(&env, rate, seconds.min(10)).await;

@@ -28,7 +28,7 @@ async fn main() {
     let n = args.next().unwrap_or(500);
     let connections = args.next().unwrap_or(8).max(1);
     let env = TestEnv::start().await.unwrap();
-    println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
+    println!("broker: Apache Kafka {} at {}", runtime::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
     let (raw_seconds, raw_latencies) = e2e::raw_acks(&env, n, connections, 4_300).await;
     let raw_rate = n as f64 / raw_seconds;
     let raw_p99 = e2e::quantile(&raw_latencies, 0.99);

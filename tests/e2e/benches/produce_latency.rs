@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use e2e::TestEnv;
-use plumbing::broker::TansuBroker;
-use plumbing::config::KafkaSettings;
-use plumbing::topics::Topics;
+use runtime::broker::TansuBroker;
+use runtime::config::KafkaSettings;
+use runtime::topics::Topics;
 use rdkafka::producer::FutureRecord;
 
 /// Send→ack times in ms, sorted: with `warm`, the producer's first record is acknowledged
@@ -18,8 +18,8 @@ use rdkafka::producer::FutureRecord;
 async fn measure(kafka: &KafkaSettings, topics: &Topics, rate: u64, seconds: u64, warm: bool) -> Vec<f64> {
     let mut settings = kafka.clone();
     settings.producer.insert("linger.ms".into(), "0".into());
-    let producer = plumbing::kafka::producer(&settings).unwrap();
-    let topic = topics.name(plumbing::topics::DEAD_LETTER);
+    let producer = runtime::kafka::producer(&settings).unwrap();
+    let topic = topics.name(runtime::topics::DEAD_LETTER);
     let payload = vec![b'x'; 400];
     if warm {
         producer.send(FutureRecord::to(&topic).key("warm").payload(&payload), Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
@@ -66,17 +66,17 @@ async fn main() {
     println!("produce -> acknowledgement at {rate} records/s for {seconds} s, 400-byte records, acks=all, linger 0");
 
     let env = TestEnv::start().await.unwrap();
-    let name = format!("Apache Kafka {}", plumbing::broker::kafka::KAFKA_VERSION);
+    let name = format!("Apache Kafka {}", runtime::broker::kafka::KAFKA_VERSION);
     report(&format!("{name}, a fresh producer's first second"), &measure(&env.kafka, &env.topics, rate, 1, false).await);
     report(&format!("{name}, warmed up"), &measure(&env.kafka, &env.topics, rate, seconds, true).await);
 
-    let tansu_bin = plumbing::broker::tansu::tansu_path(None);
+    let tansu_bin = runtime::broker::tansu::tansu_path(None);
     let tansu = TansuBroker::start(&tansu_bin, &env.dir.path().join("tansu"), 0).await.unwrap();
-    let mut settings = KafkaSettings { bootstrap_servers: tansu.bootstrap_servers().to_owned(), broker: plumbing::broker::BrokerKind::Tansu, ..KafkaSettings::default() };
-    plumbing::broker::tansu::tune_for_tansu(&mut settings);
+    let mut settings = KafkaSettings { bootstrap_servers: tansu.bootstrap_servers().to_owned(), broker: runtime::broker::BrokerKind::Tansu, ..KafkaSettings::default() };
+    runtime::broker::tansu::tune_for_tansu(&mut settings);
     let topics = Topics::load(None, "").unwrap();
-    topics.ensure(&plumbing::kafka::admin(&settings).unwrap(), &settings).await.unwrap();
-    let name = format!("Tansu {} (SQLite)", plumbing::broker::tansu::TANSU_VERSION);
+    topics.ensure(&runtime::kafka::admin(&settings).unwrap(), &settings).await.unwrap();
+    let name = format!("Tansu {} (SQLite)", runtime::broker::tansu::TANSU_VERSION);
     report(&format!("{name}, a fresh producer's first second"), &measure(&settings, &topics, rate, 1, false).await);
     report(&format!("{name}, warmed up"), &measure(&settings, &topics, rate, seconds, true).await);
     tansu.stop().await.unwrap();

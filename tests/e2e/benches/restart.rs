@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use contract::AvroMessage;
 use contract::command::{CommandPayload, InteractionCommand, MediaType, Stop};
 use e2e::{TestEnv, free_port, switchboard_bin};
-use plumbing::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
+use runtime::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
@@ -154,7 +154,7 @@ async fn one_size(history: usize) -> Row {
     Row { history, events, ready_s, queued_s, rss_mb, raw_read_s }
 }
 
-fn send(producer: &plumbing::FutureProducer, topic: &str, command: &InteractionCommand) -> rdkafka::producer::DeliveryFuture {
+fn send(producer: &runtime::FutureProducer, topic: &str, command: &InteractionCommand) -> rdkafka::producer::DeliveryFuture {
     let payload = command.encode().unwrap();
     producer
         .send_result(FutureRecord::to(topic).key(&command.interaction_id).payload(payload.as_slice()))

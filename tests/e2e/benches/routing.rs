@@ -25,8 +25,8 @@ use contract::agent::{AgentEvent, AgentPayload, LoggedIn, Ready};
 use contract::command::MediaType;
 use contract::event::{EventPayload, InteractionEvent};
 use e2e::TestEnv;
-use plumbing::commands::CommandClient;
-use plumbing::CancellationToken;
+use runtime::commands::CommandClient;
+use runtime::CancellationToken;
 use rdkafka::producer::FutureRecord;
 
 const WORKFLOW: &str = r#"
@@ -85,7 +85,7 @@ async fn main() {
     let rate = args.next().unwrap_or(100);
     let burst = args.next().unwrap_or(10_000);
     let env = TestEnv::start().await.unwrap();
-    println!("broker: Apache Kafka {} at {}", plumbing::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
+    println!("broker: Apache Kafka {} at {}", runtime::broker::kafka::KAFKA_VERSION, env.kafka.bootstrap_servers);
     let baseline = e2e::raw_hop_latency(&env, rate as u64, (n as u64 / rate.max(1) as u64).clamp(5, 20)).await;
     let (base50, base99) = (e2e::quantile(&baseline, 0.5), e2e::quantile(&baseline, 0.99));
     println!("baseline (raw rdkafka, one produce->consume hop at {rate}/s): p50 {base50:.1} ms, p99 {base99:.1} ms");
@@ -94,7 +94,7 @@ async fn main() {
     let (stop_server, server) = env.spawn_interaction_server();
     let producer = env.producer();
     for e in agent_events(20, contract::now_millis()) {
-        let topic = env.topic(plumbing::topics::AGENT_EVENTS);
+        let topic = env.topic(runtime::topics::AGENT_EVENTS);
         producer
             .send(FutureRecord::to(&topic).key(&e.agent_id).payload(&e.encode().unwrap()), Duration::from_secs(10))
             .await
@@ -109,7 +109,7 @@ async fn main() {
     let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, floor::projector::Library::Skip, None, token).await });
     let workflow = router::workflow::Workflow::from_toml(WORKFLOW).unwrap();
     let loaded = router::LoadedWorkflow { workflow: workflow.clone(), model: None, evaluation: None, source: "bench".into() };
-    let settings = plumbing::config::RouterSettings { tick_ms: 50, ..Default::default() };
+    let settings = runtime::config::RouterSettings { tick_ms: 50, ..Default::default() };
     let service = router::Router::new(&env.kafka, &env.topics, &settings, loaded, floor.clone());
     let token = shutdown.clone();
     let routing = tokio::spawn(async move { service.run(token).await });
@@ -158,7 +158,7 @@ async fn main() {
     stop_server.cancel();
     server.await.unwrap().unwrap();
 
-    let events = env.read_decoded::<InteractionEvent>(&env.topic(plumbing::topics::INTERACTION_EVENTS));
+    let events = env.read_decoded::<InteractionEvent>(&env.topic(runtime::topics::INTERACTION_EVENTS));
     let mut submitted: HashMap<&str, i64> = HashMap::new();
     let mut offered: HashMap<&str, i64> = HashMap::new();
     for (_, _, e) in &events {

@@ -18,8 +18,8 @@ use contract::AvroMessage;
 use contract::command::{CommandPayload, InteractionCommand, MediaType, Submit};
 use contract::event::InteractionEvent;
 use e2e::TestEnv;
-use plumbing::CancellationToken;
-use plumbing::topics::INTERACTION_COMMANDS;
+use runtime::CancellationToken;
+use runtime::topics::INTERACTION_COMMANDS;
 use rdkafka::producer::FutureRecord;
 
 #[tokio::main]
@@ -31,7 +31,7 @@ async fn main() {
     let env = TestEnv::start().await.unwrap();
     println!(
         "broker: Apache Kafka {} at {}",
-        plumbing::broker::kafka::KAFKA_VERSION,
+        runtime::broker::kafka::KAFKA_VERSION,
         env.kafka.bootstrap_servers
     );
 
@@ -118,7 +118,7 @@ async fn main() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 
-    let raw_replay = e2e::raw_read(&env, &[env.topic(plumbing::topics::INTERACTION_EVENTS)], expected).await;
+    let raw_replay = e2e::raw_read(&env, &[env.topic(runtime::topics::INTERACTION_EVENTS)], expected).await;
     println!("baseline (raw rdkafka consumer): {expected} events read from offset 0 in {raw_replay:.2} s = {:.0} events/s", expected as f64 / raw_replay);
 
     let projection = queues::projector::Projection::new(3_600_000);
@@ -196,10 +196,10 @@ async fn await_acks(pending: &mut Vec<rdkafka::producer::DeliveryFuture>) {
 async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
     use rdkafka::Message as _;
     use rdkafka::consumer::Consumer as _;
-    let to = env.topic(plumbing::topics::DEAD_LETTER);
+    let to = env.topic(runtime::topics::DEAD_LETTER);
     let started = Instant::now();
-    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
-    plumbing::kafka::assign_all(&reader, from, env.topics.partitions(INTERACTION_COMMANDS).unwrap(), rdkafka::Offset::Beginning).unwrap();
+    let reader = runtime::kafka::reader(&env.kafka).unwrap();
+    runtime::kafka::assign_all(&reader, from, env.topics.partitions(INTERACTION_COMMANDS).unwrap(), rdkafka::Offset::Beginning).unwrap();
     let producer = env.producer();
     let mut pending: Vec<rdkafka::producer::DeliveryFuture> = Vec::with_capacity(2 * n);
     let mut read = 0;
@@ -216,19 +216,19 @@ async fn raw_pipe(env: &TestEnv, from: &str, n: usize) -> f64 {
                     pending.push(producer.send_result(FutureRecord::to(&to).key(&key).payload(&payload)).map_err(|(e, _)| e).unwrap());
                 }
             }
-            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) if runtime::kafka::is_partition_end(&e) => {}
             Err(e) => panic!("{e}"),
         }
     }
     drop(reader);
     await_acks(&mut pending).await;
-    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
-    plumbing::kafka::assign_all(&reader, &to, 1, rdkafka::Offset::Beginning).unwrap();
+    let reader = runtime::kafka::reader(&env.kafka).unwrap();
+    runtime::kafka::assign_all(&reader, &to, 1, rdkafka::Offset::Beginning).unwrap();
     let mut back = 0;
     while back < 2 * n {
         match reader.recv().await {
             Ok(_) => back += 1,
-            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) if runtime::kafka::is_partition_end(&e) => {}
             Err(e) => panic!("{e}"),
         }
     }

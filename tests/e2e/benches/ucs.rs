@@ -24,7 +24,7 @@ fn as_read(records: &[fixtures::FixtureRecord], env_prefix: &str, partitions: &B
     records
         .iter()
         .map(|r| {
-            let partition = plumbing::kafka::partition_for_key(r.key.as_bytes(), partitions[r.topic]);
+            let partition = runtime::kafka::partition_for_key(r.key.as_bytes(), partitions[r.topic]);
             let offset = next.entry((r.topic, partition)).or_insert(0);
             *offset += 1;
             Record {
@@ -68,8 +68,8 @@ async fn main() {
         expected.agents,
         expected.contacts
     );
-    let batch_size = plumbing::config::UcsSettings::default().batch_size;
-    let topics = plumbing::topics::Topics::load(None, "").unwrap();
+    let batch_size = runtime::config::UcsSettings::default().batch_size;
+    let topics = runtime::topics::Topics::load(None, "").unwrap();
     let partitions: BTreeMap<&str, i32> = Source::ALL
         .iter()
         .map(|s| (s.topic(), topics.partitions(s.topic()).unwrap()))
@@ -87,7 +87,7 @@ async fn main() {
     println!(
         "produced {} records to Apache Kafka {} in {:.1} s",
         records.len(),
-        plumbing::broker::kafka::KAFKA_VERSION,
+        runtime::broker::kafka::KAFKA_VERSION,
         started.elapsed().as_secs_f64()
     );
     let sources: Vec<String> = Source::ALL.iter().map(|s| env.topic(s.topic())).collect();
@@ -102,7 +102,7 @@ async fn main() {
         ("sqlite", sql::sqlite_in(dir.path(), "rebuild.db")),
         ("postgres", sql::fresh_postgres("bench_rebuild").await),
     ] {
-        let report = ucs::rebuild(&settings, &env.topics, &url, plumbing::CancellationToken::new())
+        let report = ucs::rebuild(&settings, &env.topics, &url, runtime::CancellationToken::new())
             .await
             .unwrap();
         println!(

@@ -14,7 +14,7 @@ use contract::ucs::{
     CategorySaved, ContactIdentified, ContentAdded, ContentRole, IdentityKind, NoteAdded, StandardResponseSaved,
     UcsEvent, UcsPayload,
 };
-use plumbing::topics;
+use runtime::topics;
 
 /// One record to produce: the topic's name in `infra/topics.toml`, its key and Avro bytes.
 pub struct FixtureRecord {

@@ -5,7 +5,7 @@
 //!
 //! One broker per binary, not per test: a JVM takes several seconds to start on two cores, a
 //! prefix isolates tests as well, and tests that need a broker of their own (one to stop, one
-//! with a secured listener) start one with [`plumbing::broker::KafkaBroker`] directly.
+//! with a secured listener) start one with [`runtime::broker::KafkaBroker`] directly.
 //!
 //! Tests read records with rdkafka directly (this crate is allowed to): they check what is
 //! really on the topics, not what the services' own code says is there.
@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use contract::AvroMessage;
 use contract::command::InteractionCommand;
-use plumbing::config::KafkaSettings;
-use plumbing::broker::{KafkaBroker, KafkaOptions, kafka as kafka_broker};
-use plumbing::topics::Topics;
+use runtime::config::KafkaSettings;
+use runtime::broker::{KafkaBroker, KafkaOptions, kafka as kafka_broker};
+use runtime::topics::Topics;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, OwnedMessage};
@@ -68,10 +68,10 @@ impl TestEnv {
     pub async fn start() -> anyhow::Result<Self> {
         // As every binary does: spans carry trace context, so records get a traceparent.
         // The guard lives as long as the test process (dropping it shuts tracing down).
-        static TELEMETRY: std::sync::OnceLock<Option<plumbing::telemetry::TelemetryGuard>> =
+        static TELEMETRY: std::sync::OnceLock<Option<runtime::telemetry::TelemetryGuard>> =
             std::sync::OnceLock::new();
         TELEMETRY.get_or_init(|| {
-            plumbing::telemetry::init(&plumbing::telemetry::TelemetrySettings::default()).ok()
+            runtime::telemetry::init(&runtime::telemetry::TelemetrySettings::default()).ok()
         });
         let dir = run_dir()?;
         let broker = tokio::task::spawn_blocking(shared_kafka).await??;
@@ -81,7 +81,7 @@ impl TestEnv {
             ..KafkaSettings::default()
         };
         let topics = Topics::load(None, &kafka.topic_prefix)?;
-        topics.ensure(&plumbing::kafka::admin(&kafka)?, &kafka).await?;
+        topics.ensure(&runtime::kafka::admin(&kafka)?, &kafka).await?;
         Ok(Self { kafka, topics, dir })
     }
 
@@ -90,7 +90,7 @@ impl TestEnv {
     }
 
     pub fn producer(&self) -> FutureProducer {
-        plumbing::kafka::producer(&self.kafka).unwrap()
+        runtime::kafka::producer(&self.kafka).unwrap()
     }
 
     /// Writes raw bytes to a topic, keyed, as any client could.
@@ -160,16 +160,16 @@ impl TestEnv {
     }
 
     /// Settings for a service process against this broker (topics and groups prefixed).
-    pub fn settings(&self, data_dir: &std::path::Path) -> plumbing::config::Settings {
-        plumbing::config::Settings {
+    pub fn settings(&self, data_dir: &std::path::Path) -> runtime::config::Settings {
+        runtime::config::Settings {
             data_dir: data_dir.to_owned(),
             kafka: self.kafka.clone(),
-            ..plumbing::config::Settings::default()
+            ..runtime::config::Settings::default()
         }
     }
 
     /// Writes `settings` as a config file for a `switchboard` process and returns its path.
-    pub fn write_config(&self, settings: &plumbing::config::Settings, name: &str) -> PathBuf {
+    pub fn write_config(&self, settings: &runtime::config::Settings, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, toml::to_string_pretty(settings).unwrap()).unwrap();
         path
@@ -178,7 +178,7 @@ impl TestEnv {
     /// Starts each `(service, port)` as its own process (`switchboard run <service>`) with
     /// `settings` listening on that port; its config and log are `<service>.toml` and
     /// `<service>.log` in the test's directory.
-    pub fn spawn_services(&self, settings: &mut plumbing::config::Settings, services: &[(&str, u16)]) -> Services {
+    pub fn spawn_services(&self, settings: &mut runtime::config::Settings, services: &[(&str, u16)]) -> Services {
         let mut started = Services { ports: std::collections::BTreeMap::new(), _processes: Vec::new() };
         for &(service, port) in services {
             settings.http.listen = ([127, 0, 0, 1], port).into();
@@ -191,7 +191,7 @@ impl TestEnv {
 
     /// Writes a command keyed by its interaction id.
     pub async fn produce_command(&self, producer: &FutureProducer, command: &InteractionCommand) {
-        let topic = self.topic(plumbing::topics::INTERACTION_COMMANDS);
+        let topic = self.topic(runtime::topics::INTERACTION_COMMANDS);
         self.produce_raw(
             producer,
             &topic,
@@ -264,18 +264,18 @@ impl TestEnv {
     /// Follows `interaction.events` from the beginning in the background: the returned list
     /// grows as events arrive (cheaper than re-reading the topic to watch progress).
     pub fn follow_interaction_events(&self) -> std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, contract::event::InteractionEvent)>>> {
-        use plumbing::Message as _;
+        use runtime::Message as _;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let topic = self.topic(plumbing::topics::INTERACTION_EVENTS);
-        let partitions = self.topics.partitions(plumbing::topics::INTERACTION_EVENTS).unwrap();
-        let reader = plumbing::kafka::reader(&self.kafka).unwrap();
-        plumbing::kafka::assign_all(&reader, &topic, partitions, Offset::Beginning).unwrap();
+        let topic = self.topic(runtime::topics::INTERACTION_EVENTS);
+        let partitions = self.topics.partitions(runtime::topics::INTERACTION_EVENTS).unwrap();
+        let reader = runtime::kafka::reader(&self.kafka).unwrap();
+        runtime::kafka::assign_all(&reader, &topic, partitions, Offset::Beginning).unwrap();
         let out = seen.clone();
         tokio::spawn(async move {
             loop {
                 let m = match reader.recv().await {
                     Ok(m) => m,
-                    Err(e) if plumbing::kafka::is_partition_end(&e) => continue,
+                    Err(e) if runtime::kafka::is_partition_end(&e) => continue,
                     Err(_) => break,
                 };
                 let event = contract::event::InteractionEvent::decode(m.payload().unwrap_or_default())
@@ -302,19 +302,19 @@ impl TestEnv {
     pub fn spawn_interaction_server(
         &self,
     ) -> (
-        plumbing::CancellationToken,
+        runtime::CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     ) {
-        let shutdown = plumbing::CancellationToken::new();
+        let shutdown = runtime::CancellationToken::new();
         let (kafka, topics, token) = (self.kafka.clone(), self.topics.clone(), shutdown.clone());
         let task = tokio::spawn(async move {
-            let mut settings = plumbing::config::InteractionServerSettings::default();
+            let mut settings = runtime::config::InteractionServerSettings::default();
             // Benchmarks compare: SWITCHBOARD_BENCH_TRANSACTIONS=false runs without.
             if std::env::var("SWITCHBOARD_BENCH_TRANSACTIONS").is_ok_and(|v| v == "false") {
                 settings.transactions = Some(false);
             }
-            let retention = interaction_server::retention(&plumbing::config::LiveSettings::default(), &topics);
-            interaction_server::run(&kafka, &topics, &settings, retention, None, plumbing::health::Progress::detached(), token).await
+            let retention = interaction_server::retention(&runtime::config::LiveSettings::default(), &topics);
+            interaction_server::run(&kafka, &topics, &settings, retention, None, runtime::health::Progress::detached(), token).await
         });
         (shutdown, task)
     }
@@ -324,7 +324,7 @@ impl TestEnv {
     /// transaction, so offsets overstate the records (a wait on them ended early). A busy
     /// broker may answer late: then this counts 0 and the caller polls again.
     pub fn events_written(&self) -> i64 {
-        self.try_read_all(&self.topic(plumbing::topics::INTERACTION_EVENTS))
+        self.try_read_all(&self.topic(runtime::topics::INTERACTION_EVENTS))
             .map_or(0, |records| i64::try_from(records.len()).unwrap_or(i64::MAX))
     }
 
@@ -344,10 +344,10 @@ impl TestEnv {
 /// A reader of partition 0 of `topic` from its current end: the offset asked for explicitly,
 /// since `Offset::End` is resolved only when the reader first fetches, and records written
 /// before that would be skipped.
-fn tail_reader(env: &TestEnv, topic: &str) -> plumbing::kafka::Reader {
-    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
-    let end = plumbing::kafka::high_watermark(&reader, topic, 0).unwrap();
-    plumbing::kafka::assign_all(&reader, topic, 1, Offset::Offset(end)).unwrap();
+fn tail_reader(env: &TestEnv, topic: &str) -> runtime::kafka::Reader {
+    let reader = runtime::kafka::reader(&env.kafka).unwrap();
+    let end = runtime::kafka::high_watermark(&reader, topic, 0).unwrap();
+    runtime::kafka::assign_all(&reader, topic, 1, Offset::Offset(end)).unwrap();
     reader
 }
 
@@ -361,10 +361,10 @@ async fn warm_up(producer: &FutureProducer, topic: &str) {
 /// acknowledged before the clock starts) sends `rate` records/s for `seconds` to the
 /// dead-letter topic, and a consumer reading it times each from send to receipt. Sorted, in ms.
 pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64> {
-    let topic = env.topic(plumbing::topics::DEAD_LETTER);
+    let topic = env.topic(runtime::topics::DEAD_LETTER);
     let mut settings = env.kafka.clone();
     settings.producer.insert("linger.ms".into(), "0".into());
-    let producer = plumbing::kafka::producer(&settings).unwrap();
+    let producer = runtime::kafka::producer(&settings).unwrap();
     warm_up(&producer, &topic).await;
     let reader = tail_reader(env, &topic);
     let total = (rate * seconds) as usize;
@@ -380,7 +380,7 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
                         out.push((now - sent) as f64 / 1000.0);
                     }
                 }
-                Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+                Err(e) if runtime::kafka::is_partition_end(&e) => {}
                 Err(e) => panic!("{e}"),
             }
         }
@@ -406,7 +406,7 @@ pub async fn raw_hop_latency(env: &TestEnv, rate: u64, seconds: u64) -> Vec<f64>
 /// record), on one warmed idempotent producer. Seconds for all, and each record's send →
 /// acknowledgement in ms, sorted.
 pub async fn raw_acks(env: &TestEnv, n: usize, concurrency: usize, payload_bytes: usize) -> (f64, Vec<f64>) {
-    let topic = env.topic(plumbing::topics::DEAD_LETTER);
+    let topic = env.topic(runtime::topics::DEAD_LETTER);
     let producer = env.producer();
     warm_up(&producer, &topic).await;
     let payload = std::sync::Arc::new(vec![b'x'; payload_bytes]);
@@ -441,7 +441,7 @@ pub async fn raw_acks(env: &TestEnv, n: usize, concurrency: usize, payload_bytes
 /// once (pipelined on one warmed producer) to the dead-letter topic while a consumer reads
 /// them; seconds from the first send until the consumer has all `n`.
 pub async fn raw_burst_hop(env: &TestEnv, n: usize) -> f64 {
-    let topic = env.topic(plumbing::topics::DEAD_LETTER);
+    let topic = env.topic(runtime::topics::DEAD_LETTER);
     let producer = env.producer();
     warm_up(&producer, &topic).await;
     let reader = tail_reader(env, &topic);
@@ -451,7 +451,7 @@ pub async fn raw_burst_hop(env: &TestEnv, n: usize) -> f64 {
         while read < n {
             match reader.recv().await {
                 Ok(_) => read += 1,
-                Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+                Err(e) if runtime::kafka::is_partition_end(&e) => {}
                 Err(e) => panic!("{e}"),
             }
         }
@@ -469,7 +469,7 @@ pub async fn raw_burst_hop(env: &TestEnv, n: usize) -> f64 {
 pub async fn raw_read(env: &TestEnv, topics: &[String], n: usize) -> f64 {
     use rdkafka::consumer::Consumer as _;
     let started = std::time::Instant::now();
-    let reader = plumbing::kafka::reader(&env.kafka).unwrap();
+    let reader = runtime::kafka::reader(&env.kafka).unwrap();
     let mut assignment = rdkafka::TopicPartitionList::new();
     for topic in topics {
         let logical = topic.strip_prefix(env.topic("").as_str()).unwrap_or(topic);
@@ -486,7 +486,7 @@ pub async fn raw_read(env: &TestEnv, topics: &[String], n: usize) -> f64 {
                 read += 1;
                 bytes += m.payload().map_or(0, <[u8]>::len);
             }
-            Err(e) if plumbing::kafka::is_partition_end(&e) => {}
+            Err(e) if runtime::kafka::is_partition_end(&e) => {}
             Err(e) => panic!("{e}"),
         }
     }
@@ -569,9 +569,9 @@ pub async fn poll_json(http: &reqwest::Client, url: &str, limit: Duration, check
 }
 
 /// A free TCP port on 127.0.0.1 for a child process to bind (below the ephemeral range, see
-/// [`plumbing::broker::free_listen_port`]).
+/// [`runtime::broker::free_listen_port`]).
 pub fn free_port() -> u16 {
-    plumbing::broker::free_listen_port().unwrap()
+    runtime::broker::free_listen_port().unwrap()
 }
 
 /// Services started by [`TestEnv::spawn_services`]; killed when dropped.

@@ -56,10 +56,10 @@ async fn python_decodes_every_topic_with_nothing_but_the_schemas() {
     let config = env.write_config(&settings, "tools.toml");
 
     for topic in [
-        plumbing::topics::INTERACTION_EVENTS,
-        plumbing::topics::AGENT_EVENTS,
-        plumbing::topics::CHAT_EVENTS,
-        plumbing::topics::UCS_EVENTS,
+        runtime::topics::INTERACTION_EVENTS,
+        runtime::topics::AGENT_EVENTS,
+        runtime::topics::CHAT_EVENTS,
+        runtime::topics::UCS_EVENTS,
     ] {
         let produced = records.iter().filter(|r| r.topic == topic).count();
         assert!(produced > 0, "the fixture has no {topic} records");

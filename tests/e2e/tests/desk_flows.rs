@@ -15,7 +15,7 @@ use contract::event::{EventPayload, InteractionEvent};
 use desk::users::Role;
 use e2e::desk::{DeskClient, wait_ready, write_users};
 use e2e::{TestEnv, free_port};
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use serde_json::{Value, json};
 
 const WORKFLOW: &str = r#"

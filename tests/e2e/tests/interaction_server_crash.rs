@@ -11,7 +11,7 @@ use contract::command::*;
 use contract::event::InteractionEvent;
 use e2e::{TestEnv, switchboard_bin};
 use interaction_server::partition::{Outcome, PartitionState};
-use plumbing::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
+use runtime::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
 
 const INTERACTIONS: usize = 250;
 
@@ -126,7 +126,7 @@ async fn killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
         let commands = commands.clone();
         let topic = env.topic(INTERACTION_COMMANDS);
         tokio::spawn(async move {
-            let producer = plumbing::kafka::producer(&env_kafka).unwrap();
+            let producer = runtime::kafka::producer(&env_kafka).unwrap();
             for chunk in commands.chunks(50) {
                 let sends: Vec<_> = chunk
                     .iter()

@@ -47,7 +47,7 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
     settings.kafka.consumer.insert("session.timeout.ms".into(), "6000".into());
     settings.kafka.consumer.insert("heartbeat.interval.ms".into(), "500".into());
     settings.interaction_server.transaction_linger_ms = 1000;
-    let spawn = |name: &str, settings: &mut plumbing::config::Settings| {
+    let spawn = |name: &str, settings: &mut runtime::config::Settings| {
         settings.http.listen = ([127, 0, 0, 1], free_port()).into();
         let config = env.write_config(settings, &format!("{name}.toml"));
         let log = env.dir.path().join(format!("{name}.log"));
@@ -62,7 +62,7 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
 
     // The stream: new interactions, and every fifth command a repeat Submit (rejected: the
     // outcome depends on the state the owner rebuilt).
-    let client = plumbing::commands::CommandClient::new(&env.kafka, &env.topics, "fencing-test").unwrap();
+    let client = runtime::commands::CommandClient::new(&env.kafka, &env.topics, "fencing-test").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let stream = {
@@ -115,8 +115,8 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
     let sent = sent.load(Ordering::Relaxed);
 
     // 3. The verdict, from the log. What an uninterrupted run derives, per partition:
-    let commands_topic = env.topic(plumbing::topics::INTERACTION_COMMANDS);
-    let events_topic = env.topic(plumbing::topics::INTERACTION_EVENTS);
+    let commands_topic = env.topic(runtime::topics::INTERACTION_COMMANDS);
+    let events_topic = env.topic(runtime::topics::INTERACTION_EVENTS);
     let commands = env.read_all(&commands_topic);
     assert_eq!(commands.len(), sent);
     let mut states: BTreeMap<i32, PartitionState> = BTreeMap::new();

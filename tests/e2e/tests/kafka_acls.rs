@@ -17,8 +17,8 @@ use e2e::desk::{DeskClient, wait_ready, write_users};
 use e2e::tls::TestTls;
 use e2e::{free_port, kafka_jars, poll_json, run_dir, spawn_service, start_kafka_blocking, switchboard_bin};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use plumbing::broker::KafkaOptions;
-use plumbing::broker::kafka::SaslSslListener;
+use runtime::broker::KafkaOptions;
+use runtime::broker::kafka::SaslSslListener;
 use serde_json::{Value, json};
 
 const PREFIX: &str = "acl.";

@@ -10,8 +10,8 @@ use contract::AvroMessage;
 use contract::command::*;
 use contract::event::{EventPayload, InteractionEvent};
 use e2e::{TestEnv, header};
-use plumbing::dead_letter;
-use plumbing::topics::{DEAD_LETTER, INTERACTION_COMMANDS, INTERACTION_EVENTS};
+use runtime::dead_letter;
+use runtime::topics::{DEAD_LETTER, INTERACTION_COMMANDS, INTERACTION_EVENTS};
 
 fn command(n: u32, id: &str, by: &str, payload: CommandPayload) -> InteractionCommand {
     InteractionCommand {
@@ -158,7 +158,7 @@ async fn rejections_dead_letters_and_headers() {
 
     // Lineage headers on every event.
     for m in env.read_all(&events_topic) {
-        let event = InteractionEvent::decode(plumbing::Message::payload(&m).unwrap()).unwrap();
+        let event = InteractionEvent::decode(runtime::Message::payload(&m).unwrap()).unwrap();
         assert_eq!(
             header(&m, "correlation-id").as_deref(),
             Some(event.interaction_id.as_str())
@@ -184,18 +184,18 @@ async fn rejections_dead_letters_and_headers() {
 
     // Dead letters: the original bytes, with where they came from and why.
     let dead = env.read_all(&dead_topic);
-    let by_key: BTreeMap<String, &plumbing::OwnedMessage> = dead
+    let by_key: BTreeMap<String, &runtime::OwnedMessage> = dead
         .iter()
         .map(|m| {
             (
-                String::from_utf8_lossy(plumbing::Message::key(m).unwrap()).into_owned(),
+                String::from_utf8_lossy(runtime::Message::key(m).unwrap()).into_owned(),
                 m,
             )
         })
         .collect();
     let garbage = by_key["garbage-1"];
     assert_eq!(
-        plumbing::Message::payload(garbage),
+        runtime::Message::payload(garbage),
         Some(&b"this is not avro"[..])
     );
     let reason = header(garbage, dead_letter::REASON).unwrap();

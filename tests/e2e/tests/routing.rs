@@ -16,7 +16,7 @@ use desk::users::Role;
 use contract::event::{EventPayload, InteractionEvent};
 use e2e::desk::{DeskClient as Desk, Levels, wait_ready, write_users};
 use e2e::{TestEnv, free_port, spawn_service, switchboard_bin};
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use serde_json::json;
 
 const INTERACTIONS: usize = 200;

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use contract::command::MediaType;
 use e2e::tls::TestTls;
 use e2e::{free_port, kafka_jars, poll_json, run_dir, spawn_service, start_kafka_blocking, switchboard_bin};
-use plumbing::broker::kafka::SaslSslListener;
-use plumbing::broker::KafkaOptions;
-use plumbing::config::KafkaSettings;
-use plumbing::topics::Topics;
+use runtime::broker::kafka::SaslSslListener;
+use runtime::broker::KafkaOptions;
+use runtime::config::KafkaSettings;
+use runtime::topics::Topics;
 
 const PASSWORD: &str = "sb-Pa55word-kafka";
 const OTLP_SECRET: &str = "Bearer otlp-s3cret-token";
@@ -137,7 +137,7 @@ async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
     };
     kafka.producer.insert("compression.type".into(), "zstd".into());
     let topics = Topics::load(None, &kafka.topic_prefix).unwrap();
-    let sender = plumbing::commands::CommandClient::new(&kafka, &topics, "secure-test").unwrap();
+    let sender = runtime::commands::CommandClient::new(&kafka, &topics, "secure-test").unwrap();
     let id = "secure-interaction-1";
     let command = sender.command(
         id,

@@ -124,9 +124,9 @@ async fn an_sms_conversation_is_a_chat_session() {
     // Two first SMS from a new number, at the same time: one session holds both.
     let other = |sid: &'static str, body: &'static str| [("MessageSid", sid), ("From", "+447911123458"), ("To", "+441234567890"), ("Body", body)];
     tokio::join!(deliver(other("SM00000000000000000000000000000004", "Hello?")), deliver(other("SM00000000000000000000000000000005", "Anyone there?")));
-    let topic = env.topic(plumbing::topics::CHAT_EVENTS);
+    let topic = env.topic(runtime::topics::CHAT_EVENTS);
     let of_number = || -> Vec<ChatEvent> {
-        let events: Vec<ChatEvent> = env.read_all(&topic).iter().map(|m| ChatEvent::decode(plumbing::Message::payload(m).unwrap()).unwrap()).collect();
+        let events: Vec<ChatEvent> = env.read_all(&topic).iter().map(|m| ChatEvent::decode(runtime::Message::payload(m).unwrap()).unwrap()).collect();
         let sessions: Vec<String> = events.iter().filter_map(|e| match &e.payload {
             ChatPayload::SessionStarted(s) if s.origin == "sms:+447911123458" => Some(e.session_id.clone()),
             _ => None,

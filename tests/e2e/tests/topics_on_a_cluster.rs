@@ -9,7 +9,7 @@ use std::time::Duration;
 use e2e::{TestEnv, free_port, switchboard_bin};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 
-async fn run_queues(env: &TestEnv, name: &str, settings: &mut plumbing::config::Settings, wait: Duration) -> (Option<std::process::ExitStatus>, String) {
+async fn run_queues(env: &TestEnv, name: &str, settings: &mut runtime::config::Settings, wait: Duration) -> (Option<std::process::ExitStatus>, String) {
     settings.http.listen = ([127, 0, 0, 1], free_port()).into();
     let config = env.write_config(settings, &format!("{name}.toml"));
     let log = env.dir.path().join(format!("{name}.log"));
@@ -23,7 +23,7 @@ async fn run_queues(env: &TestEnv, name: &str, settings: &mut plumbing::config::
 async fn missing_differing_and_mispartitioned_topics() {
     assert!(switchboard_bin().exists());
     let env = TestEnv::start().await.unwrap();
-    let admin = plumbing::kafka::admin(&env.kafka).unwrap();
+    let admin = runtime::kafka::admin(&env.kafka).unwrap();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
 
     // Never create: a fresh prefix has no topics, and the service says which are missing.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use contract::command::{CommandPayload, MediaType, Submit};
 use e2e::{TestEnv, sql};
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use serde_json::{Value, json};
 
 struct Api {
@@ -56,12 +56,12 @@ async fn contacts_contents_library_and_blobs() {
     settings.ucs.blob_dir = Some(env.dir.path().join("blobs"));
     settings.ucs.max_blob_bytes = 64 * 1024;
     let (router, projector) = ucs::service(&settings, &env.topics).await.unwrap();
-    let health = plumbing::health::Health::new();
+    let health = runtime::health::Health::new();
     let status = projector.status.clone();
     health.register("ucs", move || ucs::readiness(&status));
     let router = router.merge(health.routes());
-    let shutdown = plumbing::CancellationToken::new();
-    let (addr, _server) = plumbing::http::serve(router, ([127, 0, 0, 1], 0).into(), shutdown.clone())
+    let shutdown = runtime::CancellationToken::new();
+    let (addr, _server) = runtime::http::serve(router, ([127, 0, 0, 1], 0).into(), shutdown.clone())
         .await
         .unwrap();
     let token = shutdown.clone();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contract::command::{AgentRef, CommandPayload, MediaType, Offer, Stop, Submit};
 use e2e::{TestEnv, switchboard_bin};
-use plumbing::commands::CommandClient;
+use runtime::commands::CommandClient;
 use serde_json::Value;
 
 async fn switchboard(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
@@ -49,13 +49,13 @@ async fn audit_shows_every_step_with_its_cause() {
         CommandPayload::AcceptOffer(AgentRef { agent_id: "ann".into() }),
         CommandPayload::Stop(Stop { reason: "done".into() }),
     ];
-    let partitions = env.topics.partitions(plumbing::topics::INTERACTION_COMMANDS).unwrap();
+    let partitions = env.topics.partitions(runtime::topics::INTERACTION_COMMANDS).unwrap();
     let mut command_ids = Vec::new();
     for payload in life {
         let command = client.command(id, payload);
         let (partition, _) = client.send(&command).await.unwrap();
         // The partition the producer chose is the one the audit computes for the key.
-        assert_eq!(partition, plumbing::kafka::partition_for_key(id.as_bytes(), partitions));
+        assert_eq!(partition, runtime::kafka::partition_for_key(id.as_bytes(), partitions));
         command_ids.push(command.command_id);
     }
     // Another interaction's records must not leak into this audit.

@@ -355,7 +355,7 @@ async fn killed_after_250_then_restarted(snapshot_every: u64) {
     first.child.wait().await.unwrap();
     let data = dir.path().join("data");
     // Where the log and the snapshots stood at the kill.
-    let kafka = plumbing::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
+    let kafka = runtime::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
     let events_topic = "interaction.events";
     // (No snapshot file: the partition is replayed from offset 0.)
     let snapshot_offsets: Vec<i64> = (0..6)
@@ -385,11 +385,11 @@ async fn killed_after_250_then_restarted(snapshot_every: u64) {
     let mut per_partition = Vec::new();
     for (p, from) in (0..6).zip(&snapshot_offsets) {
         let (mut before, mut after, mut last_before) = (0, 0, -1);
-        plumbing::kafka::read_partition_from(&kafka, events_topic, p, *from, None, |m| {
-            if plumbing::Message::timestamp(m).to_millis().is_some_and(|t| t < restarted_at) {
+        runtime::kafka::read_partition_from(&kafka, events_topic, p, *from, None, |m| {
+            if runtime::Message::timestamp(m).to_millis().is_some_and(|t| t < restarted_at) {
                 tails += 1;
                 before += 1;
-                last_before = plumbing::Message::offset(m);
+                last_before = runtime::Message::offset(m);
             } else {
                 after += 1;
             }
@@ -435,11 +435,11 @@ async fn on_apache_kafka_an_evicted_interaction_is_still_a_duplicate_after_a_res
     let first = up_with(dir.path(), 1, http, broker, "kafka", &env).await;
     let base = first.base.clone();
 
-    let kafka = plumbing::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
-    let topics = plumbing::topics::Topics::load(None, "").unwrap();
-    let commands = plumbing::commands::CommandClient::new(&kafka, &topics, "eviction-test").unwrap();
+    let kafka = runtime::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
+    let topics = runtime::topics::Topics::load(None, "").unwrap();
+    let commands = runtime::commands::CommandClient::new(&kafka, &topics, "eviction-test").unwrap();
     let submit = || e2e::submit(contract::command::MediaType::Email, "inbound", 0, Default::default());
-    let mail = format!("evicted-{}", plumbing::commands::uuid_v4());
+    let mail = format!("evicted-{}", runtime::commands::uuid_v4());
     commands.send(&commands.command(&mail, submit())).await.unwrap();
     wait_status(&base, &mail, "waiting").await;
     commands.send(&commands.command(&mail, CommandPayload::Stop(Stop { reason: "answered".into() }))).await.unwrap();
@@ -460,7 +460,7 @@ async fn on_apache_kafka_an_evicted_interaction_is_still_a_duplicate_after_a_res
     // After a restart (from snapshots: the ended ids are in them) it is still refused.
     let second = up_with(dir.path(), 2, http, broker, "kafka", &env).await;
     let log = strip_ansi(&std::fs::read_to_string(dir.path().join("up-2.log")).unwrap());
-    let partition = plumbing::kafka::partition_for_key(mail.as_bytes(), 6);
+    let partition = runtime::kafka::partition_for_key(mail.as_bytes(), 6);
     assert!(
         log.contains(&format!("partition state restored from its snapshot and the events after it partition={partition} ")),
         "the interaction's partition {partition} did not restart from its snapshot: {log}"
@@ -497,7 +497,7 @@ async fn wait_gone(base: &str, id: &str) -> Value {
 }
 
 /// Waits for the Interaction Server's rejection of `command_id` on `interaction.events`.
-async fn assert_refused(kafka: &plumbing::config::KafkaSettings, topics: &plumbing::topics::Topics, id: &str, command_id: &str, reason: &str) {
+async fn assert_refused(kafka: &runtime::config::KafkaSettings, topics: &runtime::topics::Topics, id: &str, command_id: &str, reason: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let audit = history::audit(kafka, topics, id).await.unwrap();
@@ -535,14 +535,14 @@ fn strip_ansi(text: &str) -> String {
 /// the router may still be writing.
 async fn assert_equals_full_replay(base: &str, broker: u16) {
     use contract::AvroMessage;
-    let kafka = plumbing::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
+    let kafka = runtime::config::KafkaSettings { bootstrap_servers: format!("127.0.0.1:{broker}"), ..Default::default() };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut board = queues::board::Board::evicting_after(plumbing::config::LiveSettings::default().keep_stopped_ms());
+        let mut board = queues::board::Board::evicting_after(runtime::config::LiveSettings::default().keep_stopped_ms());
         let mut events = Vec::new();
         for p in 0..6 {
-            plumbing::kafka::read_partition_from(&kafka, "interaction.events", p, 0, None, |m| {
-                events.push(contract::event::InteractionEvent::decode(plumbing::Message::payload(m).unwrap_or_default()).unwrap());
+            runtime::kafka::read_partition_from(&kafka, "interaction.events", p, 0, None, |m| {
+                events.push(contract::event::InteractionEvent::decode(runtime::Message::payload(m).unwrap_or_default()).unwrap());
             })
             .await
             .unwrap();

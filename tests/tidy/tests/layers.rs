@@ -1,6 +1,6 @@
 //! The layering of docs/ARCHITECTURE.md, checked on `cargo metadata`:
 //!
-//! contract → domain (pure) → runtime (`crates/plumbing`, the only one on rdkafka) → shared
+//! contract → domain (pure) → runtime (`crates/runtime`, the only one on rdkafka) → shared
 //! components (projections, small client crates) → services (never one on another) → binary.
 //!
 //! Each workspace crate's layer comes from where it lives. An edge may only point down (or,
@@ -27,7 +27,7 @@ fn layer_of(relative: &str) -> Layer {
     match relative {
         p if p.starts_with("schemas/") => Layer::Contract,
         p if p.starts_with("domain/") => Layer::Domain,
-        "crates/plumbing" => Layer::Runtime,
+        "crates/runtime" => Layer::Runtime,
         p if p.starts_with("projections/") => Layer::Shared,
         "crates/switchboard" => Layer::Binary,
         p if p.starts_with("crates/") => Layer::Shared,
@@ -110,7 +110,7 @@ fn violations(crates: &[Crate]) -> Vec<String> {
             } else if matches!(c.layer, Layer::Contract | Layer::Domain) && IO_CRATES.contains(&dep.as_str()) {
                 found.push(format!("{} ({}) is pure but depends on {dep} [{kind}]", c.name, c.dir));
             } else if dep == "rdkafka" && !matches!(c.layer, Layer::Runtime | Layer::Test) {
-                found.push(format!("{} ({}) depends on rdkafka: only the runtime (crates/plumbing) may", c.name, c.dir));
+                found.push(format!("{} ({}) depends on rdkafka: only the runtime (crates/runtime) may", c.name, c.dir));
             }
         }
     }
@@ -134,7 +134,7 @@ fn the_checker_catches_forbidden_edges() {
     crates[desk].deps.push(("router".into(), "normal".into()));
     let chat = crates.iter().position(|c| c.name == "chat").unwrap();
     crates[chat].deps.push(("tokio".into(), "normal".into()));
-    crates[chat].deps.push(("plumbing".into(), "dev".into()));
+    crates[chat].deps.push(("runtime".into(), "dev".into()));
     let floor = crates.iter().position(|c| c.name == "floor").unwrap();
     crates[floor].deps.push(("rdkafka".into(), "normal".into()));
     let found = violations(&crates);
@@ -142,8 +142,8 @@ fn the_checker_catches_forbidden_edges() {
     assert!(found[0..].iter().any(|f| f.starts_with("desk") && f.contains("router")), "{found:#?}");
 }
 
-/// rdkafka's types stay inside the runtime: outside `crates/plumbing` no source names rdkafka
-/// or the Kafka client types plumbing still re-exports. The files below still use them (the
+/// rdkafka's types stay inside the runtime: outside `crates/runtime` no source names rdkafka
+/// or the Kafka client types runtime still re-exports. The files below still use them (the
 /// followers and writers not yet moved behind the runtime's own types); the list may only
 /// shrink: a file that no longer uses them must leave it.
 #[test]
@@ -157,8 +157,8 @@ fn rdkafka_types_stay_in_the_runtime() {
     ];
     const KAFKA_TYPES: &[&str] = &[
         "rdkafka", "FutureProducer", "BorrowedMessage", "OwnedMessage", "TopicPartitionList", "KafkaError",
-        "GroupConsumer", "DeliveryFuture", "RDKafkaErrorCode", "CommitMode", "plumbing::Message", "plumbing::Offset",
-        "plumbing::Consumer", "plumbing::Producer", "plumbing::Headers", "kafka::Reader",
+        "GroupConsumer", "DeliveryFuture", "RDKafkaErrorCode", "CommitMode", "runtime::Message", "runtime::Offset",
+        "runtime::Consumer", "runtime::Producer", "runtime::Headers", "kafka::Reader",
     ];
     let (root, crates) = workspace();
     let mut using = Vec::new();
@@ -180,15 +180,15 @@ fn rdkafka_types_stay_in_the_runtime() {
     }
     using.sort();
     let new: Vec<&String> = using.iter().filter(|f| !STILL_USING.contains(&f.as_str())).collect();
-    assert!(new.is_empty(), "rdkafka types outside the runtime (use plumbing's writers and followers): {new:?}");
+    assert!(new.is_empty(), "rdkafka types outside the runtime (use runtime's writers and followers): {new:?}");
     let gone: Vec<&&str> = STILL_USING.iter().filter(|f| !using.iter().any(|u| u == *f)).collect();
     assert!(gone.is_empty(), "these no longer use rdkafka types: take them off STILL_USING: {gone:?}");
 }
 
-/// Whether a `use plumbing::{...}` list names one of the re-exported client types.
+/// Whether a `use runtime::{...}` list names one of the re-exported client types.
 fn imports_kafka_type(text: &str) -> bool {
     const BARE: &[&str] = &["Message", "Offset", "Consumer", "Producer", "Headers"];
-    text.match_indices("use plumbing::{").any(|(at, _)| {
+    text.match_indices("use runtime::{").any(|(at, _)| {
         let list = &text[at..];
         let list = &list[..list.find('}').unwrap_or(list.len())];
         list.split(|c: char| !c.is_alphanumeric() && c != '_').any(|word| BARE.contains(&word))

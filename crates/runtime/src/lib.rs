@@ -1,4 +1,4 @@
-//! Shared plumbing of every Switchboard service, and the only crate that talks to rdkafka.
+//! The runtime of every Switchboard service, and the only crate that talks to rdkafka.
 //!
 //! - [`config`]: layered settings (defaults, `switchboard.toml`, `SWITCHBOARD_*` env, flags).
 //! - [`telemetry`]: structured logs and traces; OTLP export when configured.
