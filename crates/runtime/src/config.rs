@@ -684,6 +684,13 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The key that signs desk session tokens: `[desk] session_secret_file`, else
+    /// `<data_dir>/desk-secret` (created on first use). Every process that checks desk tokens
+    /// (the desk, the chat server) reads the same one.
+    pub fn desk_secret_file(&self) -> PathBuf {
+        self.desk.session_secret_file.clone().unwrap_or_else(|| self.data_dir.join("desk-secret"))
+    }
+
     pub fn load(
         file: Option<&Path>,
         overrides: impl FnOnce(Figment) -> Figment,

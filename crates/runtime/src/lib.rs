@@ -22,6 +22,7 @@ pub mod http;
 pub mod kafka;
 pub mod phone;
 pub mod telemetry;
+pub mod service;
 pub mod snapshots;
 pub mod topics;
 pub mod writer;

@@ -31,3 +31,15 @@ impl Publisher {
         Ok(())
     }
 }
+
+/// The process's chat sessions, followed by one background task (made by the first service
+/// that asks: the chat server, or the SMS server in session mode).
+pub fn shared(ctx: &runtime::service::Context) -> anyhow::Result<std::sync::Arc<SharedSessions>> {
+    ctx.shared(|ctx| {
+        let sessions = SharedSessions::new();
+        let (kafka, topics, token, s, store) =
+            (ctx.settings.kafka.clone(), ctx.topics.clone(), ctx.shutdown.clone(), sessions.clone(), ctx.snapshots.clone());
+        ctx.background("chat sessions", async move { projector::run(&kafka, &topics, s, Some(store), token).await });
+        Ok(sessions)
+    })
+}

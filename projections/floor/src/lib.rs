@@ -15,6 +15,7 @@ pub mod floor;
 pub mod http;
 pub mod library;
 pub mod projector;
+pub mod service;
 pub mod stats;
 pub mod trend;
 

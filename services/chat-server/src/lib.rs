@@ -125,6 +125,27 @@ impl ChatServer {
     }
 }
 
+/// The chat server service: the customer's start and socket, agents' sockets (with their
+/// desk token), and the upkeep (timeouts, transcripts), on the process's chat sessions and floor.
+pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    let sessions = chat_sessions::shared(ctx)?;
+    let floor = floor::service::shared(ctx)?;
+    let settings = &ctx.settings;
+    let secret_file = settings.desk_secret_file();
+    let keys = staff_auth::auth::SessionKeys::load_or_create(&secret_file)
+        .map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))?;
+    let ucs = ucs_client::UcsClient::new(&settings.chat.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+    let (s, f) = (sessions.clone(), floor.clone());
+    let server = ChatServer::new(&settings.kafka, &ctx.topics, &settings.chat, sessions, floor, keys, ucs)?;
+    let routes = server.routes(&settings.web_api)?;
+    let token = ctx.shutdown.clone();
+    Ok(runtime::service::Service::new("chat-server")
+        .routes(routes)
+        .ready_when(move || {
+            runtime::health::Status::when(s.caught_up() && f.caught_up(), if s.caught_up() { "replaying the floor" } else { "replaying chat.events" })
+        })
+        .task("chat upkeep", upkeep::run(server, token)))
+}
 
 /// A random session token (256 bits from the OS CSPRNG), as hex.
 pub fn new_token() -> Result<String, getrandom::Error> {

@@ -45,12 +45,21 @@ use serde_json::{Value, json};
 use staff_auth::auth::{Session, SessionKeys};
 use staff_auth::users::{Role, Users};
 
-/// The keys that sign and check desk session tokens (`[desk] session_secret_file`, else
-/// `<data_dir>/desk-secret`, created on first use); every process that checks desk tokens
-/// (the desk, the chat server) loads the same ones.
-pub fn session_keys(settings: &runtime::config::Settings) -> anyhow::Result<SessionKeys> {
-    let secret_file = settings.desk.session_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-secret"));
+/// The keys that sign and check desk session tokens (see `Settings::desk_secret_file`).
+fn session_keys(settings: &Settings) -> anyhow::Result<SessionKeys> {
+    let secret_file = settings.desk_secret_file();
     SessionKeys::load_or_create(&secret_file).map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))
+}
+
+/// The desk service: its API and event streams, on the process's floor (with the library,
+/// for standard responses).
+pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    let floor = floor::service::shared_with_library(ctx)?;
+    let f = floor.clone();
+    let desk = Desk::new(&ctx.settings, &ctx.topics, floor)?;
+    Ok(runtime::service::Service::new("desk")
+        .routes(desk.routes())
+        .ready_when(move || runtime::health::Status::when(f.caught_up(), "replaying the floor")))
 }
 
 /// Comment lines on idle event streams: they keep proxies from closing the stream and let

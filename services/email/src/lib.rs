@@ -36,6 +36,27 @@ pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::In
     })
 }
 
+/// The process's one e-mail intake (the e-mail service and the contact form share it).
+pub fn shared_intake(ctx: &runtime::service::Context) -> anyhow::Result<Arc<intake::Intake>> {
+    ctx.shared(|ctx| Ok(Arc::new(intake(&ctx.settings, &ctx.topics)?)))
+}
+
+/// The contact form's routes (`POST /v1/forms/email`), for the web API to serve.
+pub fn contact_form(ctx: &runtime::service::Context) -> anyhow::Result<axum::Router> {
+    Ok(web_form::routes(shared_intake(ctx)?))
+}
+
+/// The e-mail service: SMTP listener, IMAP poller and outbound sender as configured, the
+/// sender on the process's floor (with the library: standard responses).
+pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    let floor = floor::service::shared_with_library(ctx)?;
+    let intake = shared_intake(ctx)?;
+    let (settings, topics, token, f) = (ctx.settings.clone(), ctx.topics.clone(), ctx.shutdown.clone(), floor.clone());
+    Ok(runtime::service::Service::new("email")
+        .ready_when(move || runtime::health::Status::when(f.caught_up(), "replaying the floor (the sender's view of who owns a reply)"))
+        .task("email", async move { run(&settings, &topics, intake, floor, token).await }))
+}
+
 /// Runs the configured paths until `shutdown`, all through `intake` (made by [`intake()`],
 /// shared with the web form where both run in one process): the SMTP listener (`smtp_listen`),
 /// the IMAP poller (`[email.imap] host`) and the outbound sender (`[email.outbound]

@@ -19,3 +19,15 @@ pub fn retention(live: &runtime::config::LiveSettings, topics: &runtime::topics:
         remember_commands_ms: topics.retention_ms(runtime::topics::INTERACTION_COMMANDS),
     }
 }
+
+/// The Interaction Server service: one task, ready once it owns partitions and rebuilt them.
+pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    let own = ctx.settings.interaction_server.clone();
+    let retention = retention(&ctx.settings.live, &ctx.topics);
+    let progress = runtime::health::Progress::detached();
+    let ready = progress.clone();
+    let (kafka, topics, store, token) = (ctx.settings.kafka.clone(), ctx.topics.clone(), ctx.snapshots.clone(), ctx.shutdown.clone());
+    Ok(runtime::service::Service::new("interaction-server")
+        .ready_when(move || ready.status())
+        .task("interaction-server", async move { run(&kafka, &topics, &own, retention, Some(store), progress, token).await }))
+}

@@ -67,6 +67,21 @@ pub fn load_workflow(path: Option<&std::path::Path>) -> anyhow::Result<LoadedWor
     Ok(LoadedWorkflow { workflow, model, evaluation, source })
 }
 
+/// The router service: plans on the process's floor and sends commands.
+pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    let floor = floor::service::shared(ctx)?;
+    let loaded = load_workflow(ctx.settings.router.workflow.as_deref())?;
+    let router = Router::new(&ctx.settings.kafka, &ctx.topics, &ctx.settings.router, loaded, floor);
+    let status = router.status.clone();
+    let token = ctx.shutdown.clone();
+    Ok(runtime::service::Service::new("router")
+        .routes(router.routes())
+        .ready_when(move || {
+            runtime::health::Status::when(status.is_ready(), "rebuilding the floor and waiting for earlier commands to be reflected")
+        })
+        .task("router", router.run(token)))
+}
+
 #[derive(Default)]
 pub struct RouterStatus {
     ready: AtomicBool,

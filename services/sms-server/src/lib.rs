@@ -47,6 +47,51 @@ use serde_json::json;
 /// Lock holder and command issuer of the SMS sender.
 pub const HOLDER: &str = "sms-sender";
 
+/// The SMS service (Twilio): webhooks, the sender and, in session mode, the relay of SMS
+/// sessions through the chat sessions. Webhooks are only as safe as their signatures: it
+/// refuses to start without the gateway's token.
+pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    use anyhow::Context as _;
+    let settings = &ctx.settings;
+    let (kafka, topics) = (&settings.kafka, &ctx.topics);
+    let sms = &settings.sms;
+    anyhow::ensure!(!sms.auth_token.is_empty(), "[sms] auth_token is unset: webhooks could not be verified");
+    anyhow::ensure!(sms.gateway == "twilio", "[sms] gateway {:?} is not supported (twilio)", sms.gateway);
+    let floor = floor::service::shared_with_library(ctx)?;
+    // In session mode the SMS server also answers from the chat sessions.
+    let sessions = if sms.session_mode { Some(chat_sessions::shared(ctx)?) } else { None };
+    let (f, s) = (floor.clone(), sessions.clone());
+    let mut service = runtime::service::Service::new("sms-server").ready_when(move || {
+        let sessions_ready = s.as_ref().is_none_or(|s| s.caught_up());
+        runtime::health::Status::when(f.caught_up() && sessions_ready, if sessions_ready { "replaying the floor" } else { "replaying chat.events" })
+    });
+    let gateway = Arc::new(twilio::Twilio::new(&sms.api_base, &sms.account_sid, &sms.auth_token, &sms.from_number));
+    let dead_letters = DeadLetters::new(runtime::kafka::producer(kafka)?, topics.name(runtime::topics::DEAD_LETTER), "sms-server");
+    let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
+    let commands = CommandClient::new(kafka, topics, "sms-server")?;
+    let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+    let session = match sessions {
+        Some(sessions) => {
+            let publisher = chat_sessions::Publisher::new(kafka, topics)?;
+            let relay = session::Relay {
+                sessions: sessions.clone(),
+                floor: floor.clone(),
+                commands: CommandClient::new(kafka, topics, "sms-relay")?,
+                publisher: publisher.clone(),
+                send_queue: sms.send_queue.clone(),
+                session_queue: sms.session_queue.clone(),
+            };
+            service = service.task("sms relay", session::relay(relay, ctx.shutdown.clone()));
+            Some(SessionMode { sessions, publisher })
+        }
+        None => None,
+    };
+    let server = SmsServer::new(gateway, commands, dead_letters, ucs, sms, public_url, session);
+    let sender = Arc::new(server.sender(floor, CommandClient::new(kafka, topics, HOLDER).context("the SMS sender's command client")?));
+    let token = ctx.shutdown.clone();
+    Ok(service.routes(server.routes()).task("sms sender", async move { sender.run(token).await }))
+}
+
 pub struct SmsServer<G: Gateway> {
     gateway: Arc<G>,
     commands: CommandClient,

@@ -40,8 +40,19 @@ pub fn readiness(status: &ProjectorStatus) -> runtime::health::Status {
         .with("duplicates", status.duplicates())
 }
 
-/// The UCS service: its router and the projector task to run until `shutdown`.
-pub async fn service(
+/// The UCS service: its API and the projector.
+pub async fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
+    let (routes, projector) = parts(&ctx.settings, &ctx.topics).await?;
+    let status = projector.status.clone();
+    let token = ctx.shutdown.clone();
+    Ok(runtime::service::Service::new("ucs")
+        .routes(routes)
+        .ready_when(move || readiness(&status))
+        .task("ucs", async move { projector.run(Until::Shutdown, token).await.map_err(anyhow::Error::from) }))
+}
+
+/// UCS's router and the projector task to run until `shutdown`.
+pub async fn parts(
     settings: &Settings,
     topics: &Topics,
 ) -> anyhow::Result<(axum::Router, Projector)> {

@@ -62,6 +62,16 @@ struct Api {
 )]
 struct ApiDoc;
 
+/// The web API service: its routes and `public` (routes of other channels served to web sites
+/// beside them, the contact form), rate limited together per client address. It only writes:
+/// a submission accepted is on `interaction.commands`, so it is always ready.
+pub fn service(ctx: &runtime::service::Context, public: Router) -> anyhow::Result<runtime::service::Service> {
+    let client = CommandClient::new(&ctx.settings.kafka, &ctx.topics, "web-api")?;
+    let routes = routes(client, &ctx.settings.callback).merge(public);
+    let limited = runtime::http::rate_limited(routes, &ctx.settings.web_api).map_err(anyhow::Error::msg)?;
+    Ok(runtime::service::Service::new("web-api").routes(limited))
+}
+
 pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
     Router::new()
         .route("/v1/interactions", post(submit))
