@@ -290,6 +290,16 @@ pub fn blocking<T>(call: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Each partition of `topic` with the offset one past its last record, as they are now (for
+/// "wait until what was written before the start is reflected").
+pub fn end_offsets(settings: &KafkaSettings, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+    let reader = reader(settings)?;
+    let partitions = crate::topics::partition_count(reader.client(), topic)?;
+    (0..partitions)
+        .map(|p| Ok((p, high_watermark(&reader, topic, p).map_err(|e| anyhow::anyhow!("reading the end of {topic}/{p}: {e}"))?)))
+        .collect()
+}
+
 /// The offset one past the last record of a partition (0 when empty). A leader that is moving
 /// (a new topic, a broker restarting) is waited for, up to 10 s; a slow answer up to 120 s.
 pub fn high_watermark<C: ConsumerContext>(

@@ -216,15 +216,12 @@ impl Router {
     /// `interaction.commands` at start is on the floor. False on shutdown.
     async fn wait_until_reflected(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let topic = self.topics.name(topics::INTERACTION_COMMANDS);
-        let reader = kafka::reader(&self.kafka)?;
-        let partitions = topics::partition_count(runtime::Consumer::client(&reader), &topic)?;
-        let mut ends = Vec::new();
-        for p in 0..partitions {
-            let high = kafka::high_watermark(&reader, &topic, p).context("reading command offsets")?;
-            if high > 0 {
-                ends.push((p, high - 1));
-            }
-        }
+        let ends: Vec<(i32, i64)> = kafka::end_offsets(&self.kafka, &topic)
+            .context("reading command offsets")?
+            .into_iter()
+            .filter(|(_, high)| *high > 0)
+            .map(|(p, high)| (p, high - 1))
+            .collect();
         let started = Instant::now();
         let mut last_report = Instant::now();
         loop {

@@ -152,7 +152,6 @@ fn rdkafka_types_stay_in_the_runtime() {
         "crates/switchboard/src/tools.rs",
         "projections/history/src/lib.rs",
         "services/interaction-server/src/server.rs",
-        "services/router/src/lib.rs",
         "services/ucs/src/projector.rs",
     ];
     const KAFKA_TYPES: &[&str] = &[
@@ -193,4 +192,26 @@ fn imports_kafka_type(text: &str) -> bool {
         let list = &list[..list.find('}').unwrap_or(list.len())];
         list.split(|c: char| !c.is_alphanumeric() && c != '_').any(|word| BARE.contains(&word))
     })
+}
+
+/// Every service has the one shape: its crate's `service(ctx: &runtime::service::Context)`
+/// (sync or async) is what the binary's list calls. `web-ui` is the pages (routes the desk's
+/// and web API's entries serve), not a service of its own.
+#[test]
+fn every_service_has_one_entry_that_the_binary_lists() {
+    const NOT_A_SERVICE: &[&str] = &["services/web-ui"];
+    let (root, crates) = workspace();
+    let list = std::fs::read_to_string(root.join("crates/switchboard/src/services.rs")).unwrap();
+    let mut wrong = Vec::new();
+    for c in crates.iter().filter(|c| c.layer == Layer::Service && !NOT_A_SERVICE.contains(&c.dir.as_str())) {
+        let lib = std::fs::read_to_string(root.join(&c.dir).join("src/lib.rs")).unwrap();
+        if !lib.contains("fn service(ctx: &runtime::service::Context") {
+            wrong.push(format!("{} has no `pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<Service>`", c.dir));
+        }
+        let call = format!("{}::service(ctx", c.name.replace('-', "_"));
+        if !list.contains(&call) {
+            wrong.push(format!("crates/switchboard/src/services.rs does not make {} with `{call})`", c.name));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
