@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -403,6 +403,76 @@ pub async fn read_partition_from(
         }
     }
     Ok(high)
+}
+
+/// [`read_partition`] handing only each record's value (empty for a tombstone).
+pub async fn read_partition_values(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    stall: Option<Duration>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), ReadError> {
+    read_partition(settings, topic, partition, stall, |m| each(m.payload().unwrap_or_default())).await
+}
+
+/// The records of one partition whose key is `key`, from the beginning to its end as it is
+/// now; the others are read and dropped.
+pub async fn read_partition_keyed(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    key: &[u8],
+    stall: Option<Duration>,
+) -> Result<Vec<crate::record::Record>, ReadError> {
+    let mut out = Vec::new();
+    read_partition(settings, topic, partition, stall, |m| {
+        if m.key() == Some(key) {
+            out.push(crate::record::Record::of(m));
+        }
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Hands the records of every partition of `topic` to `each`, from the beginning: to the
+/// partitions' ends as they are at the start, or on for ever with `follow`; until `each`
+/// answers false.
+pub async fn read_topic(
+    settings: &KafkaSettings,
+    topic: &str,
+    follow: bool,
+    mut each: impl FnMut(crate::record::Record) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let reader = reader(settings)?;
+    let partitions = crate::topics::partition_count(reader.client(), topic)?;
+    let mut ends: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    for p in 0..partitions {
+        let high = high_watermark(&reader, topic, p)?;
+        if high > 0 {
+            ends.insert(p, high);
+        }
+    }
+    assign_all(&reader, topic, partitions, Offset::Beginning)?;
+    while follow || !ends.is_empty() {
+        let message = match reader.recv().await {
+            Err(e) if is_partition_end(&e) => {
+                // Commit markers at a partition's end are never delivered: the position says.
+                ends.retain(|p, end| position(&reader, topic, *p).is_none_or(|at| at < *end));
+                continue;
+            }
+            other => other?,
+        };
+        if let Some(&end) = ends.get(&message.partition())
+            && message.offset() + 1 >= end
+        {
+            ends.remove(&message.partition());
+        }
+        if !each(crate::record::Record::of(&message))? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a reader's error is the end of a partition (see [`reader`]), not a failure.

@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod phone;
+pub mod record;
 pub mod telemetry;
 pub mod service;
 pub mod snapshots;

@@ -15,7 +15,7 @@ use contract::event::InteractionEvent;
 use contract::ucs::UcsEvent;
 use runtime::config::KafkaSettings;
 use runtime::topics::{self, Topics};
-use runtime::{Headers, Message, Offset, kafka};
+use runtime::kafka;
 use serde_json::{Value, json};
 
 pub use history::{Audit, AuditStep, audit};
@@ -97,56 +97,28 @@ pub async fn tail(
         })?;
     let logical = declared.name.clone();
     let full = topics.name(&logical);
-    let reader = kafka::reader(settings)?;
-    let partitions = declared.partitions;
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in 0..partitions {
-        let high = kafka::high_watermark(&reader, &full, p)?;
-        if high > 0 {
-            ends.insert(p, high);
-        }
-    }
-    kafka::assign_all(&reader, &full, partitions, Offset::Beginning)?;
     let mut printed = 0;
     let started = SystemTime::now();
-    while follow || !ends.is_empty() {
-        if max.is_some_and(|m| printed >= m) {
-            break;
-        }
-        let message = match reader.recv().await {
-            Err(e) if kafka::is_partition_end(&e) => {
-                // Commit markers at a partition's end are never delivered: the position says.
-                ends.retain(|p, end| kafka::position(&reader, &full, *p).is_none_or(|at| at < *end));
-                continue;
-            }
-            other => other?,
-        };
-        if let Some(&end) = ends.get(&message.partition())
-            && message.offset() + 1 >= end
-        {
-            ends.remove(&message.partition());
-        }
-        let value = decode_any(&logical, message.payload().unwrap_or_default());
-        let headers: BTreeMap<String, String> = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let line = json!({
-            "topic": full,
-            "partition": message.partition(),
-            "offset": message.offset(),
-            "timestamp": message.timestamp().to_millis(),
-            "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            "headers": headers,
-            "value": value.as_ref().ok(),
-            "error": value.as_ref().err(),
-        });
-        writeln!(out, "{line}")?;
-        printed += 1;
+    if max != Some(0) {
+        kafka::read_topic(settings, &full, follow, |record| {
+            let value = decode_any(&logical, &record.payload);
+            let headers: BTreeMap<String, String> =
+                record.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+            let line = json!({
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp": record.timestamp_ms,
+                "key": record.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "headers": headers,
+                "value": value.as_ref().ok(),
+                "error": value.as_ref().err(),
+            });
+            writeln!(out, "{line}")?;
+            printed += 1;
+            Ok(max.is_none_or(|m| printed < m))
+        })
+        .await?;
     }
     out.flush()?;
     tracing::debug!(printed, elapsed = ?started.elapsed().unwrap_or_default(), "tail done");

@@ -17,7 +17,8 @@ use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
 use runtime::config::KafkaSettings;
 use runtime::topics::{self, Topics};
-use runtime::{Message, OwnedMessage, kafka};
+use runtime::kafka;
+use runtime::record::Record;
 use queues::board::Board;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -27,20 +28,8 @@ pub const READ_LIMIT: Duration = Duration::from_secs(120);
 
 /// The records of one partition with `key`, up to its end as it is now (a stall of 30 s is an
 /// error); the others are read and dropped.
-pub async fn read_partition_keyed(
-    settings: &KafkaSettings,
-    topic: &str,
-    partition: i32,
-    key: &[u8],
-) -> anyhow::Result<Vec<OwnedMessage>> {
-    let mut out = Vec::new();
-    kafka::read_partition(settings, topic, partition, Some(Duration::from_secs(30)), |m| {
-        if m.key() == Some(key) {
-            out.push(m.detach());
-        }
-    })
-    .await?;
-    Ok(out)
+pub async fn read_partition_keyed(settings: &KafkaSettings, topic: &str, partition: i32, key: &[u8]) -> anyhow::Result<Vec<Record>> {
+    Ok(kafka::read_partition_keyed(settings, topic, partition, key, Some(Duration::from_secs(30))).await?)
 }
 
 async fn within_limit<T>(what: &str, read: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
@@ -97,39 +86,39 @@ pub async fn audit(
     )
     .await?;
     let mut undecodable = Vec::new();
-    let mut by_id: BTreeMap<String, (InteractionCommand, &OwnedMessage)> = BTreeMap::new();
+    let mut by_id: BTreeMap<String, (InteractionCommand, &Record)> = BTreeMap::new();
     let mut command_order = Vec::new();
-    for m in commands.iter().filter(|m| m.key() == Some(interaction_id.as_bytes())) {
-        match InteractionCommand::decode(m.payload().unwrap_or_default()) {
+    for m in commands.iter().filter(|m| m.key.as_deref() == Some(interaction_id.as_bytes())) {
+        match InteractionCommand::decode(&m.payload) {
             Ok(c) => {
                 command_order.push(c.command_id.clone());
                 by_id.insert(c.command_id.clone(), (c, m));
             }
-            Err(e) => undecodable.push(format!("{commands_topic} {}@{}: {e}", m.partition(), m.offset())),
+            Err(e) => undecodable.push(format!("{commands_topic} {}@{}: {e}", m.partition, m.offset)),
         }
     }
     let mut steps: Vec<AuditStep> = Vec::new();
     let mut shown: HashSet<String> = HashSet::new();
-    let command_step = |c: &InteractionCommand, m: &OwnedMessage| AuditStep {
+    let command_step = |c: &InteractionCommand, m: &Record| AuditStep {
         step: 0,
         record: "command",
         kind: c.payload.kind().to_owned(),
         id: c.command_id.clone(),
         at: c.issued_at,
         at_utc: utc(c.issued_at),
-        topic: m.topic().to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
+        topic: m.topic.clone(),
+        partition: m.partition,
+        offset: m.offset,
         issued_by: Some(c.issued_by.clone()),
         caused_by: None,
         caused_by_kind: None,
         payload: inner(&c.payload),
     };
-    for m in events.iter().filter(|m| m.key() == Some(interaction_id.as_bytes())) {
-        let event = match InteractionEvent::decode(m.payload().unwrap_or_default()) {
+    for m in events.iter().filter(|m| m.key.as_deref() == Some(interaction_id.as_bytes())) {
+        let event = match InteractionEvent::decode(&m.payload) {
             Ok(e) => e,
             Err(e) => {
-                undecodable.push(format!("{events_topic} {}@{}: {e}", m.partition(), m.offset()));
+                undecodable.push(format!("{events_topic} {}@{}: {e}", m.partition, m.offset));
                 continue;
             }
         };
@@ -146,9 +135,9 @@ pub async fn audit(
             id: event.event_id.clone(),
             at: event.occurred_at,
             at_utc: utc(event.occurred_at),
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
+            topic: m.topic.clone(),
+            partition: m.partition,
+            offset: m.offset,
             issued_by: cause.map(|(c, _)| c.issued_by.clone()),
             caused_by: Some(event.causation_id.clone()),
             caused_by_kind: cause.map(|(c, _)| c.payload.kind().to_owned()),
@@ -187,9 +176,9 @@ pub async fn board_at(settings: &KafkaSettings, topics: &Topics, at: i64) -> any
     let mut applied = 0;
     within_limit("time travel", async {
         for partition in 0..partitions {
-            kafka::read_partition(settings, &topic, partition, Some(Duration::from_secs(30)), |m| {
+            kafka::read_partition_values(settings, &topic, partition, Some(Duration::from_secs(30)), |value| {
                 // Undecodable records are parked by the Interaction Server's readers; skipped here.
-                let Ok(event) = InteractionEvent::decode(m.payload().unwrap_or_default()) else { return };
+                let Ok(event) = InteractionEvent::decode(value) else { return };
                 if event.occurred_at <= at {
                     board.apply(&event);
                     applied += 1;

@@ -149,8 +149,6 @@ fn the_checker_catches_forbidden_edges() {
 #[test]
 fn rdkafka_types_stay_in_the_runtime() {
     const STILL_USING: &[&str] = &[
-        "crates/switchboard/src/tools.rs",
-        "projections/history/src/lib.rs",
         "services/interaction-server/src/server.rs",
         "services/ucs/src/projector.rs",
     ];
