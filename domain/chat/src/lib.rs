@@ -93,6 +93,17 @@ impl Session {
         self.ended.is_some()
     }
 
+    /// The client message ids of the customer's messages posted before the session's end.
+    pub fn customer_messages_before_end(&self) -> impl Iterator<Item = &str> {
+        self.events
+            .iter()
+            .take_while(|e| !matches!(e.event.payload, ChatPayload::SessionEnded(_)))
+            .filter_map(|e| match &e.event.payload {
+                ChatPayload::MessagePosted(m) if m.participant_id == CUSTOMER => m.client_message_id.as_deref(),
+                _ => None,
+            })
+    }
+
     /// Whether `event`, applied now, is for agents only.
     fn agents_only(&self, event: &ChatEvent) -> bool {
         let private = |participant: &str| self.participants.get(participant).is_some_and(|p| p.agents_only);
@@ -197,13 +208,91 @@ pub struct Sessions {
     sessions: HashMap<String, Session>,
     active: BTreeSet<String>,
     ended_at: BTreeSet<(i64, String)>,
-    by_origin: HashMap<String, Vec<String>>,
+    by_origin: HashMap<String, BTreeSet<String>>,
+    /// Ended sessions leave memory this long after their end, in log time (`None`: never).
+    keep_ended_ms: Option<i64>,
+    /// The latest event time seen: the clock eviction runs on, so a replay and the live fold
+    /// evict alike.
+    clock: i64,
+    /// Sessions that ended and left memory (128-bit keys of their ids): a late event for one
+    /// is not the start of a new session.
+    gone: HashSet<u128>,
+    /// How many sessions ever started from each origin, evicted ones included: an SMS
+    /// session's id counts them, so it must not count only what is in memory.
+    started_from: HashMap<String, u64>,
+    /// Customer messages of SMS sessions that left memory, by (origin, client message id),
+    /// with their session: a gateway's webhook resent months later is still a duplicate.
+    gone_messages: HashMap<u128, u128>,
+}
+
+/// The 128-bit key an id is remembered by once its session left memory.
+fn key(parts: &[&str]) -> u128 {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, parts.join("\u{0}").as_bytes()).as_u128()
+}
+
+impl Sessions {
+    /// Sessions that forget an ended session `keep_ended_ms` after its end (log time).
+    pub fn evicting_after(keep_ended_ms: i64) -> Self {
+        Self { keep_ended_ms: Some(keep_ended_ms), ..Self::default() }
+    }
+
+    pub fn keep_ended_ms(&self) -> Option<i64> {
+        self.keep_ended_ms
+    }
+
+    /// Whether `id` is a session that ended and left memory (its transcript is in UCS).
+    pub fn has_left(&self, id: &str) -> bool {
+        self.gone.contains(&key(&[id]))
+    }
+
+    /// How many sessions ever started from `origin`.
+    pub fn started_from(&self, origin: &str) -> u64 {
+        self.started_from.get(origin).copied().unwrap_or(0)
+    }
+
+    /// The session a customer message was posted into before its end, if that session left
+    /// memory.
+    pub fn left_with_message(&self, origin: &str, client_message_id: &str) -> Option<String> {
+        self.gone_messages.get(&key(&[origin, client_message_id])).map(|s| uuid::Uuid::from_u128(*s).to_string())
+    }
+
+    /// Forgets the sessions that ended before the window.
+    fn evict(&mut self) {
+        let Some(keep) = self.keep_ended_ms else { return };
+        let before = self.clock.saturating_sub(keep);
+        while let Some((at, id)) = self.ended_at.first().cloned() {
+            if at >= before {
+                break;
+            }
+            self.ended_at.pop_first();
+            let Some(session) = self.sessions.remove(&id) else { continue };
+            self.gone.insert(key(&[&id]));
+            if let Some(origin) = &session.origin {
+                if let Some(ids) = self.by_origin.get_mut(origin) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_origin.remove(origin);
+                    }
+                }
+                if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
+                    for client_id in session.customer_messages_before_end() {
+                        self.gone_messages.insert(key(&[origin, client_id]), uuid.as_u128());
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Sessions {
     /// Folds one record (in partition order); `None` for a resend of an event already seen.
     pub fn apply(&mut self, event: ChatEvent) -> Option<Sequenced> {
+        self.clock = self.clock.max(event.occurred_at);
         let id = event.session_id.clone();
+        if !self.gone.is_empty() && self.has_left(&id) {
+            // A late record of a session that ended long ago (its history is in UCS).
+            return None;
+        }
         let session = self.sessions.entry(id.clone()).or_insert_with(|| Session { id: id.clone(), ..Session::default() });
         let (origin_before, ended_before) = (session.origin.clone(), session.ended_at);
         let applied = session.apply(event);
@@ -211,13 +300,14 @@ impl Sessions {
             if let Some(old) = origin_before
                 && let Some(ids) = self.by_origin.get_mut(&old)
             {
-                ids.retain(|other| *other != id);
+                ids.remove(&id);
                 if ids.is_empty() {
                     self.by_origin.remove(&old);
                 }
             }
             if let Some(origin) = session.origin.clone() {
-                self.by_origin.entry(origin).or_default().push(id.clone());
+                *self.started_from.entry(origin.clone()).or_default() += 1;
+                self.by_origin.entry(origin).or_default().insert(id.clone());
             }
         }
         match (ended_before, session.ended_at) {
@@ -230,6 +320,7 @@ impl Sessions {
             }
             _ => {}
         }
+        self.evict();
         applied
     }
 
@@ -243,7 +334,7 @@ impl Sessions {
         self.ended_at.range((since, String::new())..).filter_map(|(_, id)| self.sessions.get(id))
     }
 
-    /// The sessions that started from `origin` (e.g. `sms:+15550100`), oldest first.
+    /// The sessions in memory that started from `origin` (e.g. `sms:+15550100`), by id.
     pub fn of_origin<'a>(&'a self, origin: &str) -> impl Iterator<Item = &'a Session> {
         self.by_origin.get(origin).into_iter().flatten().filter_map(|id| self.sessions.get(id))
     }
@@ -277,27 +368,57 @@ impl Sessions {
 }
 
 /// Sessions as a snapshot stores them: each session's events in order (its state is a fold
-/// of them, so a restore folds them again and gets the same numbers).
+/// of them, so a restore folds them again and gets the same numbers), and what is remembered
+/// of the sessions that left memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionsSnapshot {
     sessions: Vec<Vec<ChatEvent>>,
+    keep_ended_ms: Option<i64>,
+    clock: i64,
+    /// Keys of the sessions that left, as 32 hex digits.
+    gone: Vec<String>,
+    started_from: BTreeMap<String, u64>,
+    /// (message key, session id) of the customer messages of SMS sessions that left.
+    gone_messages: Vec<(String, String)>,
 }
 
 impl Sessions {
     pub fn snapshot(&self) -> SessionsSnapshot {
         let mut ids: Vec<&String> = self.sessions.keys().collect();
         ids.sort();
+        let hex = |k: &u128| format!("{k:032x}");
+        let mut gone: Vec<String> = self.gone.iter().map(hex).collect();
+        gone.sort();
+        let mut gone_messages: Vec<(String, String)> = self.gone_messages.iter().map(|(k, v)| (hex(k), hex(v))).collect();
+        gone_messages.sort();
         SessionsSnapshot {
             sessions: ids.into_iter().filter_map(|id| self.sessions.get(id)).map(|s| s.events.iter().map(|e| e.event.clone()).collect()).collect(),
+            keep_ended_ms: self.keep_ended_ms,
+            clock: self.clock,
+            gone,
+            started_from: self.started_from.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            gone_messages,
         }
     }
 
-    pub fn restore(snapshot: SessionsSnapshot) -> Self {
-        let mut sessions = Self::default();
+    /// The sessions of `snapshot`, if it was taken with the same window (`keep_ended_ms`):
+    /// another window would have evicted other sessions, so only a full replay is right.
+    pub fn restore(snapshot: SessionsSnapshot, keep_ended_ms: Option<i64>) -> Result<Self, String> {
+        if snapshot.keep_ended_ms != keep_ended_ms {
+            return Err(format!("taken with another window for ended sessions ({:?} ms, now {keep_ended_ms:?} ms)", snapshot.keep_ended_ms));
+        }
+        let parse = |k: &str| u128::from_str_radix(k, 16).map_err(|e| format!("a key {k:?} in the snapshot: {e}"));
+        let mut sessions = Self { keep_ended_ms, ..Self::default() };
+        // The sessions kept had not ended before the window at the snapshot's clock, so
+        // folding them again (at an earlier clock) evicts none of them.
         for event in snapshot.sessions.into_iter().flatten() {
             sessions.apply(event);
         }
-        sessions
+        sessions.clock = snapshot.clock;
+        sessions.gone = snapshot.gone.iter().map(|k| parse(k)).collect::<Result<_, _>>()?;
+        sessions.started_from = snapshot.started_from.into_iter().collect();
+        sessions.gone_messages = snapshot.gone_messages.iter().map(|(k, v)| Ok((parse(k)?, parse(v)?))).collect::<Result<_, String>>()?;
+        Ok(sessions)
     }
 }
 
@@ -426,16 +547,19 @@ mod tests {
         /// whole stream, numbers and all.
         #[test]
         fn snapshot_plus_the_tail_equals_a_full_replay(
-            raw in proptest::collection::vec((proptest::prelude::any::<ChatEvent>(), 0..2usize, 0..30usize), 0..60),
+            raw in proptest::collection::vec((proptest::prelude::any::<ChatEvent>(), 0..4usize, 0..30usize, 0..3_000i64), 0..60),
             cut in proptest::prelude::any::<proptest::sample::Index>(),
+            window in proptest::option::of(0..4_000i64),
         ) {
-            let events: Vec<ChatEvent> = raw.into_iter().map(|(mut e, session, id)| {
-                e.session_id = ["s1", "s2"][session].into();
+            let events: Vec<ChatEvent> = raw.into_iter().map(|(mut e, session, id, at)| {
+                e.session_id = ["s1", "s2", "s3", "s4"][session].into();
                 e.event_id = format!("e{id}");
+                e.occurred_at = at;
                 e
             }).collect();
             let cut = cut.index(events.len() + 1);
-            let (mut full, mut prefix) = (Sessions::default(), Sessions::default());
+            let fresh = || window.map_or_else(Sessions::default, Sessions::evicting_after);
+            let (mut full, mut prefix) = (fresh(), fresh());
             for (n, e) in events.iter().enumerate() {
                 full.apply(e.clone());
                 if n < cut {
@@ -443,7 +567,7 @@ mod tests {
                 }
             }
             let stored = serde_json::to_string(&prefix.snapshot()).unwrap();
-            let mut continued = Sessions::restore(serde_json::from_str(&stored).unwrap());
+            let mut continued = Sessions::restore(serde_json::from_str(&stored).unwrap(), window).unwrap();
             for e in &events[cut..] {
                 continued.apply(e.clone());
             }

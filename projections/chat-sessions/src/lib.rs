@@ -36,7 +36,8 @@ impl Publisher {
 /// that asks: the chat server, or the SMS server in session mode).
 pub fn shared(ctx: &runtime::service::Context) -> anyhow::Result<std::sync::Arc<SharedSessions>> {
     ctx.shared(|ctx| {
-        let sessions = SharedSessions::new();
+        // Ended sessions leave memory as stopped interactions leave the boards.
+        let sessions = SharedSessions::new(Some(ctx.settings.live.keep_stopped_ms()));
         let (kafka, topics, token, s, store) =
             (ctx.settings.kafka.clone(), ctx.topics.clone(), ctx.shutdown.clone(), sessions.clone(), ctx.snapshots.clone());
         ctx.background("chat sessions", async move { projector::run(&kafka, &topics, s, Some(store), token).await });

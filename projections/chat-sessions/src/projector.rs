@@ -27,9 +27,11 @@ pub struct SharedSessions {
 }
 
 impl SharedSessions {
-    pub fn new() -> Arc<Self> {
+    /// Sessions that keep an ended session `keep_ended_ms` after its end (log time); `None`
+    /// keeps every one (tests).
+    pub fn new(keep_ended_ms: Option<i64>) -> Arc<Self> {
         Arc::new(Self {
-            sessions: RwLock::new(Sessions::default()),
+            sessions: RwLock::new(keep_ended_ms.map_or_else(Sessions::default, Sessions::evicting_after)),
             caught_up: AtomicBool::new(false),
             undecodable: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
@@ -74,7 +76,8 @@ impl SharedSessions {
 
 /// Records applied between two snapshots.
 pub const SNAPSHOT_EVERY: u64 = 50_000;
-const SNAPSHOT_FORMAT: u32 = 1;
+/// 2: ended sessions leave memory; what is remembered of them is in the snapshot.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 impl Fold for SharedSessions {
     type Snapshot = SessionsSnapshot;
@@ -97,7 +100,8 @@ impl Fold for SharedSessions {
     }
 
     fn restore(&self, snapshot: SessionsSnapshot) -> Result<(), String> {
-        *self.sessions.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Sessions::restore(snapshot);
+        let mut sessions = self.sessions.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *sessions = Sessions::restore(snapshot, sessions.keep_ended_ms())?;
         Ok(())
     }
 

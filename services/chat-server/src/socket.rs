@@ -110,6 +110,10 @@ pub async fn upgrade(
     let Some(token) = bearer.or(query.token) else {
         return error(StatusCode::UNAUTHORIZED, "a session token is required");
     };
+    if server.sessions().read().has_left(&session) {
+        // Ended long enough ago to have left memory: a late resume gets the reason, not a wait.
+        return error(StatusCode::GONE, "this chat has ended; its transcript is kept in the contact history (UCS)");
+    }
     let started = Instant::now();
     let deadline = started + SESSION_WAIT;
     let party = loop {

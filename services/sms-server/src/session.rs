@@ -65,10 +65,14 @@ fn sessions_of<'a>(sessions: &'a Sessions, phone: &str) -> Vec<&'a chat::Session
 }
 
 /// Decides [`Place`] from the projection alone, so every instance decides alike. A new
-/// session's id is derived from the number and how many sessions it had before: two SMS from
-/// a new number that arrive before either session shows both name the same session, and its
-/// opening events and interaction are written once (their ids repeat).
+/// session's id is derived from the number and how many sessions it ever had (evicted ones
+/// included): two SMS from a new number that arrive before either session shows both name
+/// the same session, and its opening events and interaction are written once (their ids
+/// repeat). An SMS already posted into a session that has since left memory is `Done`.
 pub fn place(sessions: &Sessions, phone: &str, gateway_message_id: &str) -> Place {
+    if let Some(session) = sessions.left_with_message(&origin(phone), gateway_message_id) {
+        return Place::Done(session);
+    }
     let mine = sessions_of(sessions, phone);
     for s in &mine {
         if let Some(at) = posted_before_end(s).iter().position(|(id, _)| id == gateway_message_id) {
@@ -82,7 +86,8 @@ pub fn place(sessions: &Sessions, phone: &str, gateway_message_id: &str) -> Plac
     if let Some(active) = mine.iter().find(|s| !s.is_ended()) {
         return Place::Into(active.id.clone());
     }
-    Place::Open(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms-session:{phone}:{}", mine.len()).as_bytes()).to_string())
+    let before = sessions.started_from(&origin(phone));
+    Place::Open(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("switchboard:sms-session:{phone}:{before}").as_bytes()).to_string())
 }
 
 /// A customer's SMS written into a session after its end (the writer's projection had not
@@ -311,5 +316,27 @@ mod tests {
         assert_eq!(Place::Open(s2.clone()), next, "the number's next session");
         open(&mut sessions, &s2, "SM5");
         assert!(strays(&sessions, 0).is_empty());
+    }
+
+    /// Once an ended session left memory, a resent webhook of one of its SMS is still
+    /// `Done`, and the number's next session is not named like it (the count survives).
+    #[test]
+    fn an_evicted_session_still_refuses_its_sms_and_its_id_is_not_reused() {
+        let mut sessions = Sessions::evicting_after(60_000);
+        let Place::Open(s1) = place(&sessions, PHONE, "SM1") else { panic!() };
+        open(&mut sessions, &s1, "SM1");
+        apply(&mut sessions, &s1, "end", ChatPayload::SessionEnded(SessionEnded { ended_by: "ann".into(), reason: "done".into() }));
+        // An hour of log time later (another number's SMS), s1 has left memory.
+        let other = "+447911000000";
+        let Place::Open(o) = place(&sessions, other, "SMX") else { panic!() };
+        let started = SessionStarted { interaction_id: o.clone(), customer_name: other.into(), customer_email: None, subject: None, origin: origin(other), customer_token_sha256: String::new() };
+        sessions.apply(ChatEvent { event_id: "o-started".into(), session_id: o, occurred_at: 1000 + 3_600_000, payload: ChatPayload::SessionStarted(started) });
+        assert!(sessions.get(&s1).is_none() && sessions.has_left(&s1), "s1 left memory");
+        assert_eq!(place(&sessions, PHONE, "SM1"), Place::Done(s1.clone()), "a webhook resent after the eviction");
+        let next = place(&sessions, PHONE, "SM9");
+        assert!(matches!(&next, Place::Open(s2) if *s2 != s1), "a new session, not the evicted one's id: {next:?}");
+        // A late record of s1 does not bring it back.
+        sms(&mut sessions, &s1, "SM10");
+        assert!(sessions.get(&s1).is_none());
     }
 }

@@ -6,6 +6,7 @@
 //! the growth from the smallest N to the largest. Baseline, same run, same broker: a bare
 //! rdkafka consumer reading the whole `interaction.events` from offset 0.
 //! Needs `cargo build --release -p switchboard` (the bench runs target/release/switchboard).
+//! `SWITCHBOARD_BENCH_BROKER=tansu` runs it on Tansu (the no-JVM fallback) instead.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -57,8 +58,32 @@ async fn main() {
     }
 }
 
+/// Whether the bench runs on Tansu (`SWITCHBOARD_BENCH_BROKER=tansu`).
+fn on_tansu() -> bool {
+    std::env::var("SWITCHBOARD_BENCH_BROKER").is_ok_and(|b| b == "tansu")
+}
+
+/// The broker of one size: the shared Apache Kafka of the tests, or a Tansu of its own.
+async fn environment() -> (TestEnv, Option<runtime::broker::TansuBroker>) {
+    if !on_tansu() {
+        return (TestEnv::start().await.unwrap(), None);
+    }
+    let dir = e2e::run_dir().unwrap();
+    let tansu = runtime::broker::tansu::ensure_installed(None).await.unwrap();
+    let broker = runtime::broker::TansuBroker::start(&tansu, &dir.path().join("tansu"), 0).await.unwrap();
+    let kafka = runtime::config::KafkaSettings {
+        bootstrap_servers: broker.bootstrap_servers().to_owned(),
+        topic_prefix: "bench.".into(),
+        broker: runtime::broker::BrokerKind::Tansu,
+        ..runtime::config::KafkaSettings::default()
+    };
+    let topics = runtime::topics::Topics::load(None, &kafka.topic_prefix).unwrap();
+    topics.ensure(&runtime::kafka::admin(&kafka).unwrap(), &kafka).await.unwrap();
+    (TestEnv { kafka, topics, dir }, Some(broker))
+}
+
 async fn one_size(history: usize) -> Row {
-    let env = TestEnv::start().await.unwrap();
+    let (env, _tansu) = environment().await;
     let data = env.dir.path().join("data");
     let http = free_port();
     let mut up = start_up(&env, &data, http, 1);
@@ -171,6 +196,7 @@ fn start_up(env: &TestEnv, data: &std::path::Path, http: u16, run: u32) -> tokio
         .env("RUST_LOG", "info")
         .env("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS", &env.kafka.bootstrap_servers)
         .env("SWITCHBOARD_KAFKA__TOPIC_PREFIX", &env.kafka.topic_prefix)
+        .env("SWITCHBOARD_KAFKA__BROKER", if on_tansu() { "tansu" } else { "kafka" })
         .env("SWITCHBOARD_WEB_API__RATE_PER_MINUTE", "1000000")
         .env("SWITCHBOARD_WEB_API__RATE_BURST", "100000")
         .stdin(std::process::Stdio::null())
