@@ -6,7 +6,7 @@
 //! the growth from the smallest N to the largest. Baseline, same run, same broker: a bare
 //! rdkafka consumer reading the whole `interaction.events` from offset 0.
 //! Needs `cargo build --release -p switchboard` (the bench runs target/release/switchboard).
-//! `SWITCHBOARD_BENCH_BROKER=tansu` runs it on Tansu (the no-JVM fallback) instead.
+//! `BENCH_BROKER=tansu` runs it on Tansu (the no-JVM fallback) instead.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -58,9 +58,9 @@ async fn main() {
     }
 }
 
-/// Whether the bench runs on Tansu (`SWITCHBOARD_BENCH_BROKER=tansu`).
+/// Whether the bench runs on Tansu (`BENCH_BROKER=tansu`).
 fn on_tansu() -> bool {
-    std::env::var("SWITCHBOARD_BENCH_BROKER").is_ok_and(|b| b == "tansu")
+    std::env::var("BENCH_BROKER").is_ok_and(|b| b == "tansu")
 }
 
 /// The broker of one size: the shared Apache Kafka of the tests, or a Tansu of its own.
