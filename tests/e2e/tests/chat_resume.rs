@@ -138,3 +138,56 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     assert!(limited["error"].as_str().unwrap().contains("try again in"), "{limited}");
     server.kill().await.unwrap();
 }
+
+/// Only live chats in memory: with `[live] keep_stopped_s = 1`, an ended chat leaves the
+/// chat server's sessions once a later chat event is a second past its end (log time). A
+/// late resume is then told the chat is gone (410), not kept waiting and refused as if the
+/// token were wrong; after a restart (the sessions rebuilt) the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_chat_leaves_memory_and_a_late_resume_is_told_so() {
+    let env = TestEnv::start().await.unwrap();
+    let dir = env.dir.path().to_owned();
+    let mut settings = env.settings(&dir.join("data"));
+    settings.live.keep_stopped_s = 1;
+    settings.chat.greeting = String::new();
+    settings.chat.queue_position_notices = false;
+    let port = free_port();
+    settings.http.listen = ([127, 0, 0, 1], port).into();
+    let config = env.write_config(&settings, "chat.toml");
+    let mut server = spawn_service(&config, "chat-server", &dir.join("chat.log"));
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat-server")).await;
+
+    let (session, token) = e2e::chat::start(&http, port, json!({"name": "Ada"})).await;
+    let mut a = connect(port, &session, &token, None).await.unwrap();
+    send(&mut a, json!({"type": "resume", "after": 0})).await;
+    send(&mut a, json!({"type": "end"})).await;
+    loop {
+        let e = next(&mut a).await;
+        if e["event"]["payload"]["SessionEnded"].is_object() {
+            break;
+        }
+    }
+    drop(a);
+    // Still in memory: the customer may reconnect and read the end.
+    assert!(connect(port, &session, &token, None).await.is_ok(), "right after its end the chat is still served");
+
+    // A second later in log time (another chat starts), the ended one leaves.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _later = e2e::chat::start(&http, port, json!({"name": "Bob"})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match connect(port, &session, &token, None).await {
+            Err(410) => break,
+            other => assert!(std::time::Instant::now() < deadline, "the ended chat never left memory: {:?}", other.map(|_| "connected")),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Rebuilt from the log (and the snapshot a clean stop writes): still gone.
+    server.kill().await.unwrap();
+    let mut server = spawn_service(&config, "chat-server", &dir.join("chat-2.log"));
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat-server")).await;
+    assert_eq!(connect(port, &session, &token, None).await.err(), Some(410), "after a restart");
+    server.kill().await.unwrap();
+}
