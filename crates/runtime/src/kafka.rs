@@ -248,20 +248,6 @@ pub fn reader(settings: &KafkaSettings) -> Result<Reader, KafkaSetupError> {
     })
 }
 
-/// A reader whose watermark queries answer the high watermark, not the last stable offset: a
-/// `read_committed` client's "latest offset" stops before an open or not yet marked
-/// transaction, so an end measured with it can miss a transaction that is committed moments
-/// later (after a killed writer's restart, the recovery read missed 3 committed events so).
-fn end_probe(settings: &KafkaSettings) -> Result<Reader, KafkaSetupError> {
-    let mut config = base_config(settings)?;
-    config
-        .set("group.id", format!("{}{READER_GROUP_PREFIX}{}", settings.topic_prefix, std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_uncommitted");
-    overlay(&mut config, &settings.consumer);
-    config.create_with_context(ReaderContext).map_err(|source| KafkaSetupError::Client { what: "end probe", source })
-}
-
 /// A [`reader`]: its partition ends are news for the caller, not errors to log.
 pub type Reader = StreamConsumer<ReaderContext>;
 
@@ -390,10 +376,7 @@ pub async fn read_partition_from(
 ) -> Result<i64, ReadError> {
     let kafka = |source| ReadError::Kafka { topic: topic.to_owned(), partition, source };
     let reader = reader(settings)?;
-    // The end is the high watermark: reading committed records up to it waits for a
-    // transaction still being resolved (committed: read; aborted: skipped) instead of
-    // stopping before it.
-    let high = high_watermark(&end_probe(settings)?, topic, partition).map_err(kafka)?;
+    let high = high_watermark(&reader, topic, partition).map_err(kafka)?;
     if from > high {
         return Err(ReadError::PastTheEnd { topic: topic.to_owned(), partition, from, end: high });
     }
