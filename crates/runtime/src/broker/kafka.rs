@@ -10,9 +10,20 @@
 //!
 //! A broker must never outlive the process that started it (a crashed `up` or test would leave
 //! a JVM holding the log directory and the port): the JVM is started through `setpriv
-//! --pdeathsig KILL` from a thread that lives exactly as long as the JVM, so the kernel kills the
-//! JVM when this process dies for any reason; it runs in its own process group, so a terminal's
-//! Ctrl-C reaches only Switchboard, which then stops the broker cleanly with SIGTERM.
+//! --pdeathsig TERM` from a thread that lives exactly as long as the JVM, so the kernel asks the
+//! JVM to stop when this process dies for any reason; it runs in its own process group, so a
+//! terminal's Ctrl-C reaches only Switchboard, which then stops the broker cleanly with SIGTERM.
+//!
+//! TERM, not KILL: a broker killed uncleanly and started again within its session timeout
+//! cannot register until the old registration expires, and meanwhile its transaction
+//! coordinator drops the markers of a transaction that was being committed at the kill
+//! ("Couldn't find leader endpoint … likely deleted already"). That transaction then hangs
+//! on the partition: `read_committed` readers stop before it until the next transaction of
+//! the same producer closes it. Seen with Apache Kafka 4.4.0 when `up` was killed right after
+//! an Interaction Server commit (the restarted server rebuilt a partition without it). A
+//! controlled shutdown (about a second) writes the markers and deregisters. Should the JVM
+//! hang in it, the next start of the same directory kills the leftover
+//! ([`kill_leftover_broker`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -267,6 +278,7 @@ impl KafkaBroker {
         let log4j = dir.join("log4j2.xml");
         std::fs::write(&log4j, LOG4J2)?;
         let properties = dir.join("server.properties");
+        kill_leftover_broker(&properties);
         std::fs::write(&properties, server_properties(options, &dir, port, controller_port, internal_port)?)?;
         let classpath = format!("{}/*", options.jars.display());
         let jvm = |heap_mb: u32| {
@@ -285,7 +297,7 @@ impl KafkaBroker {
         }
         let mut command = if Path::new("/usr/bin/setpriv").exists() {
             let mut c = Command::new("/usr/bin/setpriv");
-            c.args(["--pdeathsig", "KILL", "--"]).arg(&options.java);
+            c.args(["--pdeathsig", "TERM", "--"]).arg(&options.java);
             c.args(jvm(options.heap_mb).get_args());
             c
         } else {
@@ -405,6 +417,28 @@ impl KafkaBroker {
 impl Drop for KafkaBroker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A broker of an earlier run of this directory still running (its controlled shutdown hung
+/// after its parent died) holds the log directory's lock: it is killed, with a warning.
+fn kill_leftover_broker(properties: &Path) {
+    let needle = properties.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_ours = args.iter().any(|a| *a == b"kafka.Kafka") && args.iter().any(|a| *a == needle.as_bytes());
+        if is_ours {
+            tracing::warn!(pid, properties = %needle, "an Apache Kafka of an earlier run of this directory is still running: killing it");
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
 
