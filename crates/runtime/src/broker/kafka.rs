@@ -429,17 +429,25 @@ fn kill_leftover_broker(properties: &Path) {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_ours = args.iter().any(|a| *a == b"kafka.Kafka") && args.iter().any(|a| *a == needle.as_bytes());
+        let is_ours = args.contains(&b"kafka.Kafka".as_slice()) && args.contains(&needle.as_bytes());
         if is_ours {
             tracing::warn!(pid, properties = %needle, "an Apache Kafka of an earlier run of this directory is still running: killing it");
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let deadline = Instant::now() + Duration::from_secs(10);
-            while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
+            while is_running(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
+}
+
+/// Alive and not a zombie (a dead process not yet reaped no longer holds the log's lock).
+fn is_running(pid: nix::unistd::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// Spawns `command` from a thread that waits for it, so that `PR_SET_PDEATHSIG` (which fires
@@ -599,7 +607,8 @@ fn cluster_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_java_version;
+    #![allow(clippy::unwrap_used)]
+    use super::{Command, Duration, Instant, Path, kill_leftover_broker, parse_java_version};
 
     #[test]
     fn java_versions_old_and_new() {
@@ -618,5 +627,26 @@ mod tests {
             assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
             assert!(!id.starts_with('-'), "{id}");
         }
+    }
+
+    #[test]
+    fn a_leftover_broker_of_the_same_directory_is_killed_and_no_other() {
+        let dir = std::env::temp_dir().join(format!("switchboard-leftover-{}", std::process::id()));
+        let (ours, other) = (dir.join("a").join("server.properties"), dir.join("b").join("server.properties"));
+        // Stand-ins whose command lines look like brokers of two directories.
+        let spawn = |properties: &Path| {
+            Command::new("sh").args(["-c", "sleep 30; true", "kafka.Kafka"]).arg(properties).spawn().unwrap()
+        };
+        let (mut left, mut unrelated) = (spawn(&ours), spawn(&other));
+        std::thread::sleep(Duration::from_millis(200));
+        kill_leftover_broker(&ours);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while left.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the leftover was not killed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(unrelated.try_wait().unwrap().is_none(), "a broker of another directory was killed");
+        unrelated.kill().unwrap();
+        let _ = unrelated.wait();
     }
 }
