@@ -444,35 +444,75 @@ pub async fn read_topic(
     follow: bool,
     mut each: impl FnMut(crate::record::Record) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let reader = reader(settings)?;
-    let partitions = crate::topics::partition_count(reader.client(), topic)?;
-    let mut ends: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
-    for p in 0..partitions {
-        let high = high_watermark(&reader, topic, p)?;
-        if high > 0 {
-            ends.insert(p, high);
-        }
-    }
-    assign_all(&reader, topic, partitions, Offset::Beginning)?;
-    while follow || !ends.is_empty() {
-        let message = match reader.recv().await {
-            Err(e) if is_partition_end(&e) => {
-                // Commit markers at a partition's end are never delivered: the position says.
-                ends.retain(|p, end| position(&reader, topic, *p).is_none_or(|at| at < *end));
-                continue;
+    let mut tail = Tail::open(settings, &[topic], &std::collections::BTreeMap::new())?;
+    while follow || !tail.caught_up() {
+        match tail.read().await? {
+            Tailed::Record(record) => {
+                tail.done(&record.topic, record.partition, record.offset);
+                if !each(record)? {
+                    break;
+                }
             }
-            other => other?,
-        };
-        if let Some(&end) = ends.get(&message.partition())
-            && message.offset() + 1 >= end
-        {
-            ends.remove(&message.partition());
-        }
-        if !each(crate::record::Record::of(&message))? {
-            break;
+            Tailed::End => {}
         }
     }
     Ok(())
+}
+
+/// What [`Tail::read`] found.
+#[derive(Debug)]
+pub enum Tailed {
+    Record(crate::record::Record),
+    /// The reader reached the end of a partition (a batch can stop here).
+    End,
+}
+
+/// Reads several topics from given offsets (0 where none is given) as owned records, and
+/// knows when it has caught up with every partition's end as it stood when it was opened:
+/// the followers outside the runtime (UCS's projector, `switchboard tail`) need no rdkafka
+/// type. A partition is caught up when the caller is [`Tail::done`] with its last record, or
+/// when a partition-end notice finds the reader's position past its end: ask
+/// [`Tail::caught_up`] after finishing the records read so far, so it means "applied".
+pub struct Tail {
+    reader: Reader,
+    replay: Replay,
+}
+
+impl Tail {
+    /// `starts` holds offsets by [`crate::snapshots::position_key`].
+    pub fn open(settings: &KafkaSettings, topics: &[&str], starts: &std::collections::BTreeMap<String, i64>) -> Result<Self, ReplayError> {
+        let reader = reader(settings).map_err(|e| ReplayError::Setup(Box::new(e)))?;
+        let replay = Replay::from_offsets(&reader, topics, starts)?;
+        Ok(Self { reader, replay })
+    }
+
+    /// Offsets between the starts and the ends at opening (records and commit markers).
+    pub fn backlog(&self) -> i64 {
+        self.replay.backlog()
+    }
+
+    /// Every partition's end at opening was reached, and every record before it done.
+    pub fn caught_up(&self) -> bool {
+        self.replay.caught_up()
+    }
+
+    /// The next record, or the end of a partition (noted: commit markers past the last record
+    /// are never delivered, so the reader's position says when an end is reached).
+    pub async fn read(&mut self) -> Result<Tailed, KafkaError> {
+        match self.reader.recv().await {
+            Ok(message) => Ok(Tailed::Record(crate::record::Record::of(&message))),
+            Err(e) if is_partition_end(&e) => {
+                self.replay.reached_ends(&self.reader);
+                Ok(Tailed::End)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The caller is finished with the record at `offset` (applied it, say).
+    pub fn done(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.replay.read(topic, partition, offset);
+    }
 }
 
 /// Whether a reader's error is the end of a partition (see [`reader`]), not a failure.
@@ -598,6 +638,8 @@ mod tests {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    #[error(transparent)]
+    Setup(Box<KafkaSetupError>),
     #[error(transparent)]
     Topic(#[from] crate::topics::TopicError),
     #[error("reading the end of {topic}: {source}")]

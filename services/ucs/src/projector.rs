@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use runtime::config::{KafkaSettings, UcsSettings};
-use runtime::topics::{self, Topics};
-use runtime::{CancellationToken, Consumer, Message, Offset, TopicPartitionList, kafka};
+use runtime::snapshots::position_key;
+use runtime::topics::Topics;
+use runtime::{CancellationToken, kafka};
 use sqlx::Row;
 
 use crate::batch::{self, Record, Source};
@@ -19,10 +22,10 @@ use crate::db::Db;
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error(transparent)]
-    Kafka(#[from] kafka::KafkaSetupError),
-    #[error("Kafka: {0}")]
-    Client(#[from] runtime::KafkaError),
-    #[error("topic {0} is missing or has no partitions (run `switchboard topics create`)")]
+    Log(kafka::ReplayError),
+    #[error("reading the topics: {0}")]
+    Read(String),
+    #[error("{0} (run `switchboard topics create`)")]
     Topic(String),
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
@@ -77,48 +80,24 @@ pub struct Projector {
 
 impl Projector {
     pub async fn run(&self, until: Until, shutdown: CancellationToken) -> Result<(), ProjectorError> {
-        let reader = kafka::reader(&self.kafka)?;
-        let stored = self.stored_offsets().await?;
-        let mut assignment = TopicPartitionList::new();
-        // (source, full topic name) by full topic name.
-        let mut sources: Vec<(String, Source)> = Vec::new();
-        let mut remaining: Vec<(String, i32, i64)> = Vec::new();
-        for source in Source::ALL {
-            let topic = self.topics.name(source.topic());
-            let partitions = topics::partition_count(reader.client(), &topic)
-                .map_err(|_| ProjectorError::Topic(topic.clone()))?;
-            if partitions == 0 {
-                return Err(ProjectorError::Topic(topic));
-            }
-            for p in 0..partitions {
-                let from = stored
-                    .iter()
-                    .find(|(t, sp, _)| *t == topic && *sp == i64::from(p))
-                    .map(|(_, _, next)| *next)
-                    .unwrap_or(0);
-                let high = kafka::high_watermark(&reader, &topic, p)?;
-                if high > from {
-                    remaining.push((topic.clone(), p, high));
-                }
-                assignment.add_partition_offset(&topic, p, Offset::Offset(from))?;
-            }
-            sources.push((topic, source));
-        }
-        reader.assign(&assignment)?;
-        let backlog: i64 = remaining
-            .iter()
-            .map(|(t, p, high)| {
-                let from = stored
-                    .iter()
-                    .find(|(st, sp, _)| st == t && *sp == i64::from(*p))
-                    .map_or(0, |(_, _, n)| *n);
-                high - from
-            })
-            .sum();
+        // Where the database says each partition's next record is.
+        let starts: BTreeMap<String, i64> = self
+            .stored_offsets()
+            .await?
+            .into_iter()
+            .filter_map(|(topic, partition, next)| Some((position_key(&topic, i32::try_from(partition).ok()?), next)))
+            .collect();
+        let sources: Vec<(String, Source)> = Source::ALL.iter().map(|&source| (self.topics.name(source.topic()), source)).collect();
+        let names: Vec<&str> = sources.iter().map(|(topic, _)| topic.as_str()).collect();
+        let mut tail = kafka::Tail::open(&self.kafka, &names, &starts).map_err(|e| match e {
+            kafka::ReplayError::Topic(e) => ProjectorError::Topic(e.to_string()),
+            other => ProjectorError::Log(other),
+        })?;
+        let backlog = tail.backlog();
         tracing::info!(database = %self.db.display_url(), backlog, "UCS projector starting");
         let started = Instant::now();
         let mut last_report = Instant::now();
-        if remaining.is_empty() {
+        if tail.caught_up() {
             self.status.caught_up.store(true, Ordering::Release);
             if until == Until::CaughtUp {
                 return Ok(());
@@ -127,15 +106,18 @@ impl Projector {
         let linger = Duration::from_millis(self.settings.batch_linger_ms);
         let batch_size = self.settings.batch_size.max(1);
         let mut batch: Vec<Record> = Vec::with_capacity(batch_size);
+        let to_record = |r: runtime::record::Record| -> Option<Record> {
+            let source = sources.iter().find(|(t, _)| *t == r.topic)?.1;
+            Some(Record { source, topic: r.topic, partition: r.partition, offset: r.offset, payload: r.payload })
+        };
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                message = reader.recv() => message,
+                read = tail.read() => read.map_err(|e| ProjectorError::Read(e.to_string()))?,
             };
             let first = match first {
-                Err(e) if kafka::is_partition_end(&e) => {
-                    note_ends(&mut remaining, &reader);
-                    if remaining.is_empty() && !self.status.caught_up() {
+                kafka::Tailed::End => {
+                    if tail.caught_up() && !self.status.caught_up() {
                         self.status.caught_up.store(true, Ordering::Release);
                         tracing::info!(records = self.status.applied(), "UCS projector caught up");
                         if until == Until::CaughtUp {
@@ -144,42 +126,28 @@ impl Projector {
                     }
                     continue;
                 }
-                other => other?,
+                kafka::Tailed::Record(record) => record,
             };
-            let to_record = |m: &runtime::BorrowedMessage<'_>| -> Option<Record> {
-                let source = sources.iter().find(|(t, _)| t == m.topic())?.1;
-                Some(Record {
-                    source,
-                    topic: m.topic().to_owned(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or_default().to_vec(),
-                })
-            };
-            batch.extend(to_record(&first));
+            let mut read = vec![first];
             let deadline = tokio::time::Instant::now() + linger;
-            while batch.len() < batch_size {
-                match tokio::time::timeout_at(deadline, reader.recv()).await {
-                    Ok(Err(e)) if kafka::is_partition_end(&e) => {
-                        // The end is reported once: note it here too, or a partition whose
-                        // last offset is a commit marker never counts as caught up (seen
-                        // after a restart with 320,000 events: UCS never became ready).
-                        note_ends(&mut remaining, &reader);
-                        break;
-                    }
-                    Ok(message) => batch.extend(to_record(&message?)),
-                    Err(_) => break,
+            while read.len() < batch_size {
+                match tokio::time::timeout_at(deadline, tail.read()).await {
+                    // A partition's end stops the batch: it may complete the catch-up (seen
+                    // once not noticed inside a batch: after a restart with 320,000 events,
+                    // UCS never became ready).
+                    Ok(Ok(kafka::Tailed::End)) | Err(_) => break,
+                    Ok(Ok(kafka::Tailed::Record(record))) => read.push(record),
+                    Ok(Err(e)) => return Err(ProjectorError::Read(e.to_string())),
                 }
             }
+            batch.extend(read.into_iter().filter_map(to_record));
             self.apply_with_retry(&batch, &shutdown).await?;
             for record in &batch {
-                remaining.retain(|(t, p, high)| {
-                    !(*t == record.topic && *p == record.partition && record.offset + 1 >= *high)
-                });
+                tail.done(&record.topic, record.partition, record.offset);
             }
             batch.clear();
             if !self.status.caught_up() {
-                if remaining.is_empty() {
+                if tail.caught_up() {
                     self.status.caught_up.store(true, Ordering::Release);
                     let secs = started.elapsed().as_secs_f64().max(1e-9);
                     let applied = self.status.applied();
@@ -243,11 +211,4 @@ impl Projector {
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(Into::into)
     }
-}
-
-/// On a partition-end notice: drops every partition whose reader position reached its end at
-/// start. Past the last record there may be commit markers, never delivered, so the position
-/// says it, not the last offset read.
-fn note_ends(remaining: &mut Vec<(String, i32, i64)>, reader: &kafka::Reader) {
-    remaining.retain(|(t, p, high)| kafka::position(reader, t, *p).is_none_or(|at| at < *high));
 }

@@ -150,7 +150,6 @@ fn the_checker_catches_forbidden_edges() {
 fn rdkafka_types_stay_in_the_runtime() {
     const STILL_USING: &[&str] = &[
         "services/interaction-server/src/server.rs",
-        "services/ucs/src/projector.rs",
     ];
     const KAFKA_TYPES: &[&str] = &[
         "rdkafka", "FutureProducer", "BorrowedMessage", "OwnedMessage", "TopicPartitionList", "KafkaError",
