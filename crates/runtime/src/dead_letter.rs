@@ -3,7 +3,7 @@
 //! The service stores the original's offset only after the copy is acknowledged, so a record
 //! is always either processed or parked, never dropped.
 
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 
 use crate::kafka::{self, DeliveryFuture};
@@ -67,27 +67,32 @@ impl DeadLetters {
         message: &BorrowedMessage<'_>,
         reason: &str,
     ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+        self.park_record_with(producer, &crate::record::Record::of(message), reason)
+    }
+
+    /// [`DeadLetters::park_with`] of an owned record.
+    pub fn park_record_with(
+        &self,
+        producer: &FutureProducer,
+        record: &crate::record::Record,
+        reason: &str,
+    ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
         tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
             reason,
             "parking record in the dead-letter topic"
         );
         let mut headers = OwnedHeaders::new();
-        if let Some(original) = message.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header { key, value: Some(value.as_slice()) });
         }
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
+        let partition = record.partition.to_string();
+        let offset = record.offset.to_string();
         for (key, value) in [
             (REASON, reason),
-            (SOURCE_TOPIC, message.topic()),
+            (SOURCE_TOPIC, record.topic.as_str()),
             (SOURCE_PARTITION, partition.as_str()),
             (SOURCE_OFFSET, offset.as_str()),
             (PARKED_BY, self.service.as_str()),
@@ -97,17 +102,7 @@ impl DeadLetters {
                 value: Some(value.as_bytes()),
             });
         }
-        let key = message
-            .key()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        kafka::send(
-            producer,
-            &self.topic,
-            None,
-            &key,
-            message.payload().unwrap_or_default(),
-            headers,
-        )
+        let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        kafka::send(producer, &self.topic, None, &key, &record.payload, headers)
     }
 }

@@ -89,10 +89,22 @@ impl Lineage {
 
 /// Makes `span` a child of the trace context carried by `message`, if any.
 pub fn continue_trace(span: &tracing::Span, message: &BorrowedMessage<'_>) {
+    continue_trace_with(span, |key| header_str(message, key).map(str::to_owned));
+}
+
+/// [`continue_trace`] for an owned record.
+pub fn continue_trace_of(span: &tracing::Span, record: &crate::record::Record) {
+    continue_trace_with(span, |key| {
+        let (_, value) = record.headers.iter().find(|(k, _)| k == key)?;
+        std::str::from_utf8(value).ok().map(str::to_owned)
+    });
+}
+
+fn continue_trace_with(span: &tracing::Span, header: impl Fn(&str) -> Option<String>) {
     let mut carrier = HashMap::new();
     for key in [TRACEPARENT, TRACESTATE] {
-        if let Some(value) = header_str(message, key) {
-            carrier.insert(key.to_owned(), value.to_owned());
+        if let Some(value) = header(key) {
+            carrier.insert(key.to_owned(), value);
         }
     }
     if carrier.is_empty() {

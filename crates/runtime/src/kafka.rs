@@ -405,6 +405,18 @@ pub async fn read_partition_from(
     Ok(high)
 }
 
+/// [`read_partition_from`] handing each record's offset and value (empty for a tombstone).
+pub async fn read_partition_values_from(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    stall: Option<Duration>,
+    mut each: impl FnMut(i64, &[u8]),
+) -> Result<i64, ReadError> {
+    read_partition_from(settings, topic, partition, from, stall, |m| each(m.offset(), m.payload().unwrap_or_default())).await
+}
+
 /// [`read_partition`] handing only each record's value (empty for a tombstone).
 pub async fn read_partition_values(
     settings: &KafkaSettings,

@@ -20,6 +20,7 @@ pub mod headers;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod partitioned;
 pub mod phone;
 pub mod record;
 pub mod telemetry;

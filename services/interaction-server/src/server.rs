@@ -9,17 +9,16 @@ use contract::command::InteractionCommand;
 use contract::event::InteractionEvent;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use runtime::Consumer;
+use runtime::CancellationToken;
 use runtime::config::{Assignment, InteractionServerSettings, KafkaSettings};
-use runtime::Producer as _;
 use runtime::dead_letter::DeadLetters;
-use runtime::headers::{Lineage, continue_trace};
+use runtime::headers::{Lineage, continue_trace_of};
 use runtime::health::{Progress, Status};
+use runtime::kafka;
+use runtime::partitioned::{Delivery, PartitionReader, PartitionWriter};
+use runtime::record::Record;
 use runtime::snapshots::{Snapshot, SnapshotStore, position_key};
-use runtime::kafka::{self, GroupConsumer};
-use runtime::topics::{self, Topics, partition_count};
-use runtime::{BorrowedMessage, CancellationToken, Message};
-use runtime::{FutureProducer, Offset};
+use runtime::topics::{self, Topics};
 use tracing::Instrument;
 
 use crate::partition::{Outcome, PartitionState, Recovering, Retention};
@@ -62,16 +61,12 @@ pub async fn run(
     let transactional = settings.transactions(kafka_settings.broker);
     let commands_topic = topics.name(topics::INTERACTION_COMMANDS);
     let events_topic = topics.name(topics::INTERACTION_EVENTS);
-    let producer = kafka::producer(kafka_settings)?;
-    let dead_letters = DeadLetters::new(
-        producer.clone(),
-        topics.name(topics::DEAD_LETTER),
-        "interaction-server",
-    );
-    let (consumer, rebalances) = kafka::group_consumer(kafka_settings, group_id)?;
+    let producer = PartitionWriter::idempotent(kafka_settings)?;
+    let dead_letters = producer.dead_letters(topics.name(topics::DEAD_LETTER), "interaction-server");
+    let (consumer, rebalances) = PartitionReader::new(kafka_settings, group_id)?;
 
-    let command_partitions = partition_count(consumer.client(), &commands_topic)?;
-    let event_partitions = partition_count(consumer.client(), &events_topic)?;
+    let command_partitions = consumer.partition_count(&commands_topic)?;
+    let event_partitions = consumer.partition_count(&events_topic)?;
     if command_partitions != event_partitions {
         bail!(
             "{commands_topic} has {command_partitions} partitions but {events_topic} has {event_partitions}; \
@@ -102,9 +97,7 @@ pub async fn run(
     server.progress.set(Status::not_yet("joining the consumer group").with("group_id", group_id));
     match assignment {
         Assignment::Group => {
-            consumer
-                .subscribe(&[&commands_topic])
-                .context("subscribing to commands")?;
+            consumer.subscribe(&commands_topic).context("subscribing to commands")?;
         }
         Assignment::Static => {
             let owned: Vec<i32> = match &settings.partitions {
@@ -114,30 +107,19 @@ pub async fn run(
             if let Some(bad) = owned.iter().find(|p| !(0..command_partitions).contains(*p)) {
                 bail!("partition {bad} does not exist: {commands_topic} has {command_partitions}");
             }
-            let mut start = runtime::TopicPartitionList::new();
-            for &p in &owned {
-                start.add_partition(&commands_topic, p);
-            }
             // The group's committed offset can be past the log's resume point (records parked
             // in the dead-letter topic write no event), never before it.
-            let committed = kafka::blocking(|| consumer.committed_offsets(start.clone(), Duration::from_secs(10)))
-                .unwrap_or_else(|_| start.clone());
-            let mut assignment = runtime::TopicPartitionList::new();
+            let committed = consumer.committed(&commands_topic, &owned);
             server.open_partitions(&owned).await?;
+            let mut starts = Vec::new();
             for &p in &owned {
-                let committed = committed
-                    .find_partition(&commands_topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|o| *o >= 0)
-                    .unwrap_or(0);
+                let committed = committed.get(&p).copied().unwrap_or(0);
                 let rebuilt = server.partitions.get(&p).map_or(0, PartitionState::resume_at);
                 let resume = rebuilt.max(committed);
                 tracing::info!(partition = p, rebuilt, committed, resume, "consuming commands from");
-                assignment.add_partition_offset(&commands_topic, p, Offset::Offset(resume))?;
+                starts.push((p, resume));
             }
-            consumer
-                .assign(&assignment)
-                .context("assigning command partitions")?;
+            consumer.assign(&commands_topic, &starts).context("assigning command partitions")?;
             server.report_ready(&owned);
         }
     }
@@ -150,7 +132,7 @@ pub async fn run(
         // A clean stop: the next start reads nothing but what comes after.
         server.snapshot_due(true);
     }
-    if !transactional && let Err(e) = consumer.commit_consumer_state(kafka::CommitMode::Sync) {
+    if !transactional && let Err(e) = consumer.commit_stored() {
         tracing::debug!(error = %e, "final offset commit");
     }
     tracing::info!(processed = server.processed, "interaction server stopped");
@@ -159,9 +141,9 @@ pub async fn run(
 
 /// One partition's transactional producer and its open transaction.
 struct Transaction {
-    producer: FutureProducer,
+    producer: PartitionWriter,
     /// The open transaction's events, resolved by the time it commits.
-    deliveries: Vec<runtime::kafka::DeliveryFuture>,
+    deliveries: Vec<Delivery>,
     /// When the open transaction began; `None`: no transaction open.
     open_since: Option<Instant>,
     /// The command offset to commit with it (one past the last command handled).
@@ -172,7 +154,7 @@ struct Transaction {
 impl Transaction {
     fn begin(&mut self) -> anyhow::Result<()> {
         if self.open_since.is_none() {
-            self.producer.begin_transaction().context("beginning a transaction")?;
+            self.producer.begin()?;
             self.open_since = Some(Instant::now());
             self.commands = 0;
         }
@@ -190,8 +172,8 @@ struct Server<'a> {
     settings: &'a InteractionServerSettings,
     retention: Retention,
     group_id: String,
-    consumer: &'a GroupConsumer,
-    producer: FutureProducer,
+    consumer: &'a PartitionReader,
+    producer: PartitionWriter,
     dead_letters: DeadLetters,
     commands_topic: String,
     events_topic: String,
@@ -243,7 +225,7 @@ impl Server<'_> {
                 message = self.consumer.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => {
                     let message = message.context("consuming commands")?;
                     self.rebalanced(rebalances).await?;
-                    let partition = message.partition();
+                    let partition = message.partition;
                     self.last_command = Instant::now();
                     self.handle(&message).await?;
                     if self.transactions.as_ref().and_then(|t| t.get(&partition)).is_some_and(|t| t.commands >= self.settings.transaction_max_commands) {
@@ -353,9 +335,7 @@ impl Server<'_> {
         if let Some(last_event) = last_event {
             self.wrote(partition, last_event);
         }
-        if let Err(e) =
-            kafka::store_processed(self.consumer, &self.commands_topic, partition, offset)
-        {
+        if let Err(e) = self.consumer.store_processed(&self.commands_topic, partition, offset) {
             tracing::debug!(partition, offset, error = %e, "offset not stored (partition revoked?)");
         }
     }
@@ -379,10 +359,10 @@ impl Server<'_> {
             let id = format!("{}-{partition}", self.group_id);
             async move {
                 let transaction = if transactional {
-                    let producer = kafka::transactional_producer(kafka_settings, &id, settings.transaction_timeout_ms)?;
-                    let init = producer.clone();
-                    tokio::task::spawn_blocking(move || init.init_transactions(TRANSACTION_CALL))
-                        .await?
+                    let producer = PartitionWriter::transactional(kafka_settings, &id, settings.transaction_timeout_ms)?;
+                    producer
+                        .init(TRANSACTION_CALL)
+                        .await
                         .with_context(|| format!("initialising transactions for partition {partition} (transactional.id {id})"))?;
                     Some(Transaction { producer, deliveries: Vec::new(), open_since: None, next_offset: 0, commands: 0 })
                 } else {
@@ -412,8 +392,7 @@ impl Server<'_> {
     async fn close_transaction(&mut self, partition: i32) {
         let Some(transaction) = self.transactions.as_mut().and_then(|t| t.remove(&partition)) else { return };
         if transaction.open_since.is_some() {
-            let producer = transaction.producer;
-            let aborted = tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_CALL)).await;
+            let aborted = transaction.producer.abort(TRANSACTION_CALL).await;
             tracing::info!(partition, ?aborted, "partition revoked: its open transaction aborted");
         }
     }
@@ -431,29 +410,23 @@ impl Server<'_> {
     /// otherwise a restart recovers from the log.
     async fn commit_open(&mut self) -> anyhow::Result<()> {
         let Some(transactions) = &mut self.transactions else { return Ok(()) };
+        let (consumer, commands_topic) = (self.consumer, self.commands_topic.as_str());
         let mut commits = Vec::new();
         for (&partition, transaction) in transactions.iter_mut() {
             if transaction.open_since.is_none() {
                 continue;
             }
-            let mut offsets = runtime::TopicPartitionList::new();
-            offsets.add_partition_offset(&self.commands_topic, partition, Offset::Offset(transaction.next_offset))?;
-            let group = self.consumer.group_metadata().context("the consumer has no group metadata")?;
             let producer = transaction.producer.clone();
-            let commands = transaction.commands;
+            let (commands, next_offset) = (transaction.commands, transaction.next_offset);
             let deliveries = std::mem::take(&mut transaction.deliveries);
             transaction.open_since = None;
             commits.push(async move {
-                let result = tokio::task::spawn_blocking(move || {
-                    producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL)?;
-                    producer.commit_transaction(TRANSACTION_CALL)
-                })
-                .await;
+                let result = producer.commit_with_offset(consumer, commands_topic, partition, next_offset, TRANSACTION_CALL).await;
                 // Committed: every event is in the log; where the last one landed.
                 let mut last = None;
-                if matches!(result, Ok(Ok(()))) {
+                if result.is_ok() {
                     for delivery in deliveries {
-                        if let Ok((_, at)) = kafka::delivered(delivery).await {
+                        if let Ok((_, at)) = delivery.landed().await {
                             last = last.max(Some(at));
                         }
                     }
@@ -463,55 +436,41 @@ impl Server<'_> {
         }
         for (partition, commands, result, last) in futures::future::join_all(commits).await {
             match result {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     self.processed += commands as u64;
                     if let Some(last) = last {
                         self.wrote(partition, last);
                     }
                 }
-                Ok(Err(e)) => {
-                    // A newer producer with our transactional.id (ProducerFenced / epoch), or a
-                    // newer group generation refusing our offsets (KIP-447): either way the
-                    // partition is someone else's now.
-                    use runtime::kafka::RDKafkaErrorCode as Code;
-                    let fenced = matches!(&e, runtime::KafkaError::Transaction(t) if t.is_fatal())
-                        || matches!(
-                            e.rdkafka_error_code(),
-                            Some(Code::ProducerFenced | Code::InvalidProducerEpoch | Code::UnknownMemberId | Code::IllegalGeneration | Code::Fenced)
-                        );
+                Err(e) => {
+                    let fenced = e.fenced();
                     tracing::error!(partition, commands, error = %e, fenced, "transaction aborted: its events and offsets are not in the log");
                     if fenced {
                         bail!("fenced: another Interaction Server owns partition {partition} now (transaction aborted: {e}); stopping");
                     }
                     bail!("committing the transaction of partition {partition} failed ({e}); stopping so that recovery from the committed log takes over");
                 }
-                Err(e) => bail!("committing the transaction of partition {partition}: {e}"),
             }
         }
         Ok(())
     }
 
-    async fn handle(&mut self, message: &BorrowedMessage<'_>) -> anyhow::Result<()> {
-        let partition = message.partition();
-        let offset = message.offset();
+    async fn handle(&mut self, message: &Record) -> anyhow::Result<()> {
+        let (partition, offset) = (message.partition, message.offset);
         if !self.partitions.contains_key(&partition) {
             // Take on every newly assigned partition together, not one per first command.
-            let mut new: Vec<i32> = self
-                .consumer
-                .assignment()
-                .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == self.commands_topic).map(|e| e.partition()).collect())
-                .unwrap_or_default();
+            let mut new: Vec<i32> = self.consumer.assigned(&self.commands_topic);
             new.retain(|p| !self.partitions.contains_key(p));
             if !new.contains(&partition) {
                 new.push(partition);
             }
             self.open_partitions(&new).await?;
         }
-        let command = match InteractionCommand::decode(message.payload().unwrap_or_default()) {
+        let command = match InteractionCommand::decode(&message.payload) {
             Ok(command) => command,
             Err(e) => return self.park(message, &format!("cannot decode InteractionCommand: {e}")),
         };
-        let key = message.key().map(String::from_utf8_lossy);
+        let key = message.key.as_deref().map(String::from_utf8_lossy);
         if key.as_deref() != Some(command.interaction_id.as_str()) {
             return self.park(
                 message,
@@ -529,7 +488,7 @@ impl Server<'_> {
             partition,
             offset
         );
-        continue_trace(&span, message);
+        continue_trace_of(&span, message);
         let Some(state) = self.partitions.get_mut(&partition) else {
             bail!("partition {partition} state missing after recovery");
         };
@@ -596,17 +555,13 @@ impl Server<'_> {
         let mut deliveries = Vec::with_capacity(events.len());
         for event in &events {
             let payload = event.encode().context("encoding an interaction event")?;
-            let headers = Lineage::new(&command.interaction_id)
-                .caused_by(&command.command_id)
-                .schema(InteractionEvent::NAME)
-                .to_headers();
-            deliveries.push(kafka::send(
-                producer.as_ref().unwrap_or(&self.producer),
+            let lineage = Lineage::new(&command.interaction_id).caused_by(&command.command_id).schema(InteractionEvent::NAME);
+            deliveries.push(producer.as_ref().unwrap_or(&self.producer).send(
                 &events_topic,
                 Some(partition),
                 &command.interaction_id,
                 &payload,
-                headers,
+                &lineage,
             )?);
         }
         if let Some(written) = self.written.get_mut(&partition) {
@@ -623,7 +578,7 @@ impl Server<'_> {
         self.in_flight.push_back(Box::pin(async move {
             let mut last = None;
             for delivery in deliveries {
-                let (_, at) = kafka::delivered(delivery).await.with_context(|| {
+                let (_, at) = delivery.landed().await.with_context(|| {
                     format!("writing events for command at {partition}/{offset}")
                 })?;
                 last = Some(at);
@@ -633,18 +588,19 @@ impl Server<'_> {
         Ok(())
     }
 
-    fn park(&mut self, message: &BorrowedMessage<'_>, reason: &str) -> anyhow::Result<()> {
-        let (partition, offset) = (message.partition(), message.offset());
+    fn park(&mut self, message: &Record, reason: &str) -> anyhow::Result<()> {
+        let (partition, offset) = (message.partition, message.offset);
         let dead_letters = self.dead_letters.clone();
         if let Some(transaction) = self.transaction(partition)? {
             transaction.begin()?;
-            drop(dead_letters.park_with(&transaction.producer, message, reason)?);
+            drop(transaction.producer.park(&dead_letters, message, reason)?);
             transaction.handled(offset);
             return Ok(());
         }
-        let delivery = self.dead_letters.park(message, reason)?;
+        let delivery = self.producer.park(&self.dead_letters, message, reason)?;
         self.in_flight.push_back(Box::pin(async move {
-            kafka::delivered(delivery)
+            delivery
+                .landed()
                 .await
                 .context("parking a record in the dead-letter topic")?;
             Ok((partition, offset, None))
@@ -727,7 +683,7 @@ async fn read_events(
     recovering: &mut Recovering,
 ) -> Result<(u64, i64), kafka::ReadError> {
     let mut count = 0u64;
-    let end = kafka::read_partition_from(kafka_settings, events_topic, partition, from, None, |message| {
+    let end = kafka::read_partition_values_from(kafka_settings, events_topic, partition, from, None, |offset, payload| {
         count += 1;
         let read = events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if read.is_multiple_of(5_000) {
@@ -737,11 +693,11 @@ async fn read_events(
                     .with("events_read", read),
             );
         }
-        match InteractionEvent::decode(message.payload().unwrap_or_default()) {
+        match InteractionEvent::decode(payload) {
             Ok(event) => recovering.feed(event),
             Err(e) => tracing::error!(
                 partition,
-                offset = message.offset(),
+                offset,
                 error = %e,
                 "undecodable record in {} (only the interaction server writes there); skipped",
                 events_topic
