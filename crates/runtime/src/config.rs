@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::telemetry::TelemetrySettings;
 
+/// The settings every process shares. Each service's own section (`[ucs]`, `[email]`, ...) is
+/// a [`Section`] its crate defines; the binary composes them all and hands each service its
+/// own through `service::Context::section`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     /// Where the embedded broker keeps its log and services keep local state.
     pub data_dir: PathBuf,
@@ -23,17 +26,31 @@ pub struct Settings {
     pub broker: EmbeddedBrokerSettings,
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
-    pub interaction_server: InteractionServerSettings,
-    pub ucs: UcsSettings,
-    pub router: RouterSettings,
-    pub stats: StatsSettings,
-    pub desk: DeskSettings,
-    pub email: EmailSettings,
-    pub chat: ChatSettings,
+    /// Shared by the web API (which takes callbacks) and the desk (their outcomes).
     pub callback: CallbackSettings,
+    /// Rate limits of the public HTTP endpoints (web API, chat server).
     pub web_api: WebApiSettings,
-    pub sms: SmsSettings,
     pub live: LiveSettings,
+    /// The key that signs desk session tokens: the desk's `[desk] session_secret_file`, else
+    /// `<data_dir>/desk-secret` (created on first use). The desk and the chat server check
+    /// the same tokens; the binary fills this in from the desk's section.
+    #[serde(skip)]
+    pub desk_secret_file: Option<PathBuf>,
+}
+
+/// A service's own table of the configuration (`[ucs]`): defined by the service's crate,
+/// layered like the rest (defaults, file, `SWITCHBOARD_<SECTION>__<KEY>`), unknown keys refused.
+pub trait Section: Serialize + serde::de::DeserializeOwned + Default + Clone + Send + Sync + 'static {
+    /// The table's name.
+    const NAME: &'static str;
+    /// Reads its `*_file` secrets into their settings.
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// A copy fit to print or log: every secret `***`.
+    fn redacted(&self) -> Self {
+        self.clone()
+    }
 }
 
 /// What the in-memory projections keep: only live work, so memory and start-up do not grow
@@ -69,17 +86,10 @@ impl Default for Settings {
             broker: EmbeddedBrokerSettings::default(),
             http: HttpSettings::default(),
             telemetry: TelemetrySettings::default(),
-            interaction_server: InteractionServerSettings::default(),
-            ucs: UcsSettings::default(),
-            router: RouterSettings::default(),
-            stats: StatsSettings::default(),
-            desk: DeskSettings::default(),
-            email: EmailSettings::default(),
-            chat: ChatSettings::default(),
             callback: CallbackSettings::default(),
             web_api: WebApiSettings::default(),
-            sms: SmsSettings::default(),
             live: LiveSettings::default(),
+            desk_secret_file: None,
         }
     }
 }
@@ -183,313 +193,6 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InteractionServerSettings {
-    /// Consumer group (committed offsets; membership only with `assignment = "group"`). The
-    /// deployment's `topic_prefix` is prepended, as to the transactional ids derived from it.
-    pub group_id: String,
-    /// `group` or `static`; unset: `group` on Apache Kafka, `static` on Tansu.
-    pub assignment: Option<Assignment>,
-    /// With `static`: the command partitions this instance owns; all when unset.
-    pub partitions: Option<Vec<i32>>,
-    /// Write each batch's events and command offsets in one Kafka transaction, with a
-    /// `transactional.id` per partition (`<prefix><group_id>-<partition>`) so that a newer
-    /// owner fences an older one. Unset: on for Apache Kafka, off for Tansu (no transactions).
-    pub transactions: Option<bool>,
-    /// Kafka's `transaction.timeout.ms`: the longest a stalled owner's open transaction holds
-    /// `read_committed` readers of `interaction.events` back (a new owner aborts it sooner).
-    pub transaction_timeout_ms: u64,
-    /// Open transactions are committed once no command has arrived for this long (light
-    /// load: each command is visible within about this), ...
-    pub transaction_linger_ms: u64,
-    /// ... or once the oldest has been open this long, or a partition's holds
-    /// `transaction_max_commands` (a backlog: large batches, few commits).
-    pub transaction_max_ms: u64,
-    pub transaction_max_commands: usize,
-    /// A partition's state is snapshotted (in `<data_dir>/snapshots/`) after this many events
-    /// written since the last snapshot, and at a clean stop; a restart reads only the events
-    /// after its snapshot. 0: never (every start replays the whole events log).
-    pub snapshot_every_events: u64,
-}
-
-/// How an Interaction Server instance gets its partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Assignment {
-    /// It owns `partitions` (default all) and starts each where the events log says. Two
-    /// instances with the same partitions fence each other on Kafka (transactions); on Tansu
-    /// nothing does, so give each its own partitions.
-    Static,
-    /// Kafka consumer-group membership (cooperative-sticky): replicas share the partitions and
-    /// take over a dead member's. Tansu 0.6 did not reassign a killed member's partitions.
-    Group,
-}
-
-impl Default for InteractionServerSettings {
-    fn default() -> Self {
-        Self {
-            group_id: "interaction-server".into(),
-            assignment: None,
-            partitions: None,
-            transactions: None,
-            transaction_timeout_ms: 10_000,
-            transaction_linger_ms: 2,
-            transaction_max_ms: 200,
-            transaction_max_commands: 2000,
-            snapshot_every_events: 10_000,
-        }
-    }
-}
-
-impl InteractionServerSettings {
-    pub fn assignment(&self, broker: crate::broker::BrokerKind) -> Assignment {
-        self.assignment.unwrap_or(match broker {
-            crate::broker::BrokerKind::Kafka => Assignment::Group,
-            crate::broker::BrokerKind::Tansu => Assignment::Static,
-        })
-    }
-
-    pub fn transactions(&self, broker: crate::broker::BrokerKind) -> bool {
-        self.transactions.unwrap_or(broker == crate::broker::BrokerKind::Kafka)
-    }
-}
-
-/// The Universal Contact Server: its SQL read model and claim-check blob store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UcsSettings {
-    /// `sqlite://PATH` or `postgres://...`; unset: `sqlite://<data_dir>/ucs.db`.
-    pub database_url: Option<String>,
-    /// A file holding `database_url` (a secret: it carries the password).
-    pub database_url_file: Option<PathBuf>,
-    /// Content-addressed blobs; unset: `<data_dir>/blobs`.
-    pub blob_dir: Option<PathBuf>,
-    /// Largest blob accepted, in bytes.
-    pub max_blob_bytes: u64,
-    /// Most records the projector writes in one SQL transaction.
-    pub batch_size: usize,
-    /// How long the projector waits to fill a batch, in milliseconds.
-    pub batch_linger_ms: u64,
-    pub max_connections: u32,
-}
-
-impl Default for UcsSettings {
-    fn default() -> Self {
-        Self {
-            database_url: None,
-            database_url_file: None,
-            blob_dir: None,
-            max_blob_bytes: 25 * 1024 * 1024,
-            batch_size: 2000,
-            batch_linger_ms: 20,
-            max_connections: 8,
-        }
-    }
-}
-
-impl UcsSettings {
-    pub fn database_url(&self, data_dir: &Path) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("ucs.db").display()))
-    }
-
-    pub fn blob_dir(&self, data_dir: &Path) -> PathBuf {
-        self.blob_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join("blobs"))
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RouterSettings {
-    /// The interaction workflow (queues and strategies); unset: the built-in
-    /// `infra/workflow/workflow.toml`.
-    pub workflow: Option<PathBuf>,
-    /// How often the router looks again without a new event (offer and queue timeouts).
-    pub tick_ms: u64,
-    /// Producer `linger.ms` for the router's commands: low, routing is latency-bound.
-    pub linger_ms: u32,
-}
-
-impl Default for RouterSettings {
-    fn default() -> Self {
-        Self {
-            workflow: None,
-            tick_ms: 100,
-            linger_ms: 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StatsSettings {
-    /// An interaction answered within this many seconds of entering its queue counts towards
-    /// the service level.
-    pub service_level_threshold_s: u64,
-}
-
-impl Default for StatsSettings {
-    fn default() -> Self {
-        Self { service_level_threshold_s: 20 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeskSettings {
-    /// Agents and supervisors who may log in to the desk (TOML, `[[user]]` with an argon2
-    /// `password_hash`); unset: `<data_dir>/desk-users.toml`.
-    pub users_file: Option<PathBuf>,
-    /// Key that signs session tokens; unset: a random key kept in `<data_dir>/desk-secret`.
-    pub session_secret_file: Option<PathBuf>,
-    pub session_hours: u64,
-    /// Queue where released replies go (the workflow's QA step usually watches it).
-    pub outbound_queue: String,
-    /// Queue a supervisor's QA return sends a reply to (routed back to its author).
-    pub qa_returned_queue: String,
-    /// Queue an approved reply goes to, for the channel to send.
-    pub send_queue: String,
-    /// An agent whose every event stream has been closed this long is logged out.
-    pub disconnect_grace_s: u64,
-    /// Largest reply text accepted, in bytes.
-    pub max_reply_bytes: usize,
-}
-
-impl Default for DeskSettings {
-    fn default() -> Self {
-        Self {
-            users_file: None,
-            session_secret_file: None,
-            session_hours: 12,
-            outbound_queue: "outbound".into(),
-            qa_returned_queue: "qa-returned".into(),
-            send_queue: "outbound-send".into(),
-            disconnect_grace_s: 30,
-            max_reply_bytes: 64 * 1024,
-        }
-    }
-}
-
-/// The chat server (`switchboard run chat-server`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChatSettings {
-    /// Queue new chats are submitted to.
-    pub inbound_queue: String,
-    /// Largest message text accepted, in bytes.
-    pub max_message_bytes: usize,
-    /// Frames a connection may send per `rate_window_ms` before they are refused.
-    pub max_frames_per_window: u32,
-    pub rate_window_ms: u64,
-    /// Browser origins allowed to open a WebSocket (exact `scheme://host[:port]`); empty:
-    /// only clients that send no Origin (not browsers).
-    pub allowed_origins: Vec<String>,
-    /// System message to the customer when a chat starts (`{{customer_name}}`,
-    /// `{{subject}}` filled); empty: none.
-    pub greeting: String,
-    /// Tell a waiting customer their place in the queue whenever it changes.
-    pub queue_position_notices: bool,
-    /// While an agent is in the chat and nobody has written for this long, a warning is
-    /// posted; `idle_timeout_s` after the last message the chat ends. 0: no idle timeout.
-    pub idle_warning_s: u64,
-    pub idle_timeout_s: u64,
-    /// Queue a transcript mail is submitted to (the e-mail sender's `send_queue`).
-    pub transcript_queue: String,
-    /// UCS base URL (a customer who gives an e-mail address is found or created as a
-    /// contact there); unset: this process's own HTTP address (UCS runs in it under `up`).
-    pub ucs_url: Option<String>,
-}
-
-impl Default for ChatSettings {
-    fn default() -> Self {
-        Self {
-            inbound_queue: "chat-inbound".into(),
-            max_message_bytes: 4096,
-            max_frames_per_window: 20,
-            rate_window_ms: 10_000,
-            allowed_origins: Vec::new(),
-            greeting: "Hello {{customer_name}}, thank you for contacting us. An agent will be with you shortly.".into(),
-            queue_position_notices: true,
-            idle_warning_s: 240,
-            idle_timeout_s: 300,
-            transcript_queue: "outbound-send".into(),
-            ucs_url: None,
-        }
-    }
-}
-
-/// The SMS channel (`switchboard run sms-server`), `[sms]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SmsSettings {
-    /// The gateway protocol: "twilio" (Twilio-compatible webhooks and REST API).
-    pub gateway: String,
-    pub account_sid: String,
-    /// Signs the gateway's webhooks (checked on every one) and authenticates our sends.
-    pub auth_token: String,
-    /// A file holding `auth_token`.
-    pub auth_token_file: Option<PathBuf>,
-    pub api_base: String,
-    /// Our number, the sender of what we send.
-    pub from_number: String,
-    /// The base URL the gateway calls us at, as it signs it (behind a proxy this is not our
-    /// listen address); unset: this process's own HTTP address.
-    pub public_url: Option<String>,
-    /// Region for numbers without `+` and country code (ISO 3166, e.g. "GB").
-    pub default_region: Option<String>,
-    pub inbound_queue: String,
-    /// Session mode: an SMS from a number with an active SMS session goes into it, any other
-    /// starts one (a chat session, submitted to `session_queue`), and agents' chat messages
-    /// go back by SMS. Off: paging mode, every SMS a new interaction in `inbound_queue`.
-    pub session_mode: bool,
-    pub session_queue: String,
-    /// MMS limits: all parts together, number of parts.
-    pub mms_max_bytes: usize,
-    pub mms_max_parts: usize,
-    /// UCS base URL (MMS parts are stored there); unset: this process's own HTTP address.
-    pub ucs_url: Option<String>,
-    /// Longest text accepted to send (characters; the gateway splits it into segments).
-    pub max_text_chars: usize,
-    /// The send queue replies and paging wait in (shared with e-mail; each sender takes its
-    /// own media), and where it goes after `max_attempts`.
-    pub send_queue: String,
-    pub failed_queue: String,
-    pub max_attempts: u32,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
-}
-
-impl Default for SmsSettings {
-    fn default() -> Self {
-        Self {
-            gateway: "twilio".into(),
-            account_sid: String::new(),
-            auth_token: String::new(),
-            auth_token_file: None,
-            api_base: "https://api.twilio.com".into(),
-            from_number: String::new(),
-            public_url: None,
-            default_region: None,
-            inbound_queue: "sms-inbound".into(),
-            session_mode: false,
-            session_queue: "chat-inbound".into(),
-            mms_max_bytes: 5 * 1024 * 1024,
-            mms_max_parts: 20,
-            ucs_url: None,
-            max_text_chars: 1600,
-            send_queue: "outbound-send".into(),
-            failed_queue: "send-failed".into(),
-            max_attempts: 5,
-            retry_initial_ms: 30_000,
-            retry_max_ms: 15 * 60_000,
-        }
-    }
-}
-
 /// Web callbacks (`POST /v1/callbacks` on the web API; outcomes on the desk).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -530,151 +233,6 @@ impl Default for WebApiSettings {
     }
 }
 
-/// The e-mail channel (`switchboard run email`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmailSettings {
-    /// Where the SMTP listener accepts mail relayed by the enterprise mail server; unset: no
-    /// listener.
-    pub smtp_listen: Option<std::net::SocketAddr>,
-    /// Name the listener greets with and the domain of the Message-IDs of mail we send.
-    pub domain: String,
-    /// UCS base URL (bodies and attachments are stored there before the interaction is
-    /// submitted); unset: this process's own HTTP address (UCS runs in it under `up`).
-    pub ucs_url: Option<String>,
-    /// Queue new inbound mail is submitted to.
-    pub inbound_queue: String,
-    /// Limits on inbound mail.
-    pub max_message_bytes: usize,
-    pub max_parts: usize,
-    pub max_depth: usize,
-    /// Sending replies, acknowledgements and auto-responses.
-    pub outbound: OutboundMailSettings,
-    /// Polling a mailbox of the enterprise mail server.
-    pub imap: ImapSettings,
-}
-
-/// How a connection to a mail server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MailTls {
-    /// Plain TCP (loopback and tests only).
-    None,
-    /// Plain TCP upgraded with STARTTLS (SMTP submission, port 587).
-    Starttls,
-    /// TLS from the first byte (SMTPS 465, IMAPS 993).
-    Tls,
-}
-
-/// The outbound sender (`[email.outbound]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboundMailSettings {
-    /// SMTP server mail is sent through; unset: nothing is sent (mail waits in `send_queue`).
-    pub smtp_host: Option<String>,
-    pub smtp_port: u16,
-    pub tls: MailTls,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// A file holding `password`.
-    pub password_file: Option<PathBuf>,
-    /// The From of every mail sent, e.g. `Customer Service <support@example.com>`.
-    pub from: String,
-    /// Queue of mail ready to send (where QA approval or the `respond` step puts it).
-    pub send_queue: String,
-    /// Queue a mail moves to when every attempt failed (the workflow routes it back to its author).
-    pub failed_queue: String,
-    /// Attempts before giving up, and the back-off between them (doubling, capped).
-    pub max_attempts: u32,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
-    /// Per SMTP conversation.
-    pub timeout_s: u64,
-}
-
-impl Default for OutboundMailSettings {
-    fn default() -> Self {
-        Self {
-            smtp_host: None,
-            smtp_port: 587,
-            tls: MailTls::Starttls,
-            username: None,
-            password: None,
-            password_file: None,
-            from: "Customer Service <support@switchboard.localhost>".into(),
-            send_queue: "outbound-send".into(),
-            failed_queue: "send-failed".into(),
-            max_attempts: 5,
-            retry_initial_ms: 30_000,
-            retry_max_ms: 15 * 60_000,
-            timeout_s: 60,
-        }
-    }
-}
-
-/// What the IMAP poller does with a mail once its interaction is on Kafka.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AfterAccept {
-    /// Flag it `\Deleted` and expunge.
-    Delete,
-    /// Give it the keyword `$SwitchboardQueued` and leave it.
-    Flag,
-}
-
-/// The IMAP poller (`[email.imap]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ImapSettings {
-    /// IMAP server; unset: no polling.
-    pub host: Option<String>,
-    pub port: u16,
-    /// `tls` or `none` (STARTTLS is not offered for IMAP here).
-    pub tls: MailTls,
-    pub username: String,
-    pub password: String,
-    /// A file holding `password`.
-    pub password_file: Option<PathBuf>,
-    pub mailbox: String,
-    pub poll_interval_ms: u64,
-    pub after_accept: AfterAccept,
-    /// Mails fetched per poll at most.
-    pub batch: u32,
-}
-
-impl Default for ImapSettings {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: 993,
-            tls: MailTls::Tls,
-            username: String::new(),
-            password: String::new(),
-            password_file: None,
-            mailbox: "INBOX".into(),
-            poll_interval_ms: 30_000,
-            after_accept: AfterAccept::Flag,
-            batch: 50,
-        }
-    }
-}
-
-impl Default for EmailSettings {
-    fn default() -> Self {
-        Self {
-            smtp_listen: None,
-            domain: "switchboard.localhost".into(),
-            ucs_url: None,
-            inbound_queue: "inbound".into(),
-            max_message_bytes: 10 * 1024 * 1024,
-            max_parts: 100,
-            max_depth: 10,
-            outbound: OutboundMailSettings::default(),
-            imap: ImapSettings::default(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
@@ -684,25 +242,26 @@ pub enum ConfigError {
 }
 
 impl Settings {
-    /// The key that signs desk session tokens: `[desk] session_secret_file`, else
-    /// `<data_dir>/desk-secret` (created on first use). Every process that checks desk tokens
-    /// (the desk, the chat server) reads the same one.
+    /// The key that signs desk session tokens (see [`Settings::desk_secret_file`]).
     pub fn desk_secret_file(&self) -> PathBuf {
-        self.desk.session_secret_file.clone().unwrap_or_else(|| self.data_dir.join("desk-secret"))
+        self.desk_secret_file.clone().unwrap_or_else(|| self.data_dir.join("desk-secret"))
     }
 
-    pub fn load(
-        file: Option<&Path>,
-        overrides: impl FnOnce(Figment) -> Figment,
-    ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        figment = match file {
+    /// The layers under the command line's: built-in `defaults` (the whole composition,
+    /// serialized), the TOML file (`switchboard.toml` or `--config`), `SWITCHBOARD_*`
+    /// environment variables.
+    pub fn layers(defaults: impl Serialize, file: Option<&Path>) -> Figment {
+        let figment = Figment::from(Serialized::defaults(defaults));
+        let figment = match file {
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("switchboard.toml")),
         };
-        let mut settings: Settings = overrides(figment.merge(Env::prefixed("SWITCHBOARD_").split("__")))
-            .extract()
-            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        figment.merge(Env::prefixed("SWITCHBOARD_").split("__"))
+    }
+
+    /// The shared settings from `figment`, secrets read (its other tables are the services').
+    pub fn extract(figment: &Figment) -> Result<Self, ConfigError> {
+        let mut settings: Settings = figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
         settings.resolve_secrets()?;
         Ok(settings)
     }
@@ -716,15 +275,6 @@ impl Settings {
         for map in [&mut self.kafka.client, &mut self.kafka.producer, &mut self.kafka.consumer] {
             *map = librdkafka_keys(std::mem::take(map))?;
         }
-        secret_from_file(&mut self.ucs.database_url, self.ucs.database_url_file.take(), "ucs.database_url")?;
-        let outbound = &mut self.email.outbound;
-        secret_from_file(&mut outbound.password, outbound.password_file.take(), "email.outbound.password")?;
-        let mut imap = (!self.email.imap.password.is_empty()).then(|| std::mem::take(&mut self.email.imap.password));
-        secret_from_file(&mut imap, self.email.imap.password_file.take(), "email.imap.password")?;
-        self.email.imap.password = imap.unwrap_or_default();
-        let mut token = (!self.sms.auth_token.is_empty()).then(|| std::mem::take(&mut self.sms.auth_token));
-        secret_from_file(&mut token, self.sms.auth_token_file.take(), "sms.auth_token")?;
-        self.sms.auth_token = token.unwrap_or_default();
         let telemetry = &mut self.telemetry;
         secret_from_file(&mut telemetry.otlp_headers, telemetry.otlp_headers_file.take(), "telemetry.otlp_headers")?;
         Ok(())
@@ -740,19 +290,19 @@ impl Settings {
                 }
             }
         }
-        copy.ucs.database_url = copy.ucs.database_url.as_deref().map(redact_url);
-        for secret in [&mut copy.email.outbound.password, &mut copy.telemetry.otlp_headers] {
-            if secret.is_some() {
-                *secret = Some(REDACTED.into());
-            }
-        }
-        for secret in [&mut copy.email.imap.password, &mut copy.sms.auth_token] {
-            if !secret.is_empty() {
-                *secret = REDACTED.into();
-            }
+        if copy.telemetry.otlp_headers.is_some() {
+            copy.telemetry.otlp_headers = Some(REDACTED.into());
         }
         copy
     }
+}
+
+/// A secret set directly or as a file (`name_file`), as an empty-means-unset string.
+pub fn string_secret_from_file(secret: &mut String, file: Option<PathBuf>, name: &str) -> Result<(), ConfigError> {
+    let mut value = (!secret.is_empty()).then(|| std::mem::take(secret));
+    secret_from_file(&mut value, file, name)?;
+    *secret = value.unwrap_or_default();
+    Ok(())
 }
 
 pub const REDACTED: &str = "***";
@@ -776,7 +326,7 @@ fn librdkafka_keys(map: BTreeMap<String, String>) -> Result<BTreeMap<String, Str
     Ok(out)
 }
 
-fn secret_from_file(secret: &mut Option<String>, file: Option<PathBuf>, name: &str) -> Result<(), ConfigError> {
+pub fn secret_from_file(secret: &mut Option<String>, file: Option<PathBuf>, name: &str) -> Result<(), ConfigError> {
     let Some(file) = file else { return Ok(()) };
     if secret.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ConfigError::Secret(format!("{name} and {name}_file are both set; set one")));
@@ -818,44 +368,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let password = dir.path().join("kafka-password");
         std::fs::write(&password, "kafka-s3cret\n").unwrap();
-        let db = dir.path().join("db-url");
-        std::fs::write(&db, "postgres://ucs:db-s3cret@db/ucs\n").unwrap();
         let config = dir.path().join("switchboard.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[kafka.client]\n\"sasl.username\" = \"sb\"\n\"sasl.password_file\" = \"{}\"\n[ucs]\ndatabase_url_file = \"{}\"\n",
-                password.display(),
-                db.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("[kafka.client]\n\"sasl.username\" = \"sb\"\n\"sasl.password_file\" = \"{}\"\n", password.display())).unwrap();
         let mut loaded = None;
         figment::Jail::expect_with(|jail| {
             jail.set_env("SWITCHBOARD_KAFKA__PRODUCER__SSL_KEY_PASSWORD", "env-s3cret");
-            jail.set_env("SWITCHBOARD_SMS__AUTH_TOKEN", "token-s3cret");
-            loaded = Some(Settings::load(Some(&config), |f| f).unwrap());
+            loaded = Some(Settings::extract(&Settings::layers(Settings::default(), Some(&config))).unwrap());
             Ok(())
         });
         let settings = loaded.unwrap();
         assert_eq!(settings.kafka.client["sasl.password"], "kafka-s3cret");
         assert_eq!(settings.kafka.client["sasl.username"], "sb");
         assert_eq!(settings.kafka.producer["ssl.key.password"], "env-s3cret");
-        assert_eq!(settings.ucs.database_url.as_deref(), Some("postgres://ucs:db-s3cret@db/ucs"));
-        assert_eq!(settings.sms.auth_token, "token-s3cret");
         let printed = toml::to_string_pretty(&settings.redacted()).unwrap();
-        for secret in ["kafka-s3cret", "db-s3cret", "env-s3cret", "token-s3cret"] {
+        for secret in ["kafka-s3cret", "env-s3cret"] {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         assert!(printed.contains("sasl.username = \"sb\"") || printed.contains("\"sasl.username\" = \"sb\""), "{printed}");
-        assert!(printed.contains("postgres://ucs:***@db/ucs"), "{printed}");
     }
 
     #[test]
     fn a_secret_and_its_file_together_are_refused() {
-        let mut settings = Settings::default();
-        settings.sms.auth_token = "a".into();
-        settings.sms.auth_token_file = Some("/nonexistent".into());
-        assert!(settings.resolve_secrets().unwrap_err().to_string().contains("sms.auth_token and sms.auth_token_file"));
+        let mut token = "a".to_owned();
+        let refused = string_secret_from_file(&mut token, Some("/nonexistent".into()), "sms.auth_token").unwrap_err();
+        assert!(refused.to_string().contains("sms.auth_token and sms.auth_token_file"));
     }
 }

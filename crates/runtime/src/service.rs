@@ -68,7 +68,9 @@ impl Service {
 
 /// What every service of a process is given, and what they share.
 pub struct Context {
+    /// The settings every service shares; a service's own are [`Context::section`].
     pub settings: Settings,
+    sections: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     pub topics: Topics,
     pub health: Health,
     pub snapshots: SnapshotStore,
@@ -82,6 +84,7 @@ impl Context {
         let snapshots = SnapshotStore::new(settings.data_dir.join("snapshots"));
         Self {
             settings,
+            sections: HashMap::new(),
             topics,
             health: Health::new(),
             snapshots,
@@ -89,6 +92,19 @@ impl Context {
             shared: Mutex::new(HashMap::new()),
             background: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Hands the services `section` (the binary adds every service's, as loaded).
+    #[must_use]
+    pub fn with_section<T: crate::config::Section>(mut self, section: T) -> Self {
+        self.sections.insert(TypeId::of::<T>(), Box::new(section));
+        self
+    }
+
+    /// A service's own settings (`[ucs]`, ...): as loaded, or the defaults when the binary
+    /// gave none.
+    pub fn section<T: crate::config::Section>(&self) -> T {
+        self.sections.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref::<T>()).cloned().unwrap_or_default()
     }
 
     /// The process's one `T`, made by `make` the first time any service asks. `make` may

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use contract::command::{CommandPayload, MediaType, Submit};
-use runtime::config::{Figment, Serialized, Settings};
+use runtime::config::{Figment, Serialized};
+
+use crate::settings::Settings;
 use runtime::telemetry::LogFormat;
 use runtime::topics::Topics;
 
@@ -472,7 +474,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             eprintln!("rebuilding UCS into {into} from {}", settings.kafka.bootstrap_servers);
-            let report = ucs::rebuild(&settings, &topics, &into, runtime::CancellationToken::new()).await?;
+            let report = ucs::rebuild(&settings, &settings.ucs, &topics, &into, runtime::CancellationToken::new()).await?;
             println!(
                 "rebuilt {} from {} records in {:.1} s ({:.0} records/s; {} skipped, {} duplicates)",
                 report.database,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod services;
+pub mod settings;
 pub mod tools;
 
 use std::process::ExitCode;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use runtime::CancellationToken;
-use runtime::config::Settings;
+use crate::settings::Settings;
 use runtime::service::Context;
 use runtime::broker::EmbeddedBroker;
 use runtime::topics::Topics;
@@ -122,7 +122,7 @@ async fn run_services(
         .await
         .with_context(|| format!("preparing topics on {}", settings.kafka.bootstrap_servers))?;
 
-    let ctx = Context::new(settings.clone(), topics.clone(), shutdown.clone());
+    let ctx = settings.context(topics.clone(), shutdown.clone());
     // Services that share the floor come before the queues (see `floor::service::queues`).
     let mut ordered = services.to_vec();
     ordered.sort_by_key(|s| matches!(s, Service::Queues));

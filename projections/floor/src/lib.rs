@@ -11,6 +11,9 @@
 //!
 //! Everything here is rebuilt at start; nothing is stored.
 
+pub mod settings;
+pub use settings::{StatsSettings};
+
 pub mod floor;
 pub mod http;
 pub mod library;

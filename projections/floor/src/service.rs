@@ -18,7 +18,7 @@ struct FollowLibrary(Arc<AtomicBool>);
 pub fn shared(ctx: &Context) -> anyhow::Result<Arc<SharedFloor>> {
     ctx.shared(|ctx| {
         let settings = &ctx.settings;
-        let threshold_ms = i64::try_from(settings.stats.service_level_threshold_s).unwrap_or(20) * 1000;
+        let threshold_ms = i64::try_from(ctx.section::<crate::StatsSettings>().service_level_threshold_s).unwrap_or(20) * 1000;
         let floor = SharedFloor::new(threshold_ms, settings.live.keep_stopped_ms());
         let library = follow_library(ctx)?;
         let (kafka, topics, token, f, store) =

@@ -9,6 +9,9 @@
 //! chat's interaction ([`socket`]); what the server does on its own (queue position, idle
 //! timeout, leaving agents, transcript mail) is decided from the projections ([`upkeep`]).
 
+pub mod settings;
+pub use settings::{ChatSettings};
+
 pub mod upkeep;
 pub mod socket;
 
@@ -24,7 +27,7 @@ use axum::{Json, Router};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
 use runtime::commands::CommandClient;
-use runtime::config::{ChatSettings, KafkaSettings};
+use runtime::config::KafkaSettings;
 use runtime::topics::Topics;
 use serde::Deserialize;
 use serde_json::json;
@@ -134,9 +137,10 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
     let secret_file = settings.desk_secret_file();
     let keys = staff_auth::auth::SessionKeys::load_or_create(&secret_file)
         .map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))?;
-    let ucs = ucs_client::UcsClient::new(&settings.chat.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+    let own = ctx.section::<ChatSettings>();
+    let ucs = ucs_client::UcsClient::new(&own.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
     let (s, f) = (sessions.clone(), floor.clone());
-    let server = ChatServer::new(&settings.kafka, &ctx.topics, &settings.chat, sessions, floor, keys, ucs)?;
+    let server = ChatServer::new(&settings.kafka, &ctx.topics, &own, sessions, floor, keys, ucs)?;
     let routes = server.routes(&settings.web_api)?;
     let token = ctx.shutdown.clone();
     Ok(runtime::service::Service::new("chat-server")

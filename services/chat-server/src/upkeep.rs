@@ -22,7 +22,7 @@ use chat::{Audience, SYSTEM, Session, Sessions};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantLeft, SessionEnded, Visibility};
 use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
 use runtime::CancellationToken;
-use runtime::config::ChatSettings;
+use crate::ChatSettings;
 use queues::board::{Board, Status};
 
 use crate::{ChatServer, event_id};

@@ -12,6 +12,9 @@
 //! for `disconnect_grace_s` is logged out; the router then revokes their offers and applies the
 //! workflow's logout policy to what they hold.
 
+pub mod settings;
+pub use settings::{DeskSettings};
+
 pub use staff_auth::{auth, users};
 
 use runtime::http::ApiError;
@@ -35,7 +38,7 @@ use desk_actions::set_properties;
 use floor::SharedFloor;
 use futures::Stream;
 use runtime::commands::CommandClient;
-use runtime::config::{DeskSettings, Settings};
+use runtime::config::Settings;
 use runtime::writer::Writer;
 use runtime::topics::{self, Topics};
 use queues::board::Interaction;
@@ -56,7 +59,7 @@ fn session_keys(settings: &Settings) -> anyhow::Result<SessionKeys> {
 pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
     let floor = floor::service::shared_with_library(ctx)?;
     let f = floor.clone();
-    let desk = Desk::new(&ctx.settings, &ctx.topics, floor)?;
+    let desk = Desk::new(&ctx.settings, &ctx.section(), &ctx.topics, floor)?;
     Ok(runtime::service::Service::new("desk")
         .routes(desk.routes())
         .ready_when(move || runtime::health::Status::when(f.caught_up(), "replaying the floor")))
@@ -91,8 +94,7 @@ struct Inner {
 }
 
 impl Desk {
-    pub fn new(settings: &Settings, topics: &Topics, floor: Arc<SharedFloor>) -> anyhow::Result<Self> {
-        let desk = &settings.desk;
+    pub fn new(settings: &Settings, desk: &DeskSettings, topics: &Topics, floor: Arc<SharedFloor>) -> anyhow::Result<Self> {
         let users_file = desk.users_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-users.toml"));
         let users = Users::load(&users_file)?;
         if users.users.is_empty() {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use runtime::CancellationToken;
-use runtime::config::{AfterAccept, ImapSettings, MailTls};
+use crate::{AfterAccept, ImapSettings, MailTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 

@@ -2,6 +2,9 @@
 //! the IMAP poller ([`imap`]) and the web form (`web-api`), all through one [`intake`]; mail
 //! out (replies, acknowledgements, auto-responses) by the [`outbound`] sender with lettre.
 
+pub mod settings;
+pub use settings::{EmailSettings, ImapSettings, MailTls, OutboundMailSettings, AfterAccept};
+
 pub mod imap;
 pub mod intake;
 pub mod outbound;
@@ -23,8 +26,7 @@ use runtime::topics::{self, Topics};
 
 /// The intake as configured: limits, inbound queue, UCS address (by default this process's
 /// own HTTP address, where UCS runs under `switchboard up`).
-pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::Intake> {
-    let email = &settings.email;
+pub fn intake(settings: &Settings, email: &EmailSettings, topics: &Topics) -> anyhow::Result<intake::Intake> {
     let ucs_url = email.ucs_url.clone().unwrap_or_else(|| settings.http.own_url());
     Ok(intake::Intake {
         ucs: ucs_client::UcsClient::new(&ucs_url),
@@ -38,7 +40,7 @@ pub fn intake(settings: &Settings, topics: &Topics) -> anyhow::Result<intake::In
 
 /// The process's one e-mail intake (the e-mail service and the contact form share it).
 pub fn shared_intake(ctx: &runtime::service::Context) -> anyhow::Result<Arc<intake::Intake>> {
-    ctx.shared(|ctx| Ok(Arc::new(intake(&ctx.settings, &ctx.topics)?)))
+    ctx.shared(|ctx| Ok(Arc::new(intake(&ctx.settings, &ctx.section(), &ctx.topics)?)))
 }
 
 /// The contact form's routes (`POST /v1/forms/email`), for the web API to serve.
@@ -51,10 +53,10 @@ pub fn contact_form(ctx: &runtime::service::Context) -> anyhow::Result<axum::Rou
 pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
     let floor = floor::service::shared_with_library(ctx)?;
     let intake = shared_intake(ctx)?;
-    let (settings, topics, token, f) = (ctx.settings.clone(), ctx.topics.clone(), ctx.shutdown.clone(), floor.clone());
+    let (settings, email, topics, token, f) = (ctx.settings.clone(), ctx.section::<EmailSettings>(), ctx.topics.clone(), ctx.shutdown.clone(), floor.clone());
     Ok(runtime::service::Service::new("email")
         .ready_when(move || runtime::health::Status::when(f.caught_up(), "replaying the floor (the sender's view of who owns a reply)"))
-        .task("email", async move { run(&settings, &topics, intake, floor, token).await }))
+        .task("email", async move { run(&settings, &email, &topics, intake, floor, token).await }))
 }
 
 /// Runs the configured paths until `shutdown`, all through `intake` (made by [`intake()`],
@@ -64,12 +66,12 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
 /// responses).
 pub async fn run(
     settings: &Settings,
+    email: &EmailSettings,
     topics: &Topics,
     intake: Arc<intake::Intake>,
     floor: Arc<SharedFloor>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let email = &settings.email;
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     if let Some(address) = email.smtp_listen {
         let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("SMTP listener on {address}"))?;

@@ -18,7 +18,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use runtime::config::{MailTls, OutboundMailSettings};
+use crate::{MailTls, OutboundMailSettings};
 use queues::board::{Board, Interaction};
 
 use crate::intake::{outbound_message_id, subject_tag};

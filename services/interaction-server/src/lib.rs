@@ -6,6 +6,9 @@
 //! Its state per partition ([`partition::PartitionState`]) is rebuilt from the events log when
 //! the partition is assigned; there is no other store.
 
+pub mod settings;
+pub use settings::{InteractionServerSettings, Assignment};
+
 pub use interactions::{decide, partition};
 mod server;
 
@@ -22,7 +25,7 @@ pub fn retention(live: &runtime::config::LiveSettings, topics: &runtime::topics:
 
 /// The Interaction Server service: one task, ready once it owns partitions and rebuilt them.
 pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
-    let own = ctx.settings.interaction_server.clone();
+    let own = ctx.section::<InteractionServerSettings>();
     let retention = retention(&ctx.settings.live, &ctx.topics);
     let progress = runtime::health::Progress::detached();
     let ready = progress.clone();

@@ -10,7 +10,7 @@ use contract::event::InteractionEvent;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use runtime::CancellationToken;
-use runtime::config::{Assignment, InteractionServerSettings, KafkaSettings};
+use runtime::config::KafkaSettings;
 use runtime::dead_letter::DeadLetters;
 use runtime::headers::{Lineage, continue_trace_of};
 use runtime::health::{Progress, Status};
@@ -21,6 +21,7 @@ use runtime::snapshots::{Snapshot, SnapshotStore, position_key};
 use runtime::topics::{self, Topics};
 use tracing::Instrument;
 
+use crate::settings::{Assignment, InteractionServerSettings};
 use crate::partition::{Outcome, PartitionState, Recovering, Retention};
 
 /// Commands whose events are written but not yet acknowledged; past this, wait for acks.

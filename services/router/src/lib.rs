@@ -9,6 +9,9 @@
 //! - [`strategy`]: the pure decision;
 //! - this module: the loop, the commands in flight, health and status.
 
+pub mod settings;
+pub use settings::{RouterSettings};
+
 pub mod classifier;
 pub mod strategy;
 pub mod workflow;
@@ -23,7 +26,7 @@ use axum::routing::get;
 use axum::{Json, Router as HttpRouter};
 use floor::SharedFloor;
 use runtime::commands::CommandClient;
-use runtime::config::{KafkaSettings, RouterSettings};
+use runtime::config::KafkaSettings;
 use runtime::kafka;
 use runtime::topics::{self, Topics};
 use runtime::CancellationToken;
@@ -70,8 +73,9 @@ pub fn load_workflow(path: Option<&std::path::Path>) -> anyhow::Result<LoadedWor
 /// The router service: plans on the process's floor and sends commands.
 pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
     let floor = floor::service::shared(ctx)?;
-    let loaded = load_workflow(ctx.settings.router.workflow.as_deref())?;
-    let router = Router::new(&ctx.settings.kafka, &ctx.topics, &ctx.settings.router, loaded, floor);
+    let own = ctx.section::<RouterSettings>();
+    let loaded = load_workflow(own.workflow.as_deref())?;
+    let router = Router::new(&ctx.settings.kafka, &ctx.topics, &own, loaded, floor);
     let status = router.status.clone();
     let token = ctx.shutdown.clone();
     Ok(runtime::service::Service::new("router")

@@ -20,6 +20,9 @@
 //! In session mode (`[sms] session_mode`) an SMS conversation is a chat session instead
 //! ([`session`]).
 
+pub mod settings;
+pub use settings::{SmsSettings};
+
 pub mod gateway;
 pub mod segments;
 pub mod session;
@@ -38,7 +41,6 @@ use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
 use floor::SharedFloor;
 use gateway::Gateway;
 use runtime::commands::CommandClient;
-use runtime::config::SmsSettings;
 use runtime::dead_letter::DeadLetters;
 use queues::board::Interaction;
 use serde::Deserialize;
@@ -54,7 +56,7 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
     use anyhow::Context as _;
     let settings = &ctx.settings;
     let (kafka, topics) = (&settings.kafka, &ctx.topics);
-    let sms = &settings.sms;
+    let sms = &ctx.section::<SmsSettings>();
     anyhow::ensure!(!sms.auth_token.is_empty(), "[sms] auth_token is unset: webhooks could not be verified");
     anyhow::ensure!(sms.gateway == "twilio", "[sms] gateway {:?} is not supported (twilio)", sms.gateway);
     let floor = floor::service::shared_with_library(ctx)?;

@@ -11,6 +11,9 @@
 //! - [`blobs`] is the claim-check store (content-addressed, outside SQL); [`contacts`] the
 //!   find-or-create rules.
 
+pub mod settings;
+pub use settings::{UcsSettings};
+
 pub mod batch;
 pub mod blobs;
 pub mod contacts;
@@ -42,7 +45,7 @@ pub fn readiness(status: &ProjectorStatus) -> runtime::health::Status {
 
 /// The UCS service: its API and the projector.
 pub async fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
-    let (routes, projector) = parts(&ctx.settings, &ctx.topics).await?;
+    let (routes, projector) = parts(&ctx.settings, &ctx.section(), &ctx.topics).await?;
     let status = projector.status.clone();
     let token = ctx.shutdown.clone();
     Ok(runtime::service::Service::new("ucs")
@@ -54,19 +57,20 @@ pub async fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime:
 /// UCS's router and the projector task to run until `shutdown`.
 pub async fn parts(
     settings: &Settings,
+    own: &UcsSettings,
     topics: &Topics,
 ) -> anyhow::Result<(axum::Router, Projector)> {
-    let url = settings.ucs.database_url(&settings.data_dir);
+    let url = own.database_url(&settings.data_dir);
     if db::Backend::of(&url)? == db::Backend::Sqlite {
         std::fs::create_dir_all(&settings.data_dir)?;
     }
-    let db = Db::open(&url, settings.ucs.max_connections).await?;
+    let db = Db::open(&url, own.max_connections).await?;
     let status = ProjectorStatus::new();
     let state = http::AppState {
         db: db.clone(),
         blobs: blobs::BlobStore::new(
-            settings.ucs.blob_dir(&settings.data_dir),
-            settings.ucs.max_blob_bytes,
+            own.blob_dir(&settings.data_dir),
+            own.max_blob_bytes,
         ),
         publisher: publisher::Publisher::new(&settings.kafka, topics, "ucs")?,
         status: status.clone(),
@@ -74,7 +78,7 @@ pub async fn parts(
     let projector = Projector {
         kafka: settings.kafka.clone(),
         topics: topics.clone(),
-        settings: settings.ucs.clone(),
+        settings: own.clone(),
         db,
         status,
     };
@@ -95,6 +99,7 @@ pub struct RebuildReport {
 /// database, and returns once it has caught up with the log as it was at start.
 pub async fn rebuild(
     settings: &Settings,
+    own: &UcsSettings,
     topics: &Topics,
     target_url: &str,
     shutdown: CancellationToken,
@@ -109,7 +114,7 @@ pub async fn rebuild(
             std::fs::create_dir_all(parent)?;
         }
     }
-    let db = Db::open(target_url, settings.ucs.max_connections).await?;
+    let db = Db::open(target_url, own.max_connections).await?;
     let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projector_offsets")
         .fetch_one(&db.pool)
         .await?;
@@ -122,7 +127,7 @@ pub async fn rebuild(
     let projector = Projector {
         kafka: settings.kafka.clone(),
         topics: topics.clone(),
-        settings: settings.ucs.clone(),
+        settings: own.clone(),
         db: db.clone(),
         status: status.clone(),
     };

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use runtime::config::{KafkaSettings, UcsSettings};
+use runtime::config::KafkaSettings;
+
+use crate::UcsSettings;
 use runtime::snapshots::position_key;
 use runtime::topics::Topics;
 use runtime::{CancellationToken, kafka};

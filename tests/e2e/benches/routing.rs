@@ -109,7 +109,7 @@ async fn main() {
     let follower = tokio::spawn(async move { floor::projector::run(&kafka, &topics, f, floor::projector::Library::Skip, None, token).await });
     let workflow = router::workflow::Workflow::from_toml(WORKFLOW).unwrap();
     let loaded = router::LoadedWorkflow { workflow: workflow.clone(), model: None, evaluation: None, source: "bench".into() };
-    let settings = runtime::config::RouterSettings { tick_ms: 50, ..Default::default() };
+    let settings = router::RouterSettings { tick_ms: 50, ..Default::default() };
     let service = router::Router::new(&env.kafka, &env.topics, &settings, loaded, floor.clone());
     let token = shutdown.clone();
     let routing = tokio::spawn(async move { service.run(token).await });

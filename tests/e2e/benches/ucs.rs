@@ -68,7 +68,7 @@ async fn main() {
         expected.agents,
         expected.contacts
     );
-    let batch_size = runtime::config::UcsSettings::default().batch_size;
+    let batch_size = ucs::UcsSettings::default().batch_size;
     let topics = runtime::topics::Topics::load(None, "").unwrap();
     let partitions: BTreeMap<&str, i32> = Source::ALL
         .iter()
@@ -102,7 +102,7 @@ async fn main() {
         ("sqlite", sql::sqlite_in(dir.path(), "rebuild.db")),
         ("postgres", sql::fresh_postgres("bench_rebuild").await),
     ] {
-        let report = ucs::rebuild(&settings, &env.topics, &url, runtime::CancellationToken::new())
+        let report = ucs::rebuild(&settings, &settings.ucs, &env.topics, &url, runtime::CancellationToken::new())
             .await
             .unwrap();
         println!(

@@ -160,16 +160,13 @@ impl TestEnv {
     }
 
     /// Settings for a service process against this broker (topics and groups prefixed).
-    pub fn settings(&self, data_dir: &std::path::Path) -> runtime::config::Settings {
-        runtime::config::Settings {
-            data_dir: data_dir.to_owned(),
-            kafka: self.kafka.clone(),
-            ..runtime::config::Settings::default()
-        }
+    pub fn settings(&self, data_dir: &std::path::Path) -> switchboard::settings::Settings {
+        let shared = runtime::config::Settings { data_dir: data_dir.to_owned(), kafka: self.kafka.clone(), ..Default::default() };
+        switchboard::settings::Settings { shared, ..Default::default() }
     }
 
     /// Writes `settings` as a config file for a `switchboard` process and returns its path.
-    pub fn write_config(&self, settings: &runtime::config::Settings, name: &str) -> PathBuf {
+    pub fn write_config(&self, settings: &switchboard::settings::Settings, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, toml::to_string_pretty(settings).unwrap()).unwrap();
         path
@@ -178,7 +175,7 @@ impl TestEnv {
     /// Starts each `(service, port)` as its own process (`switchboard run <service>`) with
     /// `settings` listening on that port; its config and log are `<service>.toml` and
     /// `<service>.log` in the test's directory.
-    pub fn spawn_services(&self, settings: &mut runtime::config::Settings, services: &[(&str, u16)]) -> Services {
+    pub fn spawn_services(&self, settings: &mut switchboard::settings::Settings, services: &[(&str, u16)]) -> Services {
         let mut started = Services { ports: std::collections::BTreeMap::new(), _processes: Vec::new() };
         for &(service, port) in services {
             settings.http.listen = ([127, 0, 0, 1], port).into();
@@ -308,7 +305,7 @@ impl TestEnv {
         let shutdown = runtime::CancellationToken::new();
         let (kafka, topics, token) = (self.kafka.clone(), self.topics.clone(), shutdown.clone());
         let task = tokio::spawn(async move {
-            let mut settings = runtime::config::InteractionServerSettings::default();
+            let mut settings = interaction_server::InteractionServerSettings::default();
             // Benchmarks compare: SWITCHBOARD_BENCH_TRANSACTIONS=false runs without.
             if std::env::var("SWITCHBOARD_BENCH_TRANSACTIONS").is_ok_and(|v| v == "false") {
                 settings.transactions = Some(false);

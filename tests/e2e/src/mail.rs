@@ -219,7 +219,7 @@ pub struct MailIntake {
 }
 
 /// Starts UCS, then the e-mail service pointed at it, with `settings` as the test set them.
-pub async fn start_mail_intake(env: &TestEnv, settings: &mut runtime::config::Settings) -> MailIntake {
+pub async fn start_mail_intake(env: &TestEnv, settings: &mut switchboard::settings::Settings) -> MailIntake {
     let (ucs_port, smtp_port) = (free_port(), free_port());
     let ucs = env.spawn_services(settings, &[("ucs", ucs_port)]);
     settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));

@@ -60,7 +60,7 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
     settings.email.outbound.smtp_host = Some("127.0.0.1".into());
     settings.email.outbound.smtp_port = sink.port;
-    settings.email.outbound.tls = runtime::config::MailTls::None;
+    settings.email.outbound.tls = email::MailTls::None;
     settings.email.outbound.from = "Shop Support <support@shop.example>".into();
     let ucs_port = free_port();
     settings.chat.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));

@@ -92,14 +92,14 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
     settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
     settings.email.imap.host = Some("127.0.0.1".into());
     settings.email.imap.port = dovecot.port;
-    settings.email.imap.tls = runtime::config::MailTls::None;
+    settings.email.imap.tls = email::MailTls::None;
     settings.email.imap.username = dovecot.user.clone();
     settings.email.imap.password = dovecot.password.clone();
     settings.email.imap.poll_interval_ms = 300;
-    settings.email.imap.after_accept = runtime::config::AfterAccept::Delete;
+    settings.email.imap.after_accept = email::AfterAccept::Delete;
     settings.email.outbound.smtp_host = Some("127.0.0.1".into());
     settings.email.outbound.smtp_port = sink.port;
-    settings.email.outbound.tls = runtime::config::MailTls::None;
+    settings.email.outbound.tls = email::MailTls::None;
     settings.email.outbound.from = "Shop Support <support@shop.example>".into();
     settings.email.outbound.max_attempts = 3;
     settings.email.outbound.retry_initial_ms = 200;

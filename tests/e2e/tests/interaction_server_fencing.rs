@@ -47,7 +47,7 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
     settings.kafka.consumer.insert("session.timeout.ms".into(), "6000".into());
     settings.kafka.consumer.insert("heartbeat.interval.ms".into(), "500".into());
     settings.interaction_server.transaction_linger_ms = 1000;
-    let spawn = |name: &str, settings: &mut runtime::config::Settings| {
+    let spawn = |name: &str, settings: &mut switchboard::settings::Settings| {
         settings.http.listen = ([127, 0, 0, 1], free_port()).into();
         let config = env.write_config(settings, &format!("{name}.toml"));
         let log = env.dir.path().join(format!("{name}.log"));

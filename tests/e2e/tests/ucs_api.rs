@@ -55,7 +55,7 @@ async fn contacts_contents_library_and_blobs() {
     settings.ucs.database_url = Some(sql::fresh_postgres("api").await);
     settings.ucs.blob_dir = Some(env.dir.path().join("blobs"));
     settings.ucs.max_blob_bytes = 64 * 1024;
-    let (router, projector) = ucs::parts(&settings, &env.topics).await.unwrap();
+    let (router, projector) = ucs::parts(&settings, &settings.ucs, &env.topics).await.unwrap();
     let health = runtime::health::Health::new();
     let status = projector.status.clone();
     health.register("ucs", move || ucs::readiness(&status));

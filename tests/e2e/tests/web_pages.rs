@@ -58,7 +58,7 @@ async fn people_use_the_pages_in_a_browser() {
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
     settings.email.outbound.smtp_host = Some("127.0.0.1".into());
     settings.email.outbound.smtp_port = sink.port;
-    settings.email.outbound.tls = runtime::config::MailTls::None;
+    settings.email.outbound.tls = email::MailTls::None;
     settings.email.outbound.from = "Shop Support <support@shop.example>".into();
     // The shop's site, on its own origin, embeds the chat widget (served by tests/browser/pages.mjs).
     let site_port = free_port();

@@ -210,3 +210,32 @@ fn every_service_has_one_entry_that_the_binary_lists() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Each service owns its settings: a `Section` is defined in a service's (or shared
+/// component's) crate, never in the runtime, whose `config.rs` keeps only what every process
+/// shares; and the binary's composition (`crates/switchboard/src/settings.rs`) reads and hands
+/// out every one of them.
+#[test]
+fn every_settings_section_lives_with_its_service_and_the_binary_composes_it() {
+    let (root, crates) = workspace();
+    let runtime_config = std::fs::read_to_string(root.join("crates/runtime/src/config.rs")).unwrap();
+    assert!(!runtime_config.contains("impl Section for"), "the runtime defines a service's section");
+    let composition = std::fs::read_to_string(root.join("crates/switchboard/src/settings.rs")).unwrap();
+    let mut sections = Vec::new();
+    for c in crates.iter().filter(|c| matches!(c.layer, Layer::Service | Layer::Shared)) {
+        let Ok(text) = std::fs::read_to_string(root.join(&c.dir).join("src/settings.rs")) else { continue };
+        for line in text.lines().filter_map(|l| l.trim().strip_prefix("impl runtime::config::Section for ")) {
+            let name = line.trim_end_matches(" {").to_owned();
+            sections.push((c.name.replace('-', "_"), name));
+        }
+    }
+    assert!(sections.len() >= 8, "sections found: {sections:?}");
+    for (krate, name) in &sections {
+        let typed = format!(": {krate}::{name},");
+        let field = composition
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("pub ")?.strip_suffix(typed.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| panic!("{krate}::{name} is not a field of the binary's Settings"));
+        assert!(composition.contains(&format!(".with_section(self.{field}.clone())")), "[{field}] is not handed to the services");
+    }
+}
