@@ -236,7 +236,7 @@ impl Default for WebApiSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
-    Invalid(#[from] Box<figment::Error>),
+    Invalid(Box<figment::Error>),
     #[error("invalid configuration: {0}")]
     Secret(String),
 }
