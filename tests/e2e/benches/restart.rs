@@ -1,6 +1,10 @@
 //! `cargo bench -p e2e --bench restart [-- N ...]` (default 10000): what a restart of `up`
 //! costs after a history of N finished interactions (spread over a year of log time ending two
-//! hours ago, so past the eviction window) plus 10,000 live ones (waiting in `chat-inbound`), on Apache Kafka (one local broker, which stays up: the services restart).
+//! hours ago, so past the eviction window) plus 10,000 live ones (waiting in `chat-inbound`), on
+//! Apache Kafka (one local broker, which stays up: the services restart). With them: a chat
+//! session for every tenth interaction (ended ones for the history, open ones for the live),
+//! and 200 agents who logged in and out N/1000 times over that year and are logged in (not
+//! ready) now.
 //! For each N it prints seconds from the start of `up` to `/health/ready` (every service),
 //! seconds until an interaction submitted then is queued, and `up`'s resident memory; then
 //! the growth from the smallest N to the largest. Baseline, same run, same broker: a bare
@@ -14,11 +18,14 @@ use std::time::{Duration, Instant};
 use contract::AvroMessage;
 use contract::command::{CommandPayload, InteractionCommand, MediaType, Stop};
 use e2e::{TestEnv, free_port, switchboard_bin};
-use runtime::topics::{INTERACTION_COMMANDS, INTERACTION_EVENTS};
+use contract::agent::{AgentEvent, AgentPayload, LoggedIn, LoggedOut, NotReady, Ready};
+use contract::chat::{ChatEvent, ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionEnded, SessionStarted, Visibility};
+use runtime::topics::{AGENT_EVENTS, CHAT_EVENTS, INTERACTION_COMMANDS, INTERACTION_EVENTS};
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
 const LIVE: usize = 10_000;
+const AGENTS: usize = 200;
 
 struct Row {
     history: usize,
@@ -92,8 +99,12 @@ async fn one_size(history: usize) -> Row {
     // The history: every interaction submitted; the first `history` stopped again.
     let producer = env.producer();
     let topic = env.topic(INTERACTION_COMMANDS);
+    let (chat_topic, agent_topic) = (env.topic(CHAT_EVENTS), env.topic(AGENT_EVENTS));
+    let (mut chat_events, mut agent_events) = (0usize, 0usize);
     let total = history + LIVE;
     let mut pending = Vec::new();
+    // Tansu 0.6 broke under 50,000 sends in flight (storage errors, then reset connections).
+    let in_flight = if on_tansu() { 2_000 } else { 50_000 };
     // The finished history is a year of work in log time, ending two hours ago (past the
     // eviction window, and mostly past the commands topic's 7-day retention, so the command
     // ids it remembers are a week's); the live interactions happen now.
@@ -114,15 +125,49 @@ async fn one_size(history: usize) -> Row {
             let stop = command(i, CommandPayload::Stop(Stop { reason: "done".into() }));
             pending.push(send(&producer, &topic, &stop));
         }
-        if pending.len() >= 50_000 {
+        if i % 10 == 0 {
+            let at = submit.issued_at;
+            for event in chat_session(i, at, i < history) {
+                pending.push(send_keyed(&producer, &chat_topic, &event.session_id, &event.encode().unwrap()));
+            }
+            chat_events += if i < history { 5 } else { 3 };
+        }
+        if pending.len() >= in_flight {
             for d in pending.drain(..) {
                 d.await.unwrap().unwrap();
             }
         }
     }
+    // Agents: a day's login, ready and logout, N/1000 times over the year; logged in now.
+    let cycles = (history / 1000).max(1);
+    for agent in 0..AGENTS {
+        let id = format!("agent-{agent:03}");
+        for day in 0..cycles {
+            let at = now - 2 * 3_600_000 - year_ms + i64::try_from(day).unwrap_or(0) * (year_ms / i64::try_from(cycles).unwrap_or(1));
+            for (n, payload) in [logged_in(), AgentPayload::Ready(Ready { media: vec!["chat".into()] }), AgentPayload::LoggedOut(LoggedOut { reason: None })]
+                .into_iter()
+                .enumerate()
+            {
+                let event = agent_event(&id, &format!("{day}-{n}"), at + i64::try_from(n).unwrap_or(0) * 3_600_000, payload);
+                pending.push(send_keyed(&producer, &agent_topic, &id, &event.encode().unwrap()));
+            }
+            agent_events += 3;
+            if pending.len() >= in_flight {
+                for d in pending.drain(..) {
+                    d.await.unwrap().unwrap();
+                }
+            }
+        }
+        for (n, payload) in [logged_in(), AgentPayload::NotReady(NotReady { media: vec!["chat".into()], reason: "break".into() })].into_iter().enumerate() {
+            let event = agent_event(&id, &format!("now-{n}"), now, payload);
+            pending.push(send_keyed(&producer, &agent_topic, &id, &event.encode().unwrap()));
+        }
+        agent_events += 2;
+    }
     for d in pending {
         d.await.unwrap().unwrap();
     }
+    println!("  history written: {total} interactions, {chat_events} chat events, {agent_events} agent events");
     let events = total * 2 + history;
     // Decided: the queue projection has every event (Submitted, PlacedInQueue, Stopped).
     let deadline = Instant::now() + Duration::from_secs(1800);
@@ -175,8 +220,46 @@ async fn one_size(history: usize) -> Row {
     let queues: Value = get(http, "/queues").await;
     println!("  after the restart: {} interactions live on the board, {} ended and evicted (ids remembered)", queues["live"], queues["evicted"]);
     stop(&mut up).await;
-    let raw_read_s = e2e::raw_read(&env, &[env.topic(INTERACTION_EVENTS)], events).await;
-    Row { history, events, ready_s, queued_s, rss_mb, raw_read_s }
+    // The baseline reads what the restart's followers read: interaction, chat and agent events.
+    let raw_read_s = e2e::raw_read(&env, &[env.topic(INTERACTION_EVENTS), chat_topic, agent_topic], events + chat_events + agent_events).await;
+    Row { history, events: events + chat_events + agent_events, ready_s, queued_s, rss_mb, raw_read_s }
+}
+
+fn send_keyed(producer: &runtime::FutureProducer, topic: &str, key: &str, payload: &[u8]) -> rdkafka::producer::DeliveryFuture {
+    producer.send_result(FutureRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e).unwrap()
+}
+
+/// A chat of interaction `i` started at `at`: started, the customer joined and wrote, an agent
+/// answered and it ended (history, 5 events); or waiting with the customer's first line (live, 3).
+fn chat_session(i: usize, at: i64, ended: bool) -> Vec<ChatEvent> {
+    let session = format!("chat-{i}");
+    let event = |n: usize, payload: ChatPayload| ChatEvent { event_id: format!("{session}-{n}"), session_id: session.clone(), occurred_at: at + i64::try_from(n).unwrap_or(0) * 1000, payload };
+    let posted = |who: &str, text: &str| ChatPayload::MessagePosted(MessagePosted { participant_id: who.into(), text: text.into(), visibility: Visibility::All, client_message_id: None });
+    let mut events = vec![
+        event(0, ChatPayload::SessionStarted(SessionStarted {
+            interaction_id: format!("ix-{i}"),
+            customer_name: "Pat".into(),
+            customer_email: None,
+            subject: Some("my order".into()),
+            origin: "web".into(),
+            customer_token_sha256: "0".repeat(64),
+        })),
+        event(1, ChatPayload::ParticipantJoined(ParticipantJoined { participant_id: "customer".into(), role: ChatRole::Customer, display_name: "Pat".into(), agents_only: false })),
+        event(2, posted("customer", "where is my order?")),
+    ];
+    if ended {
+        events.push(event(3, posted("agent-001", "it left the warehouse today")));
+        events.push(event(4, ChatPayload::SessionEnded(SessionEnded { ended_by: "agent-001".into(), reason: "done".into() })));
+    }
+    events
+}
+
+fn logged_in() -> AgentPayload {
+    AgentPayload::LoggedIn(LoggedIn { place: None, skills: Default::default(), capacity: [("chat".to_owned(), 2)].into_iter().collect() })
+}
+
+fn agent_event(agent: &str, n: &str, at: i64, payload: AgentPayload) -> AgentEvent {
+    AgentEvent { event_id: format!("{agent}-{n}"), agent_id: agent.into(), occurred_at: at, causation_id: None, payload }
 }
 
 fn send(producer: &runtime::FutureProducer, topic: &str, command: &InteractionCommand) -> rdkafka::producer::DeliveryFuture {
