@@ -445,16 +445,7 @@ fn stopped_interactions_leave_but_their_ids_are_remembered() {
         issued_by: "t".into(),
         payload,
     };
-    let submit = CommandPayload::Submit(Submit {
-        media_type: MediaType::Email,
-        origin: "email-server".into(),
-        target_queue: "inbound".into(),
-        priority: 0,
-        properties: BTreeMap::new(),
-        contact_id: None,
-        content_ref: None,
-        parent_interaction_id: None,
-    });
+    let submit = CommandPayload::Submit(Submit::new(MediaType::Email, "email-server", "inbound"));
     let hour = 3_600_000;
     let retention = Retention { keep_stopped_ms: Some(hour), remember_commands_ms: Some(24 * hour) };
     let mut state = PartitionState::new(retention);

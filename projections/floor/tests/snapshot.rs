@@ -28,16 +28,7 @@ fn pick(items: &'static [&'static str]) -> impl Strategy<Value = String> {
 
 fn command() -> impl Strategy<Value = CommandPayload> {
     prop_oneof![
-        Just(CommandPayload::Submit(Submit {
-            media_type: MediaType::Email,
-            origin: "test".into(),
-            target_queue: "inbound".into(),
-            priority: 0,
-            properties: BTreeMap::new(),
-            contact_id: None,
-            content_ref: None,
-            parent_interaction_id: None,
-        })),
+        Just(CommandPayload::Submit(Submit::new(MediaType::Email, "test", "inbound"))),
         pick(&AGENTS).prop_map(|agent_id| CommandPayload::Offer(Offer { agent_id, timeout_ms: 30_000 })),
         pick(&AGENTS).prop_map(|agent_id| CommandPayload::AcceptOffer(AgentRef { agent_id })),
         pick(&AGENTS).prop_map(|agent_id| CommandPayload::RejectOffer(AgentReason { agent_id, reason: "busy".into() })),

@@ -130,6 +130,23 @@ pub struct Submit {
     pub parent_interaction_id: Option<String>,
 }
 
+impl Submit {
+    /// A new interaction of `media_type` from `origin` for `target_queue`: priority 0, no
+    /// properties, contact, content or parent (set those with struct update syntax).
+    pub fn new(media_type: MediaType, origin: impl Into<String>, target_queue: impl Into<String>) -> Self {
+        Self {
+            media_type,
+            origin: origin.into(),
+            target_queue: target_queue.into(),
+            priority: 0,
+            properties: BTreeMap::new(),
+            contact_id: None,
+            content_ref: None,
+            parent_interaction_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(Arbitrary))]
 pub struct ChangeProperties {

@@ -499,14 +499,9 @@ pub fn submit(
     properties: std::collections::BTreeMap<String, String>,
 ) -> contract::command::CommandPayload {
     contract::command::CommandPayload::Submit(contract::command::Submit {
-        media_type,
-        origin: "e2e".into(),
-        target_queue: queue.into(),
         priority,
         properties,
-        contact_id: None,
-        content_ref: None,
-        parent_interaction_id: None,
+        ..contract::command::Submit::new(media_type, "e2e", queue)
     })
 }
 

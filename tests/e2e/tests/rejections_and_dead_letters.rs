@@ -28,16 +28,7 @@ async fn rejections_dead_letters_and_headers() {
     let env = TestEnv::start().await.unwrap();
     let (shutdown, server) = env.spawn_interaction_server();
     let producer = env.producer();
-    let submit = CommandPayload::Submit(Submit {
-        media_type: MediaType::Sms,
-        origin: "e2e".into(),
-        target_queue: "inbound".into(),
-        priority: 0,
-        properties: BTreeMap::new(),
-        contact_id: None,
-        content_ref: None,
-        parent_interaction_id: None,
-    });
+    let submit = CommandPayload::Submit(Submit::new(MediaType::Sms, "e2e", "inbound"));
     // The first command arrives inside a caller's trace; its events must join that trace.
     let caller_trace = "0af7651916cd43dd8448eb211c80319c";
     let first = command(1, "sms-1", "sms-server", submit.clone());
