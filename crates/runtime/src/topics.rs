@@ -161,7 +161,7 @@ impl Topics {
     ) -> Result<(), TopicError> {
         let names: Vec<String> = self.specs.iter().map(|s| self.name(&s.name)).collect();
         let mut described = describe(admin.inner(), &names)?;
-        let existing: std::collections::BTreeSet<String> = described.keys().cloned().collect();
+        let mut existing: std::collections::BTreeSet<String> = described.keys().cloned().collect();
         let missing: Vec<(&TopicSpec, &String)> = self
             .specs
             .iter()
@@ -206,16 +206,24 @@ impl Topics {
                     topic: missing.iter().map(|(_, n)| (*n).clone()).collect::<Vec<_>>().join(","),
                     detail: e.to_string(),
                 })?;
+            let mut created = Vec::new();
             for result in results {
                 match result {
-                    // Another instance created it between our describe and create.
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Ok(topic) => created.push(topic),
+                    // Someone else created it between our describe and create (another
+                    // instance, an operator; or the cluster's metadata had not shown it yet):
+                    // it existed, so its settings are compared like any existing topic's.
+                    Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        existing.insert(topic);
+                    }
                     Err((topic, code)) => {
                         return Err(TopicError::Create { topic, detail: code.to_string() });
                     }
                 }
             }
-            tracing::info!(topics = ?missing.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(), "topics created");
+            if !created.is_empty() {
+                tracing::info!(topics = ?created, "topics created");
+            }
         }
         // A created topic reaches every broker's metadata, with a leader for each partition, a
         // moment after the controller has it.
