@@ -175,9 +175,26 @@ impl Default for EmbeddedBrokerSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// Reverse proxies (CIDR) whose `X-Forwarded-For` is believed: behind them the client's
+    /// address (for rate limits and the login throttle) is the last one they did not add.
+    /// Empty: the peer's own address, and the header is ignored (anyone can send it).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl HttpSettings {
+    /// `trusted_proxies`, parsed (a bare address is a /32 or /128).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|e| format!("[http] trusted_proxies: {p:?} is not a network (CIDR): {e}"))
+            })
+            .collect()
+    }
+
     /// This process's own base URL (where UCS answers under `switchboard up`).
     pub fn own_url(&self) -> String {
         let host = if self.listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { self.listen.ip().to_string() };
@@ -189,6 +206,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxies: Vec::new(),
         }
     }
 }

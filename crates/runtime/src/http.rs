@@ -1,6 +1,6 @@
 //! Serving an axum router until shutdown, and the health endpoints every service has.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,13 +27,15 @@ pub fn readiness(ready: bool, not_yet: &str) -> Response {
 
 /// `router` with a per-client-address limit (the public routes: web API, chat start): a burst
 /// of `settings.rate_burst` requests, refilled at `settings.rate_per_minute`; beyond it `429`
-/// with the wait in the body and `x-ratelimit-*` / `retry-after` headers. Needs the peer
-/// address, which [`serve`] provides.
-pub fn rate_limited(router: Router, settings: &crate::config::WebApiSettings) -> Result<Router, String> {
+/// with the wait in the body and `x-ratelimit-*` / `retry-after` headers. The client is
+/// [`client_ip`]: the peer, or behind `http.trusted_proxies` the address they forwarded for.
+/// Needs the peer address, which [`serve`] provides.
+pub fn rate_limited(router: Router, settings: &crate::config::WebApiSettings, http: &crate::config::HttpSettings) -> Result<Router, String> {
     let per_request_ms = (60_000 / u64::from(settings.rate_per_minute.max(1))).max(1);
     let config = tower_governor::governor::GovernorConfigBuilder::default()
         .per_millisecond(per_request_ms)
         .burst_size(settings.rate_burst.max(1))
+        .key_extractor(ClientIpKey { trusted: http.trusted_proxies()?.into() })
         .use_headers()
         .finish()
         .ok_or("[web_api] rate_per_minute and rate_burst must be at least 1")?;
@@ -51,6 +53,59 @@ pub fn rate_limited(router: Router, settings: &crate::config::WebApiSettings) ->
         (status, Json(serde_json::json!({"error": message}))).into_response()
     });
     Ok(router.layer(layer))
+}
+
+/// The address a request comes from: the peer's, unless the peer is one of `trusted`
+/// proxies; then, reading `X-Forwarded-For` from its end, the first address that is not a
+/// trusted proxy (what a client puts at the start of the header is never believed).
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical(*ip)));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().parse::<IpAddr>().map(canonical))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    let mut client = peer;
+    for address in forwarded.into_iter().rev() {
+        client = address;
+        if !is_trusted(&address) {
+            break;
+        }
+    }
+    client
+}
+
+/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// The rate limit's key: [`client_ip`].
+#[derive(Clone)]
+struct ClientIpKey {
+    trusted: std::sync::Arc<[ipnet::IpNet]>,
+}
+
+impl tower_governor::key_extractor::KeyExtractor for ClientIpKey {
+    type Key = IpAddr;
+
+    fn extract<T>(&self, req: &axum::http::Request<T>) -> Result<IpAddr, tower_governor::GovernorError> {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or(tower_governor::GovernorError::UnableToExtractKey)?;
+        Ok(client_ip(peer, req.headers(), &self.trusted))
+    }
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address and the serving task,
@@ -157,5 +212,57 @@ mod api_error_tests {
         assert!(text.contains("retry") && !text.contains("Kafka"), "{text}");
         let (status, text) = body(ApiError::not_found("no contact c1")).await;
         assert_eq!((status, text.as_str()), (StatusCode::NOT_FOUND, r#"{"error":"no contact c1"}"#));
+    }
+}
+
+#[cfg(test)]
+mod client_address_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn forwarded(value: &str) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let (proxy, stranger) = ("10.0.0.5".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_ip(stranger, &forwarded("198.51.100.1"), &trusted), stranger, "a stranger cannot claim another address");
+        assert_eq!(client_ip(proxy, &forwarded("198.51.100.1"), &trusted), ip("198.51.100.1"));
+        assert_eq!(client_ip(proxy, &forwarded("1.2.3.4, 198.51.100.1, 10.0.0.9"), &trusted), ip("198.51.100.1"), "what the client wrote first is not believed");
+        assert_eq!(client_ip(proxy, &forwarded("garbage"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, &axum::http::HeaderMap::new(), &trusted), proxy);
+        assert_eq!(client_ip(ip("::ffff:10.0.0.5"), &forwarded("198.51.100.1"), &trusted), ip("198.51.100.1"));
+        assert_eq!(client_ip(proxy, &forwarded("198.51.100.1"), &[]), proxy, "no trusted proxies: the header is ignored");
+    }
+
+    /// Two clients behind one trusted proxy have a limit each; a stranger's forged header
+    /// does not give it a fresh one.
+    #[tokio::test]
+    async fn the_rate_limit_counts_the_forwarded_client_behind_a_trusted_proxy() {
+        use tower::ServiceExt as _;
+        let limits = crate::config::WebApiSettings { rate_per_minute: 1, rate_burst: 1 };
+        let http = crate::config::HttpSettings { trusted_proxies: vec!["10.0.0.5".into()], ..Default::default() };
+        let router = rate_limited(Router::new().route("/", get(|| async { "ok" })), &limits, &http).unwrap();
+        let call = |peer: &str, forwarded_for: Option<&str>| {
+            let router = router.clone();
+            let peer: SocketAddr = format!("{peer}:4000").parse().unwrap();
+            let mut request = axum::http::Request::builder().uri("/");
+            if let Some(f) = forwarded_for {
+                request = request.header("x-forwarded-for", f);
+            }
+            let mut request = request.body(axum::body::Body::empty()).unwrap();
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            async move { router.oneshot(request).await.unwrap().status().as_u16() }
+        };
+        assert_eq!(call("10.0.0.5", Some("198.51.100.1")).await, 200);
+        assert_eq!(call("10.0.0.5", Some("198.51.100.1")).await, 429);
+        assert_eq!(call("10.0.0.5", Some("198.51.100.2")).await, 200, "another client behind the proxy");
+        assert_eq!(call("203.0.113.9", Some("198.51.100.3")).await, 200);
+        assert_eq!(call("203.0.113.9", Some("198.51.100.4")).await, 429, "a forged header is not a new client");
     }
 }

@@ -28,17 +28,20 @@ impl SessionKeys {
         Self { secret }
     }
 
-    /// Reads the secret at `path`, or creates one there (256 random bits from the OS CSPRNG).
+    /// Reads the secret at `path`, or creates one there (256 random bits from the OS CSPRNG),
+    /// readable by its owner only.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
         match std::fs::read(path) {
-            Ok(secret) if secret.len() >= 32 => Ok(Self::new(secret)),
+            Ok(secret) if secret.len() >= 32 => {
+                if crate::private_file::restrict(path)? {
+                    tracing::warn!(file = %path.display(), "the desk session secret was readable by others; now 0600");
+                }
+                Ok(Self::new(secret))
+            }
             Ok(_) => Err(std::io::Error::other(format!("{} holds fewer than 32 bytes", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret: Vec<u8> = (0..2).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::write(path, &secret)?;
+                crate::private_file::write(path, &secret)?;
                 Ok(Self::new(secret))
             }
             Err(e) => Err(e),

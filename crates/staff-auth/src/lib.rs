@@ -3,4 +3,6 @@
 //! small crate of its own so that neither service depends on the other.
 
 pub mod auth;
+pub mod private_file;
+pub mod throttle;
 pub mod users;

@@ -69,6 +69,9 @@ impl Users {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(source) => return Err(UsersError::Read { path: path.to_owned(), source }),
         };
+        if crate::private_file::restrict(path).map_err(|source| UsersError::Read { path: path.to_owned(), source })? {
+            tracing::warn!(file = %path.display(), "the desk users file (password hashes) was readable by others; now 0600");
+        }
         let users: Users = toml::from_str(&text).map_err(|e| UsersError::Invalid { path: path.to_owned(), message: e.to_string() })?;
         let mut seen = std::collections::BTreeSet::new();
         for u in &users.users {
@@ -89,10 +92,20 @@ impl Users {
 
     pub fn save(&self, path: &Path) -> Result<(), UsersError> {
         let text = toml::to_string_pretty(self).map_err(|e| UsersError::Invalid { path: path.to_owned(), message: e.to_string() })?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| UsersError::Write { path: path.to_owned(), source })?;
+        crate::private_file::write(path, text.as_bytes()).map_err(|source| UsersError::Write { path: path.to_owned(), source })
+    }
+
+    /// The user `id` if `password` is theirs. Unknown users cost one Argon2 verification too
+    /// (against a hash of nobody's password), so the time taken does not tell which user
+    /// names exist. Slow by design: call it off the async workers.
+    pub fn authenticate(&self, id: &str, password: &str) -> Option<&User> {
+        match self.get(id) {
+            Some(user) => verify_password(user, password).then_some(user),
+            None => {
+                let _ = verify_hash(unknown_user_hash(), password);
+                None
+            }
         }
-        std::fs::write(path, text).map_err(|source| UsersError::Write { path: path.to_owned(), source })
     }
 
     pub fn get(&self, id: &str) -> Option<&User> {
@@ -115,6 +128,49 @@ pub fn hash_password(password: &str) -> Result<String, UsersError> {
 }
 
 pub fn verify_password(user: &User, password: &str) -> bool {
-    PasswordHash::new(&user.password_hash)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    verify_hash(&user.password_hash, password)
+}
+
+fn verify_hash(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// A hash with the same parameters as real ones, of a random password nobody knows.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn only_the_right_password_of_a_known_user_authenticates_and_the_file_is_private() {
+        let user = User {
+            id: "ann".into(),
+            name: "Ann".into(),
+            role: Role::Agent,
+            password_hash: hash_password("correct horse").unwrap(),
+            skills: BTreeMap::new(),
+            capacity: BTreeMap::new(),
+            place: None,
+        };
+        let users = Users { users: vec![user] };
+        assert_eq!(users.authenticate("ann", "correct horse").map(|u| u.id.as_str()), Some("ann"));
+        assert!(users.authenticate("ann", "wrong").is_none());
+        assert!(users.authenticate("bob", "correct horse").is_none());
+        assert!(unknown_user_hash().starts_with("$argon2id$"), "unknown users are checked against a real hash");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desk-users.toml");
+        users.save(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Users::load(&path).unwrap().users.len(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "loading restricts an old file");
+    }
 }

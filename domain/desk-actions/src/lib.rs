@@ -42,6 +42,9 @@ pub struct Rules {
     pub send_queue: String,
     pub qa_returned_queue: String,
     pub max_reply_bytes: usize,
+    /// Queues where the system takes over (sending, QA): an agent's transfer or return may not
+    /// name them, or a reply would skip QA.
+    pub protected_queues: Vec<String>,
     /// Callback attempts before it is closed unreached.
     pub callback_max_attempts: u32,
     /// After "no answer", the next attempt is this much later.
@@ -64,6 +67,8 @@ pub enum Refusal {
     Bad(String),
     /// 403: a supervisor's action.
     SupervisorOnly,
+    /// 403: not the actor's to do (someone else's interaction, a queue agents may not use).
+    Forbidden(String),
     /// 404: no such action.
     UnknownAction(String),
     /// 409: the interaction's state does not allow it.
@@ -75,7 +80,7 @@ pub enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Bad(m) | Self::Conflict(m) => f.write_str(m),
+            Self::Bad(m) | Self::Conflict(m) | Self::Forbidden(m) => f.write_str(m),
             Self::SupervisorOnly => f.write_str("only a supervisor may do this"),
             Self::UnknownAction(a) => write!(f, "unknown action {a:?}"),
             Self::TooLarge { bytes, limit } => write!(f, "reply is {bytes} bytes; the limit is {limit}"),
@@ -93,6 +98,20 @@ pub fn plan(action: &str, request: ActionRequest, actor: &Actor, current: &Inter
     let id = &current.id;
     let need = |field: Option<String>, name: &str| field.filter(|v| !v.trim().is_empty()).ok_or_else(|| bad(format!("`{name}` is required for {action}")));
     let supervisor_only = || if actor.supervisor { Ok(()) } else { Err(Refusal::SupervisorOnly) };
+    let owner_or_supervisor = |what: &str| {
+        if actor.supervisor || current.owner.as_deref() == Some(me.as_str()) {
+            Ok(())
+        } else {
+            Err(Refusal::Forbidden(format!("only the agent handling interaction {id} or a supervisor may {what}")))
+        }
+    };
+    let agent_target = |queue: &str| {
+        if rules.protected_queues.iter().any(|q| q == queue) {
+            Err(Refusal::Forbidden(format!("queue {queue:?} is not one agents send work to: the system moves interactions there")))
+        } else {
+            Ok(())
+        }
+    };
     let reply_size = |text: &str| {
         if text.len() > rules.max_reply_bytes { Err(Refusal::TooLarge { bytes: text.len(), limit: rules.max_reply_bytes }) } else { Ok(()) }
     };
@@ -103,16 +122,40 @@ pub fn plan(action: &str, request: ActionRequest, actor: &Actor, current: &Inter
             reason: request.reason.unwrap_or_else(|| "rejected by agent".into()),
         })],
         "transfer" => match (request.agent, request.queue) {
-            (Some(agent), None) => vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: Some(agent), to_queue: None })],
-            (None, Some(queue)) => vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: None, to_queue: Some(queue) })],
+            (Some(agent), None) => {
+                owner_or_supervisor("transfer it")?;
+                vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: Some(agent), to_queue: None })]
+            }
+            (None, Some(queue)) => {
+                owner_or_supervisor("transfer it")?;
+                agent_target(&queue)?;
+                vec![CommandPayload::Transfer(Transfer { from_agent_id: me.clone(), to_agent_id: None, to_queue: Some(queue) })]
+            }
             _ => return Err(bad("transfer needs exactly one of `agent` and `queue`")),
         },
-        "consult" => vec![CommandPayload::JoinParty(JoinParty {
-            agent_id: need(request.agent, "agent")?,
-            role: request.role.unwrap_or(PartyRole::Consult),
-        })],
-        "leave" => vec![CommandPayload::LeaveParty(AgentRef { agent_id: request.agent.unwrap_or_else(|| me.clone()) })],
-        "return" => vec![CommandPayload::ReturnToQueue(ReturnToQueue { agent_id: me.clone(), queue: request.queue })],
+        "consult" => {
+            let agent_id = need(request.agent, "agent")?;
+            owner_or_supervisor("bring someone into it")?;
+            vec![CommandPayload::JoinParty(JoinParty { agent_id, role: request.role.unwrap_or(PartyRole::Consult) })]
+        }
+        "leave" => {
+            let leaving = request.agent.unwrap_or_else(|| me.clone());
+            if leaving == me {
+                if !current.parties.contains_key(&me) && current.owner.as_deref() != Some(me.as_str()) {
+                    return Err(Refusal::Forbidden(format!("you are not in interaction {id}")));
+                }
+            } else {
+                owner_or_supervisor("take someone else out of it")?;
+            }
+            vec![CommandPayload::LeaveParty(AgentRef { agent_id: leaving })]
+        }
+        "return" => {
+            owner_or_supervisor("return it")?;
+            if let Some(queue) = &request.queue {
+                agent_target(queue)?;
+            }
+            vec![CommandPayload::ReturnToQueue(ReturnToQueue { agent_id: me.clone(), queue: request.queue })]
+        }
         "draft" => {
             let text = need(request.text, "text")?;
             check_owner(current, &me)?;
@@ -244,11 +287,13 @@ fn callback_outcome(
     Ok(vec![CommandPayload::ChangeProperties(ChangeProperties { set, remove: vec![], priority: None }), last])
 }
 
+/// The owner's work only: someone else's is 403; one nobody holds yet (waiting, offered) is a
+/// state that may change, 409.
 fn check_owner(i: &Interaction, me: &str) -> Result<(), Refusal> {
-    if i.owner.as_deref() == Some(me) {
-        Ok(())
-    } else {
-        Err(Refusal::Conflict(format!("interaction {} is not assigned to you", i.id)))
+    match i.owner.as_deref() {
+        Some(owner) if owner == me => Ok(()),
+        Some(_) => Err(Refusal::Forbidden(format!("interaction {} is another agent's", i.id))),
+        None => Err(Refusal::Conflict(format!("interaction {} is not assigned to you", i.id))),
     }
 }
 
@@ -269,7 +314,14 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn rules() -> Rules {
-        Rules { send_queue: "outbound-send".into(), qa_returned_queue: "qa-returned".into(), max_reply_bytes: 20, callback_max_attempts: 3, callback_retry_delay_s: 900 }
+        Rules {
+            send_queue: "outbound-send".into(),
+            qa_returned_queue: "qa-returned".into(),
+            protected_queues: vec!["outbound-send".into(), "outbound".into(), "qa-returned".into()],
+            max_reply_bytes: 20,
+            callback_max_attempts: 3,
+            callback_retry_delay_s: 900,
+        }
     }
 
     fn agent(user: &str) -> Actor {
@@ -318,9 +370,43 @@ mod tests {
             plan("transfer", request(serde_json::json!({"queue": "billing", "agent": "bob"})), &agent("ann"), &mine, &rules(), NOW),
             Err(Refusal::Bad("transfer needs exactly one of `agent` and `queue`".into()))
         );
-        assert!(matches!(plan("done", ActionRequest::default(), &agent("bob"), &mine, &rules(), NOW), Err(Refusal::Conflict(_))));
+        assert!(matches!(plan("done", ActionRequest::default(), &agent("bob"), &mine, &rules(), NOW), Err(Refusal::Forbidden(_))));
+        let waiting = interaction(None, MediaType::Email, &[]);
+        assert!(matches!(plan("done", ActionRequest::default(), &agent("ann"), &waiting, &rules(), NOW), Err(Refusal::Conflict(_))));
         assert!(matches!(&commands(plan("done", ActionRequest::default(), &agent("ann"), &mine, &rules(), NOW))[..], [CommandPayload::Stop(s)] if s.reason == "done"));
         assert_eq!(plan("fly", ActionRequest::default(), &agent("ann"), &mine, &rules(), NOW), Err(Refusal::UnknownAction("fly".into())));
+    }
+
+    #[test]
+    fn agents_act_only_on_their_own_work_and_never_into_the_systems_queues() {
+        let mut anns = interaction(Some("ann"), MediaType::Chat, &[]);
+        anns.parties.insert("bob".into(), PartyRole::Consult);
+        let forbidden = |action: &str, body: serde_json::Value, who: &Actor| match plan(action, request(body), who, &anns, &rules(), NOW) {
+            Err(Refusal::Forbidden(why)) => why,
+            other => panic!("{action} by {}: expected 403, got {other:?}", who.user),
+        };
+        // Cid is not on Ann's chat: no consulting himself in, no removing anyone, no moving it.
+        forbidden("consult", serde_json::json!({"agent": "cid"}), &agent("cid"));
+        forbidden("leave", serde_json::json!({"agent": "bob"}), &agent("cid"));
+        forbidden("leave", serde_json::json!({}), &agent("cid"));
+        forbidden("transfer", serde_json::json!({"agent": "cid"}), &agent("cid"));
+        forbidden("transfer", serde_json::json!({"queue": "billing"}), &agent("cid"));
+        forbidden("return", serde_json::json!({}), &agent("cid"));
+        // Bob, consulted, may leave, not remove the owner.
+        assert!(plan("leave", ActionRequest::default(), &agent("bob"), &anns, &rules(), NOW).is_ok());
+        forbidden("leave", serde_json::json!({"agent": "ann"}), &agent("bob"));
+        // Ann may, but not past QA into the send queue or the QA queues.
+        assert!(plan("consult", request(serde_json::json!({"agent": "cid"})), &agent("ann"), &anns, &rules(), NOW).is_ok());
+        assert!(plan("leave", request(serde_json::json!({"agent": "bob"})), &agent("ann"), &anns, &rules(), NOW).is_ok());
+        assert!(plan("transfer", request(serde_json::json!({"queue": "billing"})), &agent("ann"), &anns, &rules(), NOW).is_ok());
+        for queue in ["outbound-send", "outbound", "qa-returned"] {
+            let why = forbidden("transfer", serde_json::json!({"queue": queue}), &agent("ann"));
+            assert!(why.contains("not one agents send work to"), "{why}");
+            forbidden("return", serde_json::json!({"queue": queue}), &agent("ann"));
+        }
+        // A supervisor may step in.
+        assert!(plan("consult", request(serde_json::json!({"agent": "cid"})), &supervisor("sue"), &anns, &rules(), NOW).is_ok());
+        assert!(plan("leave", request(serde_json::json!({"agent": "bob"})), &supervisor("sue"), &anns, &rules(), NOW).is_ok());
     }
 
     #[test]

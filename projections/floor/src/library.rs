@@ -87,7 +87,7 @@ impl Library {
                 response: StandardResponse {
                     subject: r.subject.as_deref().map(|s| fill(s, fields)),
                     body_text: fill(&r.body_text, fields),
-                    body_html: r.body_html.as_deref().map(|s| fill(s, fields)),
+                    body_html: r.body_html.as_deref().map(|s| fill_html(s, fields)),
                     ..r.clone()
                 },
             })
@@ -97,7 +97,16 @@ impl Library {
     }
 }
 
-/// Replaces `{{name}}` (spaces inside the braces allowed) by `fields[name]`.
+/// [`fill`] for an HTML template: every value is escaped for HTML text and attributes first,
+/// so what a customer wrote (a subject, a name) cannot add markup, links or forms to a mail
+/// sent in the company's name.
+pub fn fill_html(template: &str, fields: &BTreeMap<String, String>) -> String {
+    let escaped = fields.iter().map(|(name, value)| (name.clone(), html_escape::encode_safe(value).into_owned())).collect();
+    fill(template, &escaped)
+}
+
+/// Replaces `{{name}}` (spaces inside the braces allowed) by `fields[name]`, as written: for
+/// plain text. HTML takes [`fill_html`].
 pub fn fill(template: &str, fields: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -167,6 +176,29 @@ mod tests {
         let uncategorised = library.suggestions("chat", None, &fields);
         assert!(uncategorised.iter().all(|s| !s.suggested));
         assert_eq!(uncategorised.len(), 3);
+    }
+
+    #[test]
+    fn html_templates_get_escaped_values_and_text_ones_the_values_as_written() {
+        let fields = BTreeMap::from([("subject".to_owned(), r#"<a href="https://evil.example/?a=1&b='2'">pay here</a>"#.to_owned())]);
+        assert_eq!(
+            fill_html(r#"<p title="{{subject}}">Re: {{ subject }}</p>"#, &fields),
+            "<p title=\"&lt;a href=&quot;https:&#x2F;&#x2F;evil.example&#x2F;?a=1&amp;b=&#x27;2&#x27;&quot;&gt;pay here&lt;&#x2F;a&gt;\">Re: &lt;a href=&quot;https:&#x2F;&#x2F;evil.example&#x2F;?a=1&amp;b=&#x27;2&#x27;&quot;&gt;pay here&lt;&#x2F;a&gt;</p>"
+        );
+        assert_eq!(fill("Re: {{subject}}", &fields), r#"Re: <a href="https://evil.example/?a=1&b='2'">pay here</a>"#);
+        let mut library = Library::default();
+        library.apply(&event(UcsPayload::StandardResponseSaved(StandardResponseSaved {
+            response_id: "h".into(),
+            name: "Html".into(),
+            category_id: None,
+            subject: None,
+            body_text: "{{subject}}".into(),
+            body_html: Some("<b>{{subject}}</b>".into()),
+            media: vec![],
+        })));
+        let suggested = &library.suggestions("email", None, &fields)[0].response;
+        assert!(suggested.body_html.as_deref().is_some_and(|h| h.starts_with("<b>&lt;a href=") && !h.contains("<a")));
+        assert_eq!(suggested.body_text, fields["subject"]);
     }
 
     #[test]

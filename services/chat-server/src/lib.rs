@@ -84,9 +84,9 @@ impl ChatServer {
 
     /// The chat routes; starting a chat (public, like the web API) is rate limited per client
     /// address by `[web_api]`.
-    pub fn routes(&self, limits: &runtime::config::WebApiSettings) -> anyhow::Result<Router> {
+    pub fn routes(&self, limits: &runtime::config::WebApiSettings, http: &runtime::config::HttpSettings) -> anyhow::Result<Router> {
         let start_route = Router::new().route("/v1/chats", post(start)).with_state(self.clone());
-        let start_route = runtime::http::rate_limited(start_route, limits).map_err(|e| anyhow::anyhow!(e))?;
+        let start_route = runtime::http::rate_limited(start_route, limits, http).map_err(|e| anyhow::anyhow!(e))?;
         // The widget on a listed site starts chats here from its own origin (CORS); the socket's
         // Origin is checked against the same list in `socket::upgrade`.
         let origins = self.settings().allowed_origins.iter().filter_map(|o| o.parse::<axum::http::HeaderValue>().ok()).collect::<Vec<_>>();
@@ -141,7 +141,7 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
     let ucs = ucs_client::UcsClient::new(&own.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
     let (s, f) = (sessions.clone(), floor.clone());
     let server = ChatServer::new(&settings.kafka, &ctx.topics, &own, sessions, floor, keys, ucs)?;
-    let routes = server.routes(&settings.web_api)?;
+    let routes = server.routes(&settings.web_api, &settings.http)?;
     let token = ctx.shutdown.clone();
     Ok(runtime::service::Service::new("chat-server")
         .routes(routes)

@@ -297,10 +297,25 @@ async fn handle(server: &ChatServer, session: &str, party: &Party, frame: Frame)
             (event_id(session, "ended"), ChatPayload::SessionEnded(SessionEnded { ended_by: who.clone(), reason }))
         }
         Frame::Transcript { email } => {
-            if !email.contains('@') || email.len() > 320 {
-                return Err(format!("{email:?} is not an e-mail address"));
+            // Else one chat would be a mail relay: any text, to any address, in our name.
+            if !is_customer {
+                return Err("only the customer asks for the transcript".into());
             }
-            (event_id(session, &format!("transcript:{email}")), ChatPayload::TranscriptRequested(TranscriptRequested { email }))
+            let (started_with, asked) = {
+                let sessions = server.sessions().read();
+                let s = sessions.get(session);
+                (s.and_then(|s| s.customer_email.clone()), s.is_some_and(|s| s.transcript_to.is_some()))
+            };
+            let Some(address) = started_with else {
+                return Err("this chat was started without an e-mail address, so no transcript can be mailed".into());
+            };
+            if !email.trim().eq_ignore_ascii_case(address.trim()) {
+                return Err("a transcript is mailed only to the address this chat was started with".into());
+            }
+            if asked {
+                return Err("the transcript is already asked for; it is mailed once, when the chat ends".into());
+            }
+            (event_id(session, &format!("transcript:{address}")), ChatPayload::TranscriptRequested(TranscriptRequested { email: address }))
         }
     };
     server.publish(session, id, payload).await.map_err(|e| format!("not recorded, send it again: {e}"))

@@ -148,7 +148,10 @@ fn after_the_end(s: &Session, board: &Board, settings: &ChatSettings, actions: &
             payload: CommandPayload::ChangeProperties(ChangeProperties { set, remove: vec![], priority: None }),
         });
     }
-    if let Some(email) = &s.transcript_to {
+    // Only to the address the chat was started with (a request recorded before that rule
+    // for another address is not mailed).
+    let started_with = |e: &&String| s.customer_email.as_deref().is_some_and(|c| c.trim().eq_ignore_ascii_case(e.trim()));
+    if let Some(email) = s.transcript_to.as_ref().filter(started_with) {
         let mail = transcript_mail_id(&s.id, email);
         if !board.has_seen(&mail) {
             let subject = match &s.subject {

@@ -46,6 +46,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use staff_auth::auth::{Session, SessionKeys};
+use staff_auth::throttle::LoginThrottle;
 use staff_auth::users::{Role, Users};
 
 /// The keys that sign and check desk session tokens (see `Settings::desk_secret_file`).
@@ -91,6 +92,8 @@ struct Inner {
     topics: Topics,
     /// Open event streams per agent (for disconnect detection).
     streams: Mutex<HashMap<String, u64>>,
+    throttle: Mutex<LoginThrottle>,
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Desk {
@@ -114,6 +117,8 @@ impl Desk {
                 kafka: settings.kafka.clone(),
                 topics: topics.clone(),
                 streams: Mutex::new(HashMap::new()),
+                throttle: Mutex::new(LoginThrottle::new(desk.login_limits())),
+                trusted_proxies: settings.http.trusted_proxies().map_err(anyhow::Error::msg)?,
             }),
         })
     }
@@ -160,7 +165,7 @@ impl From<desk_actions::Refusal> for DeskError {
         use desk_actions::Refusal;
         let status = match &refusal {
             Refusal::Bad(_) => StatusCode::BAD_REQUEST,
-            Refusal::SupervisorOnly => StatusCode::FORBIDDEN,
+            Refusal::SupervisorOnly | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::UnknownAction(_) => StatusCode::NOT_FOUND,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,13 +226,32 @@ struct LoginRequest {
     password: String,
 }
 
-async fn login(State(desk): State<Desk>, body: Result<Json<LoginRequest>, JsonRejection>) -> DeskResult {
+async fn login(
+    State(desk): State<Desk>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> DeskResult {
     let Json(request) = body?;
-    let inner = &desk.inner;
-    let user = inner.users.get(&request.user).filter(|u| users::verify_password(u, &request.password));
+    let client = runtime::http::client_ip(peer.ip(), &headers, &desk.inner.trusted_proxies);
+    let throttle = || desk.inner.throttle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(wait_ms) = throttle().check(&request.user, client, contract::now_millis()) {
+        let seconds = (wait_ms + 999) / 1000;
+        let refusal = DeskError::new(StatusCode::TOO_MANY_REQUESTS, format!("too many failed logins for this user or from this address; try again in {seconds} s"));
+        return Ok(([(axum::http::header::RETRY_AFTER, seconds.to_string())], refusal).into_response());
+    }
+    // Argon2 takes tens of milliseconds of CPU by design: off the async workers.
+    let checking = desk.clone();
+    let name = request.user.clone();
+    let user = tokio::task::spawn_blocking(move || checking.inner.users.authenticate(&request.user, &request.password).cloned())
+        .await
+        .map_err(|e| DeskError::unavailable("could not check the password", e))?;
     let Some(user) = user else {
+        throttle().failed(&name, client, contract::now_millis());
         return Err(DeskError::new(StatusCode::UNAUTHORIZED, "unknown user or wrong password"));
     };
+    throttle().succeeded(&name);
+    let inner = &desk.inner;
     let hours = i64::try_from(inner.settings.session_hours).unwrap_or(12);
     let expires_at = contract::now_millis() + hours * 3_600_000;
     let token = inner.keys.issue(&user.id, user.role, expires_at);
@@ -420,6 +444,7 @@ impl Desk {
         desk_actions::Rules {
             send_queue: desk.send_queue.clone(),
             qa_returned_queue: desk.qa_returned_queue.clone(),
+            protected_queues: vec![desk.send_queue.clone(), desk.outbound_queue.clone(), desk.qa_returned_queue.clone()],
             max_reply_bytes: desk.max_reply_bytes,
             callback_max_attempts: callbacks.max_attempts,
             callback_retry_delay_s: callbacks.retry_delay_s,

@@ -23,6 +23,25 @@ pub struct DeskSettings {
     pub disconnect_grace_s: u64,
     /// Largest reply text accepted, in bytes.
     pub max_reply_bytes: usize,
+    /// Failed logins before a user name is locked out (whether it exists or not), and before
+    /// a client address is, within `login_failure_window_s`; the lockout lasts
+    /// `login_lockout_s`.
+    pub login_max_failures_per_user: u32,
+    pub login_max_failures_per_address: u32,
+    pub login_failure_window_s: u64,
+    pub login_lockout_s: u64,
+}
+
+impl DeskSettings {
+    pub fn login_limits(&self) -> staff_auth::throttle::Limits {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        staff_auth::throttle::Limits {
+            max_failures_per_user: self.login_max_failures_per_user.max(1),
+            max_failures_per_address: self.login_max_failures_per_address.max(1),
+            window_ms: ms(self.login_failure_window_s),
+            lockout_ms: ms(self.login_lockout_s),
+        }
+    }
 }
 
 impl Default for DeskSettings {
@@ -36,6 +55,10 @@ impl Default for DeskSettings {
             send_queue: "outbound-send".into(),
             disconnect_grace_s: 30,
             max_reply_bytes: 64 * 1024,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_address: 20,
+            login_failure_window_s: 15 * 60,
+            login_lockout_s: 5 * 60,
         }
     }
 }

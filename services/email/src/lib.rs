@@ -75,8 +75,9 @@ pub async fn run(
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     if let Some(address) = email.smtp_listen {
         let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("SMTP listener on {address}"))?;
-        let (domain, intake, token) = (email.domain.clone(), intake.clone(), shutdown.clone());
-        tasks.spawn(async move { ("SMTP listener", smtp::serve(listener, domain, intake, token).await) });
+        let policy = smtp::Policy::from_settings(email)?;
+        let (intake, token) = (intake.clone(), shutdown.clone());
+        tasks.spawn(async move { ("SMTP listener", smtp::serve(listener, policy, intake, token).await) });
     }
     if let Some(poller) = imap::Poller::new(&email.imap, intake.clone()) {
         let token = shutdown.clone();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use contract::command::MediaType;
 use floor::SharedFloor;
-use floor::library::fill;
+use floor::library::{fill, fill_html};
 use runtime::commands::CommandClient;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -130,7 +130,7 @@ pub fn compose(i: &Interaction, board: &Board, library: &floor::library::Library
         }
         let original_subject = prop("original_subject").or_else(|| answered_prop("subject")).unwrap_or_default();
         let subject = response.subject.as_deref().map(|s| fill(s, &fields)).unwrap_or_else(|| format!("Re: {original_subject}"));
-        (subject, fill(&response.body_text, &fields), response.body_html.as_deref().map(|h| fill(h, &fields)), true)
+        (subject, fill(&response.body_text, &fields), response.body_html.as_deref().map(|h| fill_html(h, &fields)), true)
     } else {
         return Err("neither reply_text nor standard_response: nothing to send".into());
     };
@@ -309,4 +309,36 @@ mod tests {
         assert!(e.contains("automatic mail"), "{e}");
     }
 
+    #[test]
+    fn merge_fields_in_an_html_response_are_escaped() {
+        let mut library = floor::library::Library::default();
+        library.apply(&contract::ucs::UcsEvent {
+            event_id: "e1".into(),
+            key: "r1".into(),
+            occurred_at: 0,
+            issued_by: "test".into(),
+            payload: contract::ucs::UcsPayload::StandardResponseSaved(contract::ucs::StandardResponseSaved {
+                response_id: "r1".into(),
+                name: "acknowledgement".into(),
+                category_id: None,
+                subject: Some("We have your mail: {{subject}}".into()),
+                body_text: "Dear {{from_name}}, about {{subject}}.".into(),
+                body_html: Some("<p>Dear {{from_name}}, about {{subject}}.</p>".into()),
+                media: vec![],
+            }),
+        });
+        let parent = "11111111-1111-1111-1111-111111111111";
+        let board = board_with(&[
+            (parent, None, &[("subject", "<form action=\"https://evil.example\">"), ("from", "ada@example.com"), ("from_name", "<a href=\"https://evil.example\">Ada</a>")]),
+            ("33333333-3333-3333-3333-333333333333", Some(parent), &[("reply_to_interaction", parent), ("standard_response", "acknowledgement")]),
+        ]);
+        let from: Mailbox = "support@shop.example".parse().unwrap();
+        let out = compose(board.interaction("33333333-3333-3333-3333-333333333333").unwrap(), &board, &library, &from, "shop.example").unwrap();
+        let text = render(&out);
+        let (plain, html) = text.split_once("Content-Type: text/html").unwrap_or_else(|| panic!("no HTML part: {text}"));
+        assert!(html.contains("&lt;a href") && html.contains("&lt;form action"), "{html}");
+        assert!(!html.contains("<a href") && !html.contains("<form"), "{html}");
+        // Plain text is not markup: the name stays as the customer wrote it.
+        assert!(plain.contains("Dear <a href"), "{plain}");
+    }
 }

@@ -13,6 +13,14 @@ pub struct EmailSettings {
     /// Where the SMTP listener accepts mail relayed by the enterprise mail server; unset: no
     /// listener.
     pub smtp_listen: Option<std::net::SocketAddr>,
+    /// Most SMTP connections served at once; one more is answered `421` and closed.
+    pub smtp_max_connections: usize,
+    /// Networks (CIDR) allowed to hand mail to the listener: the enterprise mail server's.
+    /// Any other peer is answered `554` at connect. Default: loopback only.
+    pub smtp_relay_networks: Vec<String>,
+    /// Recipient domains the listener takes mail for (`RCPT TO`); any other is `550`, so it
+    /// never relays. Empty: `domain` only.
+    pub smtp_recipient_domains: Vec<String>,
     /// Name the listener greets with and the domain of the Message-IDs of mail we send.
     pub domain: String,
     /// UCS base URL (bodies and attachments are stored there before the interaction is
@@ -139,6 +147,9 @@ impl Default for EmailSettings {
     fn default() -> Self {
         Self {
             smtp_listen: None,
+            smtp_max_connections: 100,
+            smtp_relay_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            smtp_recipient_domains: Vec::new(),
             domain: "switchboard.localhost".into(),
             ucs_url: None,
             inbound_queue: "inbound".into(),

@@ -53,9 +53,60 @@ struct Transaction {
 struct Collector {
     tx: Arc<Mutex<Transaction>>,
     max_bytes: usize,
+    recipient_domains: Arc<[String]>,
+}
+
+/// Who may hand mail to the listener, for whom, and how many at once: the listener is an
+/// inbound door for the company's domains, never a relay to anywhere else.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub domain: String,
+    pub max_connections: usize,
+    pub relay_networks: Vec<ipnet::IpNet>,
+    pub recipient_domains: Arc<[String]>,
+}
+
+impl Policy {
+    pub fn from_settings(email: &crate::EmailSettings) -> anyhow::Result<Self> {
+        let relay_networks = email
+            .smtp_relay_networks
+            .iter()
+            .map(|n| n.trim().parse::<ipnet::IpNet>().or_else(|_| n.trim().parse::<IpAddr>().map(ipnet::IpNet::from)).map_err(|e| anyhow::anyhow!("[email] smtp_relay_networks: {n:?} is not a network (CIDR): {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let domains = if email.smtp_recipient_domains.is_empty() { std::slice::from_ref(&email.domain) } else { email.smtp_recipient_domains.as_slice() };
+        Ok(Self {
+            domain: email.domain.clone(),
+            max_connections: email.smtp_max_connections.max(1),
+            relay_networks,
+            recipient_domains: domains.iter().map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase()).collect(),
+        })
+    }
+
+    fn may_relay(&self, peer: IpAddr) -> bool {
+        // An IPv4 peer on an IPv6 socket comes as ::ffff:a.b.c.d.
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        self.relay_networks.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// Whether `to` (a `RCPT TO` path) is for one of `domains`.
+fn for_our_domains(to: &str, domains: &[String]) -> bool {
+    let address = to.trim().trim_matches(['<', '>']);
+    address.rsplit_once('@').is_some_and(|(_, domain)| domains.iter().any(|d| domain.eq_ignore_ascii_case(d)))
 }
 
 impl Handler for Collector {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if for_our_domains(to, &self.recipient_domains) {
+            mailin::response::OK
+        } else {
+            Response::custom(550, "5.7.1 relaying denied: not a domain of this service".to_owned())
+        }
+    }
+
     fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
         let mut t = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let from = from.trim_matches(['<', '>']);
@@ -84,9 +135,10 @@ impl Handler for Collector {
 
 /// Accepts connections on `listener` until `shutdown`; each connection is served in its own
 /// task, and a connection in the middle of a mail finishes it before the listener stops.
-pub async fn serve(listener: TcpListener, domain: String, intake: Arc<Intake>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::info!(address = %listener.local_addr()?, "SMTP listener accepting mail");
+pub async fn serve(listener: TcpListener, policy: Policy, intake: Arc<Intake>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, max_connections = policy.max_connections, "SMTP listener accepting mail");
     let mut connections = tokio::task::JoinSet::new();
+    let policy = Arc::new(policy);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -99,9 +151,19 @@ pub async fn serve(listener: TcpListener, domain: String, intake: Arc<Intake>, s
                         continue;
                     }
                 };
-                let (domain, intake, shutdown) = (domain.clone(), intake.clone(), shutdown.clone());
+                if !policy.may_relay(peer.ip()) {
+                    tracing::warn!(%peer, "SMTP connection refused: not in [email] smtp_relay_networks");
+                    refuse(stream, b"554 5.7.1 this address may not send mail here\r\n");
+                    continue;
+                }
+                if connections.len() >= policy.max_connections {
+                    tracing::warn!(%peer, limit = policy.max_connections, "SMTP connection refused: too many at once");
+                    refuse(stream, b"421 4.7.0 too many connections; try again later\r\n");
+                    continue;
+                }
+                let (policy, intake, shutdown) = (policy.clone(), intake.clone(), shutdown.clone());
                 connections.spawn(async move {
-                    if let Err(e) = connection(stream, peer, &domain, &intake, shutdown).await {
+                    if let Err(e) = connection(stream, peer, &policy, &intake, shutdown).await {
                         tracing::debug!(%peer, error = %e, "SMTP connection ended");
                     }
                 });
@@ -113,12 +175,23 @@ pub async fn serve(listener: TcpListener, domain: String, intake: Arc<Intake>, s
     Ok(())
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, domain: &str, intake: &Intake, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Answers `reply` and closes, without holding up the accept loop.
+fn refuse(mut stream: TcpStream, reply: &'static [u8]) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = stream.write_all(reply).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    });
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, policy: &Policy, intake: &Intake, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let tx = Arc::new(Mutex::new(Transaction::default()));
-    let collector = Collector { tx: tx.clone(), max_bytes: intake.limits.max_bytes };
-    let mut session = SessionBuilder::new(domain).build(peer.ip(), collector);
+    let collector = Collector { tx: tx.clone(), max_bytes: intake.limits.max_bytes, recipient_domains: policy.recipient_domains.clone() };
+    let mut session = SessionBuilder::new(&policy.domain).build(peer.ip(), collector);
     write.write_all(&session.greeting().buffer()?).await?;
     let mut line = Vec::with_capacity(1024);
     loop {
@@ -198,7 +271,29 @@ fn single_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn only_the_relay_networks_may_send_and_only_for_our_domains() {
+        let settings = crate::EmailSettings {
+            smtp_relay_networks: vec!["10.1.0.0/16".into(), "127.0.0.1".into()],
+            smtp_recipient_domains: vec!["shop.example".into(), "@Help.Shop.Example".into()],
+            ..crate::EmailSettings::default()
+        };
+        let policy = Policy::from_settings(&settings).unwrap();
+        for (peer, may) in [("10.1.2.3", true), ("127.0.0.1", true), ("::ffff:10.1.9.9", true), ("10.2.0.1", false), ("127.0.0.2", false), ("::1", false)] {
+            assert_eq!(policy.may_relay(peer.parse().unwrap()), may, "{peer}");
+        }
+        for (to, ours) in [("<support@shop.example>", true), ("a@SHOP.example", true), ("<b@help.shop.example>", true), ("<victim@elsewhere.example>", false), ("<x@shop.example.evil>", false), ("<postmaster>", false)] {
+            assert_eq!(for_our_domains(to, &policy.recipient_domains), ours, "{to}");
+        }
+        let default = Policy::from_settings(&crate::EmailSettings::default()).unwrap();
+        assert!(default.may_relay("127.0.0.1".parse().unwrap()) && default.may_relay("::1".parse().unwrap()) && !default.may_relay("192.0.2.1".parse().unwrap()));
+        assert_eq!(&*default.recipient_domains, ["switchboard.localhost".to_owned()]);
+        let bad = crate::EmailSettings { smtp_relay_networks: vec!["10.0.0.0/33".into()], ..crate::EmailSettings::default() };
+        assert!(Policy::from_settings(&bad).unwrap_err().to_string().contains("smtp_relay_networks"));
+    }
 
     #[test]
     fn the_null_sender_gets_through_mailin() {

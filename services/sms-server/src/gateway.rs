@@ -34,6 +34,18 @@ pub struct Fetched {
     pub location: Option<String>,
 }
 
+/// Why a media part was not fetched.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    /// Never to be fetched (a URL off the gateway's media hosts, too large): the MMS is
+    /// refused with this reason.
+    #[error("{0}")]
+    Refused(String),
+    /// The gateway is away or failed: worth another try.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Form fields of a webhook, in the order received.
 pub type Params = [(String, String)];
 
@@ -47,6 +59,7 @@ pub trait Gateway: Send + Sync + 'static {
     /// Sends `body` to `to`; receipts for it are to be posted to `status_callback`. `Ok` is the
     /// gateway's message id, `Err` why it was not taken.
     fn send(&self, to: &str, body: &str, status_callback: &str) -> impl Future<Output = Result<String, String>> + Send;
-    /// Fetches an MMS media part the gateway holds, refusing more than `max_bytes`.
-    fn fetch(&self, url: &str, max_bytes: usize) -> impl Future<Output = Result<Fetched, String>> + Send;
+    /// Fetches an MMS media part the gateway holds, refusing more than `max_bytes` and any
+    /// URL that is not the gateway's.
+    fn fetch(&self, url: &str, max_bytes: usize) -> impl Future<Output = Result<Fetched, FetchError>> + Send;
 }

@@ -67,7 +67,7 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
         let sessions_ready = s.as_ref().is_none_or(|s| s.caught_up());
         runtime::health::Status::when(f.caught_up() && sessions_ready, if sessions_ready { "replaying the floor" } else { "replaying chat.events" })
     });
-    let gateway = Arc::new(twilio::Twilio::new(&sms.api_base, &sms.account_sid, &sms.auth_token, &sms.from_number));
+    let gateway = Arc::new(twilio::Twilio::new(sms).context("setting up the SMS gateway's client")?);
     let dead_letters = DeadLetters::new(runtime::kafka::producer(kafka)?, topics.name(runtime::topics::DEAD_LETTER), "sms-server");
     let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
     let commands = CommandClient::new(kafka, topics, "sms-server")?;
@@ -146,7 +146,10 @@ impl<G: Gateway> SmsServer<G> {
         let mut fetched = Vec::with_capacity(sms.media.len());
         let mut left = limits.max_total_bytes;
         for (url, declared_type) in &sms.media {
-            let mut part = self.gateway.fetch(url, left).await.map_err(|e| if e.starts_with("the MMS is over") { MmsError::Refused(e) } else { MmsError::Unavailable(e) })?;
+            let mut part = self.gateway.fetch(url, left).await.map_err(|e| match e {
+                gateway::FetchError::Refused(why) => MmsError::Refused(why),
+                gateway::FetchError::Unavailable(why) => MmsError::Unavailable(why),
+            })?;
             if part.content_type == "application/octet-stream" {
                 part.content_type.clone_from(declared_type);
             }

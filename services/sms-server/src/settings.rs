@@ -31,6 +31,14 @@ pub struct SmsSettings {
     /// go back by SMS. Off: paging mode, every SMS a new interaction in `inbound_queue`.
     pub session_mode: bool,
     pub session_queue: String,
+    /// Hosts MMS media may be fetched from (exact names, or `*.example.com` for its
+    /// subdomains), always over https; the gateway's credentials go to these only, and a
+    /// redirect elsewhere is refused. Empty: the host of `api_base`. Twilio serves media from
+    /// `api.twilio.com`, which redirects to its media CDN: list that host too.
+    pub media_hosts: Vec<String>,
+    /// An extra CA certificate (PEM) trusted for the gateway's API and media, for a gateway
+    /// behind a private CA; the system's roots are trusted as well.
+    pub ca_file: Option<PathBuf>,
     /// MMS limits: all parts together, number of parts.
     pub mms_max_bytes: usize,
     pub mms_max_parts: usize,
@@ -61,6 +69,8 @@ impl Default for SmsSettings {
             inbound_queue: "sms-inbound".into(),
             session_mode: false,
             session_queue: "chat-inbound".into(),
+            media_hosts: Vec::new(),
+            ca_file: None,
             mms_max_bytes: 5 * 1024 * 1024,
             mms_max_parts: 20,
             ucs_url: None,

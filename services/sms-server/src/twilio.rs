@@ -9,10 +9,13 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use crate::gateway::{Fetched, Gateway, Inbound, Params, Receipt};
+use crate::gateway::{FetchError, Fetched, Gateway, Inbound, Params, Receipt};
 
 pub struct Twilio {
     http: reqwest::Client,
+    /// For media: follows redirects only within `media_hosts`.
+    media_http: reqwest::Client,
+    media_hosts: MediaHosts,
     api_base: String,
     account_sid: String,
     auth_token: String,
@@ -20,15 +23,67 @@ pub struct Twilio {
 }
 
 impl Twilio {
-    pub fn new(api_base: &str, account_sid: &str, auth_token: &str, from_number: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap_or_default();
-        Self {
-            http,
-            api_base: api_base.trim_end_matches('/').to_owned(),
-            account_sid: account_sid.to_owned(),
-            auth_token: auth_token.to_owned(),
-            from_number: from_number.to_owned(),
+    pub fn new(sms: &crate::SmsSettings) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let api_base = sms.api_base.trim_end_matches('/').to_owned();
+        let media_hosts = if sms.media_hosts.is_empty() {
+            let api = reqwest::Url::parse(&api_base).with_context(|| format!("[sms] api_base {api_base:?} is not a URL"))?;
+            MediaHosts(vec![api.host_str().unwrap_or_default().to_owned()])
+        } else {
+            MediaHosts(sms.media_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect())
+        };
+        let ca = match &sms.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("reading [sms] ca_file {}", path.display()))?;
+                Some(reqwest::Certificate::from_pem(&pem).with_context(|| format!("[sms] ca_file {} is not a PEM certificate", path.display()))?)
+            }
+            None => None,
+        };
+        let builder = || {
+            let builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+            match &ca {
+                Some(ca) => builder.add_root_certificate(ca.clone()),
+                None => builder,
+            }
+        };
+        let allowed = media_hosts.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else if let Err(why) = allowed.check(attempt.url()) {
+                attempt.error(format!("redirected off the gateway: {why}"))
+            } else {
+                attempt.follow()
+            }
+        });
+        Ok(Self {
+            http: builder().build().context("building the gateway's HTTP client")?,
+            media_http: builder().redirect(redirects).build().context("building the gateway's HTTP client")?,
+            media_hosts,
+            api_base,
+            account_sid: sms.account_sid.clone(),
+            auth_token: sms.auth_token.clone(),
+            from_number: sms.from_number.clone(),
+        })
+    }
+}
+
+/// The hosts media is fetched from: an MMS webhook names URLs, and a forged or compromised
+/// one must not make us fetch (with the gateway's credentials) from anywhere else.
+#[derive(Debug, Clone)]
+struct MediaHosts(Vec<String>);
+
+impl MediaHosts {
+    fn check(&self, url: &reqwest::Url) -> Result<(), String> {
+        if url.scheme() != "https" {
+            return Err(format!("media URL {url} is not https"));
         }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let listed = self.0.iter().any(|allowed| match allowed.strip_prefix("*.") {
+            Some(domain) => host.strip_suffix(domain).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => host == *allowed,
+        });
+        if listed { Ok(()) } else { Err(format!("media URL {url} is not on the gateway's media hosts ([sms] media_hosts)")) }
     }
 }
 
@@ -111,16 +166,19 @@ impl Gateway for Twilio {
         answer["sid"].as_str().map(str::to_owned).ok_or_else(|| "Twilio API answered without a sid".to_owned())
     }
 
-    async fn fetch(&self, url: &str, max_bytes: usize) -> Result<Fetched, String> {
-        let mut response = self
-            .http
-            .get(url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .send()
-            .await
-            .map_err(|e| format!("media {url} unreachable: {e}"))?;
+    async fn fetch(&self, url: &str, max_bytes: usize) -> Result<Fetched, FetchError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| FetchError::Refused(format!("media URL {url:?} is not a URL: {e}")))?;
+        self.media_hosts.check(&parsed).map_err(FetchError::Refused)?;
+        // reqwest drops the Authorization header itself when a redirect changes the host.
+        let mut response = self.media_http.get(parsed).basic_auth(&self.account_sid, Some(&self.auth_token)).send().await.map_err(|e| {
+            if e.is_redirect() {
+                FetchError::Refused(format!("media {url}: {}", std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)))
+            } else {
+                FetchError::Unavailable(format!("media {url} unreachable: {e}"))
+            }
+        })?;
         if !response.status().is_success() {
-            return Err(format!("media {url}: {}", response.status()));
+            return Err(FetchError::Unavailable(format!("media {url}: {}", response.status())));
         }
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let content_type = header("content-type").unwrap_or_else(|| "application/octet-stream".into());
@@ -128,9 +186,9 @@ impl Gateway for Twilio {
         let filename = header("content-disposition").and_then(|d| d.split(';').find_map(|p| p.trim().strip_prefix("filename=").map(|f| f.trim_matches('"').to_owned())));
         let location = header("content-location").or(filename);
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("media {url}: {e}"))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Unavailable(format!("media {url}: {e}")))? {
             if bytes.len() + chunk.len() > max_bytes {
-                return Err(format!("the MMS is over {max_bytes} bytes"));
+                return Err(FetchError::Refused(format!("the MMS is over {max_bytes} bytes")));
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -156,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_changed_field_or_url_fails_verification() {
-        let twilio = Twilio::new("http://127.0.0.1:9", "AC1", "secret", "+15005550006");
+        let twilio = Twilio::new(&crate::SmsSettings { api_base: "http://127.0.0.1:9".into(), account_sid: "AC1".into(), auth_token: "secret".into(), ..Default::default() }).unwrap();
         let params = p(&[("MessageSid", "SM1"), ("From", "+447700900123"), ("Body", "hi")]);
         let good = signature("secret", "https://sms.example/v1/sms/twilio/inbound", &params);
         assert!(twilio.verify("https://sms.example/v1/sms/twilio/inbound", &params, Some(&good)).is_ok());
@@ -164,5 +222,21 @@ mod tests {
         let changed = p(&[("MessageSid", "SM1"), ("From", "+447700900123"), ("Body", "hi!")]);
         assert!(twilio.verify("https://sms.example/v1/sms/twilio/inbound", &changed, Some(&good)).is_err());
         assert!(twilio.verify("https://sms.example/v1/sms/twilio/inbound", &params, None).unwrap_err().contains("no X-Twilio-Signature"));
+    }
+
+    #[test]
+    fn media_comes_only_over_https_from_the_listed_hosts() {
+        let hosts = MediaHosts(vec!["api.twilio.com".into(), "*.twiliocdn.com".into()]);
+        let check = |url: &str| hosts.check(&reqwest::Url::parse(url).unwrap());
+        assert!(check("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1").is_ok());
+        assert!(check("https://media.twiliocdn.com/x").is_ok());
+        assert!(check("https://API.Twilio.com/x").is_ok());
+        assert!(check("http://api.twilio.com/x").unwrap_err().contains("not https"));
+        for off in ["https://evil.example/x", "https://twiliocdn.com/x", "https://eviltwiliocdn.com/x", "https://api.twilio.com.evil.example/x", "https://169.254.169.254/latest/meta-data"] {
+            assert!(check(off).unwrap_err().contains("not on the gateway's media hosts"), "{off}");
+        }
+        let defaulted = Twilio::new(&crate::SmsSettings { api_base: "https://gw.example:8443/".into(), ..Default::default() }).unwrap();
+        assert!(defaulted.media_hosts.check(&reqwest::Url::parse("https://gw.example:8443/m/1").unwrap()).is_ok());
+        assert!(defaulted.media_hosts.check(&reqwest::Url::parse("https://other.example/m/1").unwrap()).is_err());
     }
 }

@@ -68,7 +68,7 @@ struct ApiDoc;
 pub fn service(ctx: &runtime::service::Context, public: Router) -> anyhow::Result<runtime::service::Service> {
     let client = CommandClient::new(&ctx.settings.kafka, &ctx.topics, "web-api")?;
     let routes = routes(client, &ctx.settings.callback).merge(public);
-    let limited = runtime::http::rate_limited(routes, &ctx.settings.web_api).map_err(anyhow::Error::msg)?;
+    let limited = runtime::http::rate_limited(routes, &ctx.settings.web_api, &ctx.settings.http).map_err(anyhow::Error::msg)?;
     Ok(runtime::service::Service::new("web-api").routes(limited))
 }
 

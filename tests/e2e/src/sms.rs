@@ -52,16 +52,64 @@ async fn messages_api(State(sent): State<Sent>, UrlPath(sid): UrlPath<String>, h
 }
 
 
-/// Serves the Messages API (plus `extra` routes) on a free loopback port; returns the port.
-pub async fn start(sent: Sent, extra: axum::Router) -> u16 {
-    let api = axum::Router::new()
+fn api(sent: Sent, extra: axum::Router) -> axum::Router {
+    axum::Router::new()
         .route("/2010-04-01/Accounts/{sid}/Messages.json", axum::routing::post(messages_api))
         .with_state(sent)
-        .merge(extra);
+        .merge(extra)
+}
+
+/// Serves the Messages API (plus `extra` routes) on a free loopback port; returns the port.
+pub async fn start(sent: Sent, extra: axum::Router) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let api = api(sent, extra);
     tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
     port
+}
+
+/// [`start`] over https, with `tls`'s server certificate (for 127.0.0.1 and localhost), as a
+/// real gateway serves its API and media.
+pub async fn start_https(sent: Sent, extra: axum::Router, tls: &crate::tls::TestTls) -> u16 {
+    use tokio_rustls::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject}};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) };
+    let api = api(sent, extra);
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    port
+}
+
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else { continue };
+            // A failed handshake is that client's problem, not the server's.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }
 
 /// Posts a webhook with its signature; `(status, body)`.

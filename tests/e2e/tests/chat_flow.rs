@@ -165,7 +165,12 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     let seen = read_until(&mut customer, |v| text_of(v) == Some("thanks!")).await;
     assert!(seen.iter().all(|v| text_of(v) != Some("offer the voucher") && joined(v) != Some("sue")), "{seen:?}");
 
-    // Ada asks for the transcript; Ann ends the chat.
+    // Ada asks for the transcript; Ann ends the chat. Not to another address: a chat is no
+    // mail relay.
+    send(&mut customer, json!({"type": "transcript", "email": "victim@elsewhere.example"})).await;
+    let refused = read_until(&mut customer, |v| v["type"] == "error").await;
+    let reason = refused.last().unwrap()["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("only to the address this chat was started with"), "{reason}");
     send(&mut customer, json!({"type": "transcript", "email": "ada@example.com"})).await;
     send(&mut agent, json!({"type": "end"})).await;
     let seen = read_until(&mut customer, |v| v["event"]["payload"]["SessionEnded"].is_object()).await;
@@ -198,6 +203,7 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.all_delivered("ada@example.com", "Your chat transcript").len(), 1, "mailed once");
+    assert!(sink.all_delivered("victim@elsewhere.example", "").is_empty(), "nothing to the other address");
     drop(services);
     stop_server.cancel();
     server.await.unwrap().unwrap();

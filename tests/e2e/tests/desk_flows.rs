@@ -85,6 +85,7 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
             ("bob".into(), Role::Agent, levels(&[("b", 1), ("c", 1)]), capacity.clone()),
             ("cid".into(), Role::Agent, levels(&[("c", 1)]), capacity.clone()),
             ("sue".into(), Role::Supervisor, BTreeMap::new(), BTreeMap::new()),
+            ("dan".into(), Role::Agent, BTreeMap::new(), capacity.clone()),
         ],
     );
 
@@ -128,6 +129,28 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
+    // Login throttle: five wrong passwords lock a name out, even the right password is then
+    // refused; an unknown name is answered exactly as a known one, before and after.
+    let login = |user: &'static str, password: &'static str| {
+        let http = http.clone();
+        let login_url = url("desk", "/v1/desk/login");
+        async move {
+            let r = http.post(login_url).json(&json!({"user": user, "password": password})).send().await.unwrap();
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), retry_after, r.text().await.unwrap())
+        }
+    };
+    for _ in 0..5 {
+        let known = login("dan", "guess").await;
+        let unknown = login("nobody-here", "guess").await;
+        assert_eq!((known.0, &known.2), (401, &r#"{"error":"unknown user or wrong password"}"#.to_owned()));
+        assert_eq!(known, unknown);
+    }
+    let (status, retry_after, body) = login("dan", e2e::desk::PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too many failed logins") && retry_after.is_some_and(|s| s.parse::<u64>().unwrap() > 200), "{body}");
+    assert_eq!(login("nobody-here", "guess").await.0, 429);
+
     let sue = desk.login("sue").await;
     let ann = desk.login("ann").await;
     let bob = desk.login("bob").await;
@@ -166,6 +189,18 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
     let (s, b) = desk.post(&bob, "/v1/desk/interactions/i-1/leave", json!({})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["interaction"]["parties"], json!({}), "{b}");
+    // Only Ann's to act on: Bob cannot bring himself back in or take Ann out, and Ann cannot
+    // move it past QA into the send queue.
+    for (token, action, body) in [
+        (&bob, "consult", json!({"agent": "bob"})),
+        (&bob, "leave", json!({"agent": "ann"})),
+        (&bob, "transfer", json!({"queue": "parked"})),
+        (&ann, "transfer", json!({"queue": "outbound-send"})),
+        (&ann, "return", json!({"queue": "outbound-send"})),
+    ] {
+        let (s, b) = desk.post(token, &format!("/v1/desk/interactions/i-1/{action}"), body).await;
+        assert_eq!(s, 403, "{action}: {b}");
+    }
 
     // 3. Transfer to Bob (an offer he accepts), then Bob transfers it to a queue without
     //    a strategy, where the supervisor reprioritises it and moves it back to Ann's queue.
@@ -176,7 +211,7 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["interaction"]["owner"], "bob");
     let (s, b) = desk.post(&ann, "/v1/desk/interactions/i-1/done", json!({})).await;
-    assert_eq!(s, 409, "ann no longer owns it: {b}");
+    assert_eq!(s, 403, "ann no longer owns it: {b}");
     let (s, b) = desk.post(&bob, "/v1/desk/interactions/i-1/transfer", json!({"queue": "parked"})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!((b["interaction"]["status"].as_str(), b["interaction"]["queue"].as_str()), (Some("waiting"), Some("parked")), "{b}");

@@ -1,7 +1,9 @@
 //! Mail into the SMTP listener from a real SMTP client (lettre) on a real broker, with UCS as
 //! its own process: an accepted mail is in UCS (contents, contact) and submitted once even
 //! when delivered twice; a reply threads onto it; mail that cannot be accepted is refused with
-//! an SMTP code and the reason, and leaves no interaction behind.
+//! an SMTP code and the reason, and leaves no interaction behind. The listener relays for no
+//! one: other recipient domains, peers outside its relay networks and connections beyond its
+//! limit are refused.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -20,6 +22,14 @@ fn submitted(env: &TestEnv) -> Vec<InteractionEvent> {
         .collect()
 }
 
+/// The first line the server sends (its greeting or refusal).
+async fn first_line(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tokio::io::BufReader::new(stream).read_line(&mut line)).await.unwrap().unwrap();
+    line
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     let env = TestEnv::start().await.unwrap();
@@ -28,6 +38,8 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     let mut settings = env.settings(&dir.join("data"));
     settings.email.max_message_bytes = 32 * 1024;
     settings.email.domain = "shop.example".into();
+    settings.email.smtp_relay_networks = vec!["127.0.0.1/32".into()];
+    settings.email.smtp_max_connections = 3;
     let intake = start_mail_intake(&env, &mut settings).await;
     let (ucs_port, smtp_port) = (intake.ucs_port, intake.smtp_port);
     let http = reqwest::Client::new();
@@ -124,6 +136,27 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     assert_eq!(pdf["filename"], "invoice.pdf");
     let blob = http.get(format!("http://127.0.0.1:{ucs_port}/v1/blobs/{}", pdf["blob_ref"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(&blob[..], b"%PDF-1.4\n");
+
+    // Not a relay: a recipient of another domain is refused, and so is mail from a network
+    // not listed (127.0.0.2 is loopback too, but not 127.0.0.1/32).
+    let envelope = lettre::address::Envelope::new(Some("ada@example.com".parse().unwrap()), vec!["victim@elsewhere.example".parse().unwrap()]).unwrap();
+    let relayed = smtp.send_raw(&envelope, b"From: ada@example.com\r\nSubject: relay\r\n\r\nx\r\n").await.unwrap_err();
+    assert!(relayed.to_string().contains("relaying denied"), "{relayed}");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut stranger = socket.connect(([127, 0, 0, 1], smtp_port).into()).await.unwrap();
+    assert!(first_line(&mut stranger).await.starts_with("554 5.7.1"));
+    // At most three connections at once: the fourth is told to come back later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut open = Vec::new();
+    for n in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.unwrap();
+        let greeting = first_line(&mut c).await;
+        assert!(greeting.starts_with(if n < 3 { "220" } else { "421 4.7.0" }), "connection {n}: {greeting}");
+        open.push(c);
+    }
+    drop(open);
+    assert!(submitted(&env).len() == 2, "nothing more was submitted");
 
     stop_server.cancel();
     server.await.unwrap().unwrap();

@@ -10,7 +10,9 @@
 //! application pages a customer through the web API with a long Cyrillic text: UCS-2, three
 //! segments. A number the gateway refuses comes back to the send-failed queue with the reason.
 //! An MMS with a SMIL part is routed to Ann and its parts are in UCS in presentation order (not
-//! message order); an oversized MMS and one with malformed SMIL are refused and parked. The
+//! message order); an oversized MMS, one with malformed SMIL and ones whose media is not on the
+//! gateway's https host (plain http, another host, a redirect elsewhere) are refused and
+//! parked. The gateway peer serves https with a certificate of a CA the test makes. The
 //! workflow's `respond` step acknowledges the SMS with a standard response from UCS, filled.
 #![allow(clippy::unwrap_used)]
 
@@ -58,7 +60,17 @@ fn media(name: &str) -> Option<(&'static str, &'static str, String, Vec<u8>)> {
     })
 }
 
-async fn media_api(UrlPath(name): UrlPath<String>) -> axum::response::Response {
+/// Every host name media was asked from, as the `Host` header said it.
+type AskedHosts = Arc<std::sync::Mutex<Vec<String>>>;
+
+async fn media_api(axum::extract::State(asked): axum::extract::State<AskedHosts>, headers: axum::http::HeaderMap, UrlPath(name): UrlPath<String>) -> axum::response::Response {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+    let port = host.rsplit_once(':').map(|(_, p)| p.to_owned()).unwrap_or_default();
+    asked.lock().unwrap().push(host);
+    if name == "elsewhere" {
+        // The same server under another name: off the gateway's media hosts.
+        return axum::response::Redirect::temporary(&format!("https://localhost:{port}/media/photo1")).into_response();
+    }
     match media(&name) {
         Some((content_type, header, value, bytes)) => ([("content-type", content_type.to_owned()), (header, value)], bytes).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
@@ -77,7 +89,10 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
 
     // The gateway's REST side.
     let sent: Sent = Arc::default();
-    let api_port = e2e::sms::start(sent.clone(), axum::Router::new().route("/media/{name}", axum::routing::get(media_api))).await;
+    let asked: AskedHosts = Arc::default();
+    let tls = e2e::tls::TestTls::generate(&dir).unwrap();
+    let media_routes = axum::Router::new().route("/media/{name}", axum::routing::get(media_api)).with_state(asked.clone());
+    let api_port = e2e::sms::start_https(sent.clone(), media_routes, &tls).await;
 
     let sms_port = free_port();
     let mut settings = env.settings(&dir.join("data"));
@@ -86,7 +101,8 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
     settings.sms.account_sid = SID.into();
     settings.sms.auth_token = TOKEN.into();
-    settings.sms.api_base = format!("http://127.0.0.1:{api_port}");
+    settings.sms.api_base = format!("https://127.0.0.1:{api_port}");
+    settings.sms.ca_file = Some(tls.ca_file.clone());
     settings.sms.from_number = "+441234567890".into();
     settings.sms.public_url = Some(format!("http://127.0.0.1:{sms_port}"));
     settings.sms.max_attempts = 2;
@@ -179,7 +195,7 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     assert!(failed["properties"]["send_error"].as_str().unwrap().contains("unsubscribed recipient"), "{failed}");
 
     // An MMS: parts listed in message order, shown in the SMIL's order.
-    let media_url = |name: &str| format!("http://127.0.0.1:{api_port}/media/{name}");
+    let media_url = |name: &str| format!("https://127.0.0.1:{api_port}/media/{name}");
     let (u0, u1, u2, u3) = (media_url("photo2"), media_url("smil"), media_url("caption"), media_url("photo1"));
     let mms = [
         ("MessageSid", "MM33333333333333333333333333333333"),
@@ -222,7 +238,19 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
 
     // Refused and parked, with reasons: malformed SMIL; too large.
     let (bad_url, huge_url) = (media_url("badsmil"), media_url("huge"));
-    for (sid, url, why) in [("MM44444444444444444444444444444444", bad_url.as_str(), "SMIL part is not valid"), ("MM55555555555555555555555555555555", huge_url.as_str(), "over 100000 bytes")] {
+    // And media from anywhere but the gateway (SSRF): plain http, another host, a redirect
+    // to another host. The gateway's credentials never go there.
+    let plain = format!("http://127.0.0.1:{api_port}/media/photo1");
+    let other_host = format!("https://localhost:{api_port}/media/photo1");
+    let redirected = media_url("elsewhere");
+    let asked_before = asked.lock().unwrap().len();
+    for (sid, url, why) in [
+        ("MM44444444444444444444444444444444", bad_url.as_str(), "SMIL part is not valid"),
+        ("MM55555555555555555555555555555555", huge_url.as_str(), "over 100000 bytes"),
+        ("MM66666666666666666666666666666666", plain.as_str(), "is not https"),
+        ("MM77777777777777777777777777777777", other_host.as_str(), "not on the gateway's media hosts"),
+        ("MM88888888888888888888888888888888", redirected.as_str(), "redirected off the gateway"),
+    ] {
         let refused = [("MessageSid", sid), ("From", "+447911123456"), ("NumMedia", "1"), ("MediaUrl0", url), ("MediaContentType0", "application/smil")];
         let (s, body) = post_webhook(&http, &inbound, &refused, &sign(&inbound, &refused)).await;
         assert!(s == 400 && body.contains(why), "{s} {body}");
@@ -231,6 +259,10 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
         })
         .await;
     }
+
+    let asked: Vec<String> = asked.lock().unwrap()[asked_before..].to_vec();
+    assert!(asked.iter().all(|h| h.starts_with("127.0.0.1:")), "media asked of another host: {asked:?}");
+    assert!(asked.iter().any(|h| h.starts_with("127.0.0.1:")), "the redirecting URL itself was asked: {asked:?}");
 
     drop(services);
     stop_server.cancel();
