@@ -184,15 +184,7 @@ pub struct HttpSettings {
 impl HttpSettings {
     /// `trusted_proxies`, parsed (a bare address is a /32 or /128).
     pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
-        self.trusted_proxies
-            .iter()
-            .map(|p| {
-                let p = p.trim();
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|e| format!("[http] trusted_proxies: {p:?} is not a network (CIDR): {e}"))
-            })
-            .collect()
+        networks(&self.trusted_proxies, "[http] trusted_proxies")
     }
 
     /// This process's own base URL (where UCS answers under `switchboard up`).
@@ -209,6 +201,19 @@ impl Default for HttpSettings {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// A setting's list of networks (CIDR; a bare address is a /32 or /128), or which entry is
+/// not one, named by `setting`.
+pub fn networks(list: &[String], setting: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|n| {
+            let n = n.trim();
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| format!("{setting}: {n:?} is not a network (CIDR): {e}"))
+        })
+        .collect()
 }
 
 /// Web callbacks (`POST /v1/callbacks` on the web API; outcomes on the desk).

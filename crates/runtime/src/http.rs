@@ -59,7 +59,7 @@ pub fn rate_limited(router: Router, settings: &crate::config::WebApiSettings, ht
 /// proxies; then, reading `X-Forwarded-For` from its end, the first address that is not a
 /// trusted proxy (what a client puts at the start of the header is never believed).
 pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical(*ip)));
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical_ip(*ip)));
     if !is_trusted(&peer) {
         return peer;
     }
@@ -68,7 +68,7 @@ pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|a| a.trim().parse::<IpAddr>().map(canonical))
+        .map(|a| a.trim().parse::<IpAddr>().map(canonical_ip))
         .collect::<Result<_, _>>()
         .unwrap_or_default();
     let mut client = peer;
@@ -81,8 +81,9 @@ pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet
     client
 }
 
-/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as IPv4, so that it
+/// matches IPv4 networks.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,

@@ -273,8 +273,8 @@ mod tests {
         assert_eq!(out.recipient, "ada@example.com");
     }
 
-    #[test]
-    fn an_acknowledgement_is_filled_marked_automatic_and_never_answers_automatic_mail() {
+    /// A library with one standard response, "acknowledgement".
+    fn library_with(subject: &str, body_text: &str, body_html: Option<&str>) -> floor::library::Library {
         let mut library = floor::library::Library::default();
         library.apply(&contract::ucs::UcsEvent {
             event_id: "e1".into(),
@@ -282,15 +282,21 @@ mod tests {
             occurred_at: 0,
             issued_by: "test".into(),
             payload: contract::ucs::UcsPayload::StandardResponseSaved(contract::ucs::StandardResponseSaved {
-            response_id: "r1".into(),
-            name: "acknowledgement".into(),
-            category_id: None,
-            subject: Some("We have your mail: {{subject}}".into()),
-            body_text: "Dear {{from_name}}, we will answer soon.".into(),
-            body_html: None,
-            media: vec![],
-        }),
+                response_id: "r1".into(),
+                name: "acknowledgement".into(),
+                category_id: None,
+                subject: Some(subject.into()),
+                body_text: body_text.into(),
+                body_html: body_html.map(Into::into),
+                media: vec![],
+            }),
         });
+        library
+    }
+
+    #[test]
+    fn an_acknowledgement_is_filled_marked_automatic_and_never_answers_automatic_mail() {
+        let library = library_with("We have your mail: {{subject}}", "Dear {{from_name}}, we will answer soon.", None);
         let parent = "11111111-1111-1111-1111-111111111111";
         let board = board_with(&[
             (parent, None, &[("subject", "Help"), ("from", "ada@example.com"), ("from_name", "Ada"), ("message_id", "m1@example.com")]),
@@ -311,22 +317,7 @@ mod tests {
 
     #[test]
     fn merge_fields_in_an_html_response_are_escaped() {
-        let mut library = floor::library::Library::default();
-        library.apply(&contract::ucs::UcsEvent {
-            event_id: "e1".into(),
-            key: "r1".into(),
-            occurred_at: 0,
-            issued_by: "test".into(),
-            payload: contract::ucs::UcsPayload::StandardResponseSaved(contract::ucs::StandardResponseSaved {
-                response_id: "r1".into(),
-                name: "acknowledgement".into(),
-                category_id: None,
-                subject: Some("We have your mail: {{subject}}".into()),
-                body_text: "Dear {{from_name}}, about {{subject}}.".into(),
-                body_html: Some("<p>Dear {{from_name}}, about {{subject}}.</p>".into()),
-                media: vec![],
-            }),
-        });
+        let library = library_with("We have your mail: {{subject}}", "Dear {{from_name}}, about {{subject}}.", Some("<p>Dear {{from_name}}, about {{subject}}.</p>"));
         let parent = "11111111-1111-1111-1111-111111111111";
         let board = board_with(&[
             (parent, None, &[("subject", "<form action=\"https://evil.example\">"), ("from", "ada@example.com"), ("from_name", "<a href=\"https://evil.example\">Ada</a>")]),

@@ -68,11 +68,7 @@ pub struct Policy {
 
 impl Policy {
     pub fn from_settings(email: &crate::EmailSettings) -> anyhow::Result<Self> {
-        let relay_networks = email
-            .smtp_relay_networks
-            .iter()
-            .map(|n| n.trim().parse::<ipnet::IpNet>().or_else(|_| n.trim().parse::<IpAddr>().map(ipnet::IpNet::from)).map_err(|e| anyhow::anyhow!("[email] smtp_relay_networks: {n:?} is not a network (CIDR): {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let relay_networks = runtime::config::networks(&email.smtp_relay_networks, "[email] smtp_relay_networks").map_err(anyhow::Error::msg)?;
         let domains = if email.smtp_recipient_domains.is_empty() { std::slice::from_ref(&email.domain) } else { email.smtp_recipient_domains.as_slice() };
         Ok(Self {
             domain: email.domain.clone(),
@@ -83,11 +79,7 @@ impl Policy {
     }
 
     fn may_relay(&self, peer: IpAddr) -> bool {
-        // An IPv4 peer on an IPv6 socket comes as ::ffff:a.b.c.d.
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
-            v4 => v4,
-        };
+        let peer = runtime::http::canonical_ip(peer);
         self.relay_networks.iter().any(|n| n.contains(&peer))
     }
 }
