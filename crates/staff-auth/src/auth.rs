@@ -41,8 +41,12 @@ impl SessionKeys {
             Ok(_) => Err(std::io::Error::other(format!("{} holds fewer than 32 bytes", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret: Vec<u8> = (0..2).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
-                crate::private_file::write(path, &secret)?;
-                Ok(Self::new(secret))
+                if crate::private_file::create_new(path, &secret)? {
+                    Ok(Self::new(secret))
+                } else {
+                    // Another service of this installation created it first: use theirs.
+                    Self::load_or_create(path)
+                }
             }
             Err(e) => Err(e),
         }
