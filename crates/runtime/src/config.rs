@@ -174,7 +174,24 @@ impl Default for EmbeddedBrokerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
+    /// The staff listener: every route (desk, supervisor, UCS, queues, statistics, and the
+    /// public ones too). Keep it inside the company's network.
     pub listen: SocketAddr,
+    /// The public listener: only what customers and gateways use (contact form, chat, callbacks,
+    /// SMS webhooks, the customer pages). The one to expose to the internet.
+    pub public_listen: Option<SocketAddr>,
+    /// Host names the staff listener answers to (its `Host` header; a DNS-rebinding page
+    /// cannot reach the staff APIs through a victim's browser). Empty: `localhost`, the
+    /// loopback addresses and the listen address.
+    pub allowed_hosts: Vec<String>,
+    /// Service keys other processes present (`switchboard service-key add`): names, scopes and
+    /// SHA-256 digests, never the keys themselves. Default `<data_dir>/service-keys.toml`.
+    pub service_keys_file: Option<PathBuf>,
+    /// The key this process presents when it calls another one (UCS, under `run`). Under `up`
+    /// without one, a key for this process only is made at start.
+    pub service_key: Option<String>,
+    /// A file holding `service_key`.
+    pub service_key_file: Option<PathBuf>,
     /// Reverse proxies (CIDR) whose `X-Forwarded-For` is believed: behind them the client's
     /// address (for rate limits and the login throttle) is the last one they did not add.
     /// Empty: the peer's own address, and the header is ignored (anyone can send it).
@@ -185,6 +202,23 @@ impl HttpSettings {
     /// `trusted_proxies`, parsed (a bare address is a /32 or /128).
     pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
         networks(&self.trusted_proxies, "[http] trusted_proxies")
+    }
+
+    /// The host names the staff listener answers to: `allowed_hosts`, or by default
+    /// `localhost`, the loopback addresses and the listen address (without ports).
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        if !self.allowed_hosts.is_empty() {
+            return self.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"].map(str::to_owned).into();
+        let own = match self.listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        if !self.listen.ip().is_unspecified() && !hosts.contains(&own) {
+            hosts.push(own);
+        }
+        hosts
     }
 
     /// This process's own base URL (where UCS answers under `switchboard up`).
@@ -198,6 +232,11 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            allowed_hosts: Vec::new(),
+            service_keys_file: None,
+            service_key: None,
+            service_key_file: None,
             trusted_proxies: Vec::new(),
         }
     }
@@ -266,6 +305,11 @@ pub enum ConfigError {
 
 impl Settings {
     /// The key that signs desk session tokens (see [`Settings::desk_secret_file`]).
+    /// `[http] service_keys_file`, or `<data_dir>/service-keys.toml`.
+    pub fn service_keys_file(&self) -> PathBuf {
+        self.http.service_keys_file.clone().unwrap_or_else(|| self.data_dir.join("service-keys.toml"))
+    }
+
     pub fn desk_secret_file(&self) -> PathBuf {
         self.desk_secret_file.clone().unwrap_or_else(|| self.data_dir.join("desk-secret"))
     }
@@ -300,6 +344,7 @@ impl Settings {
         }
         let telemetry = &mut self.telemetry;
         secret_from_file(&mut telemetry.otlp_headers, telemetry.otlp_headers_file.take(), "telemetry.otlp_headers")?;
+        secret_from_file(&mut self.http.service_key, self.http.service_key_file.take(), "http.service_key")?;
         Ok(())
     }
 
@@ -315,6 +360,9 @@ impl Settings {
         }
         if copy.telemetry.otlp_headers.is_some() {
             copy.telemetry.otlp_headers = Some(REDACTED.into());
+        }
+        if copy.http.service_key.is_some() {
+            copy.http.service_key = Some(REDACTED.into());
         }
         copy
     }

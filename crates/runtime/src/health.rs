@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -94,11 +93,14 @@ impl Health {
     }
 
     /// `GET /health/live`, `GET /health/ready` (all services) and `GET /health/ready/{service}`.
-    pub fn routes(&self) -> Router {
-        Router::new()
-            .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
-            .route("/health/ready", get(all_ready))
-            .route("/health/ready/{service}", get(one_ready))
+    /// Liveness is public (a load balancer in front of the public listener asks it); which
+    /// services run and how far they got is for the staff side.
+    pub fn routes(&self) -> crate::routes::Table {
+        use crate::routes::{Audience::{Public, Staff}, Policy::Open};
+        crate::routes::Routes::new()
+            .get("/health/live", Public, Open, || async { Json(json!({"status": "ok"})) })
+            .get("/health/ready", Staff, Open, all_ready)
+            .get("/health/ready/{service}", Staff, Open, one_ready)
             .with_state(self.clone())
     }
 }

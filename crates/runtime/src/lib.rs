@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod partitioned;
 pub mod phone;
 pub mod record;
+pub mod routes;
 pub mod telemetry;
 pub mod service;
 pub mod snapshots;

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use axum::Router;
+use crate::routes::Table;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -30,7 +30,7 @@ type Readiness = Box<dyn Fn() -> Status + Send + Sync>;
 /// What a service contributes to its process.
 pub struct Service {
     pub name: &'static str,
-    pub routes: Router,
+    pub routes: Table,
     pub tasks: Vec<(&'static str, Task)>,
     readiness: Readiness,
 }
@@ -38,12 +38,12 @@ pub struct Service {
 impl Service {
     /// A service with no routes, no tasks, and always ready.
     pub fn new(name: &'static str) -> Self {
-        Self { name, routes: Router::new(), tasks: Vec::new(), readiness: Box::new(Status::ready) }
+        Self { name, routes: Table::new(), tasks: Vec::new(), readiness: Box::new(Status::ready) }
     }
 
     #[must_use]
-    pub fn routes(mut self, routes: Router) -> Self {
-        self.routes = self.routes.merge(routes);
+    pub fn routes(mut self, routes: Table) -> Self {
+        self.routes = std::mem::take(&mut self.routes).merge(routes);
         self
     }
 
@@ -61,7 +61,7 @@ impl Service {
     }
 
     /// The parts, for the binary that runs it.
-    pub fn into_parts(self) -> (&'static str, Router, Vec<(&'static str, Task)>, Readiness) {
+    pub fn into_parts(self) -> (&'static str, Table, Vec<(&'static str, Task)>, Readiness) {
         (self.name, self.routes, self.tasks, self.readiness)
     }
 }

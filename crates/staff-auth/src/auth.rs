@@ -69,6 +69,7 @@ impl SessionKeys {
         let role = match parts.next() {
             Some("agent") => Role::Agent,
             Some("supervisor") => Role::Supervisor,
+            Some("admin") => Role::Admin,
             _ => return Err("malformed session token"),
         };
         let user = parts.next().ok_or("malformed session token")?.to_owned();
@@ -90,6 +91,7 @@ fn role_name(role: Role) -> &'static str {
     match role {
         Role::Agent => "agent",
         Role::Supervisor => "supervisor",
+        Role::Admin => "admin",
     }
 }
 

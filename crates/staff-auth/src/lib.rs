@@ -4,5 +4,6 @@
 
 pub mod auth;
 pub mod private_file;
+pub mod service_keys;
 pub mod throttle;
 pub mod users;

@@ -36,6 +36,15 @@ pub enum UsersError {
 pub enum Role {
     Agent,
     Supervisor,
+    /// Manages users; sees what a supervisor sees; takes no interactions.
+    Admin,
+}
+
+impl Role {
+    /// A supervisor or an admin: may act on others' work and manage the library.
+    pub fn is_supervisor(self) -> bool {
+        matches!(self, Role::Supervisor | Role::Admin)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

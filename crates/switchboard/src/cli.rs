@@ -64,16 +64,22 @@ pub enum Command {
     /// 17+, else Tansu; installed on first use) when no Kafka bootstrap servers are configured.
     /// Ctrl-C stops it cleanly.
     Up {
-        /// HTTP address of the API and health endpoints.
+        /// The staff listener: every API, the staff pages, health ([http] listen).
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// The public listener: only what customers and gateways use ([http] public_listen).
+        #[arg(long)]
+        public_http: Option<SocketAddr>,
     },
     /// Run one service against the configured Kafka cluster.
     Run {
         service: Service,
-        /// HTTP address of the service's API and health endpoints.
+        /// The staff listener: the service's APIs and health ([http] listen).
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// The public listener, for a service with customer routes ([http] public_listen).
+        #[arg(long)]
+        public_http: Option<SocketAddr>,
     },
     /// Submit a test interaction (a Submit command) and print its id.
     Submit {
@@ -127,6 +133,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DeskAction,
     },
+    /// Service keys: what one process presents to another's staff routes under `run` (the
+    /// e-mail server writing UCS, say). Kept in `[http] service_keys_file` as digests.
+    ServiceKey {
+        #[command(subcommand)]
+        action: ServiceKeyAction,
+    },
     /// Print a topic's records as JSON lines, decoded with the schemas in schemas/avro.
     Tail {
         /// Topic name as in infra/topics.toml (e.g. interaction.events), with or without prefix.
@@ -145,6 +157,21 @@ pub enum WorkflowAction {
     /// Validate a workflow file (default: the configured or built-in one) and report the
     /// classifier's accuracy on its held-out examples.
     Check { file: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceKeyAction {
+    /// Make a key, add its digest to the keys file and print the key (the only time it is
+    /// shown): give it to the process as `[http] service_key` (or SWITCHBOARD_HTTP__SERVICE_KEY).
+    Add {
+        name: String,
+        /// Comma separated: read (what an agent reads), manage (what a supervisor does),
+        /// write (UCS contents, identification, blobs: what the channels write).
+        #[arg(long, value_delimiter = ',', default_value = "read,write")]
+        scopes: Vec<String>,
+    },
+    /// Remove the key named NAME: processes that load the file afterwards refuse it.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +196,7 @@ pub enum DeskAction {
 pub enum RoleArg {
     Agent,
     Supervisor,
+    Admin,
 }
 
 fn parse_levels(s: &str) -> Result<BTreeMap<String, i32>, String> {
@@ -280,7 +308,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 }
 
 impl GlobalArgs {
-    fn settings(&self, http: Option<SocketAddr>) -> anyhow::Result<Settings> {
+    fn settings(&self, http: Option<SocketAddr>, public_http: Option<SocketAddr>) -> anyhow::Result<Settings> {
         let settings = Settings::load(self.config.as_deref(), |mut f: Figment| {
             if let Some(v) = &self.data_dir {
                 f = f.merge(Serialized::default("data_dir", v));
@@ -301,6 +329,9 @@ impl GlobalArgs {
             if let Some(v) = http {
                 f = f.merge(Serialized::default("http.listen", v));
             }
+            if let Some(v) = public_http {
+                f = f.merge(Serialized::default("http.public_listen", v));
+            }
             if let Some(v) = self.broker_port {
                 f = f.merge(Serialized::default("broker.port", v));
             }
@@ -311,11 +342,11 @@ impl GlobalArgs {
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
-    let http = match &cli.command {
-        Command::Up { http } | Command::Run { http, .. } => *http,
-        _ => None,
+    let (http, public_http) = match &cli.command {
+        Command::Up { http, public_http } | Command::Run { http, public_http, .. } => (*http, *public_http),
+        _ => (None, None),
     };
-    let mut settings = cli.global.settings(http)?;
+    let mut settings = cli.global.settings(http, public_http)?;
     let _telemetry = runtime::telemetry::init(&settings.telemetry)?;
     let topics = Topics::load(
         settings.kafka.topics_file.as_deref(),
@@ -537,6 +568,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 role: match role {
                     RoleArg::Agent => desk::users::Role::Agent,
                     RoleArg::Supervisor => desk::users::Role::Supervisor,
+                    RoleArg::Admin => desk::users::Role::Admin,
                 },
                 password_hash: desk::users::hash_password(password)?,
                 skills,
@@ -547,6 +579,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             // Check what was written reads back (media names, ids).
             desk::users::Users::load(&path)?;
             println!("{id} saved in {}", path.display());
+            Ok(())
+        }
+        Command::ServiceKey { action } => {
+            let path = settings.service_keys_file();
+            match action {
+                ServiceKeyAction::Add { name, scopes } => {
+                    let key = staff_auth::service_keys::add(&path, &name, &scopes)?;
+                    eprintln!("key {name:?} ({}) added to {}; it is shown this once:", scopes.join(","), path.display());
+                    println!("{key}");
+                }
+                ServiceKeyAction::Remove { name } => {
+                    if !staff_auth::service_keys::remove(&path, &name)? {
+                        bail!("no key named {name:?} in {}", path.display());
+                    }
+                    eprintln!("key {name:?} removed from {}; restart the processes that load it", path.display());
+                }
+            }
             Ok(())
         }
         Command::Tail { topic, follow, max } => {

@@ -2,6 +2,7 @@
 //! broker when no Kafka is configured); `run <service>` runs one against any Kafka cluster.
 
 mod cli;
+pub mod gate;
 mod services;
 pub mod settings;
 pub mod tools;

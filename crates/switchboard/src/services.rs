@@ -43,7 +43,8 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
     } else {
         services.push(Service::SmsServer);
     }
-    let result = run_services(&settings, &topics, &services, shutdown).await;
+    let own_key = own_service_key(&mut settings);
+    let result = run_services(&settings, &topics, &services, own_key, shutdown).await;
     if let Some(broker) = broker {
         broker.stop().await?;
     }
@@ -51,8 +52,35 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
 }
 
 pub async fn run_one(service: Service, settings: Settings, topics: Topics) -> anyhow::Result<()> {
-    run_services(&settings, &topics, &[service], shutdown_on_signal()).await
+    if settings.http.service_key.is_none() && matches!(service, Service::Email | Service::ChatServer | Service::SmsServer) {
+        tracing::warn!(service = %service.name(), "no [http] service_key: this service's calls to UCS will be refused (switchboard service-key add)");
+    }
+    run_services(&settings, &topics, &[service], None, shutdown_on_signal()).await
 }
+
+/// Under `up`, the services call UCS in the same process over HTTP like any other caller: with
+/// no `[http] service_key` configured, a key made now for this process only (accepted by this
+/// process, written nowhere).
+fn own_service_key(settings: &mut Settings) -> Option<String> {
+    if settings.http.service_key.is_some() {
+        return None;
+    }
+    let key = staff_auth::service_keys::generate();
+    settings.shared.http.service_key = Some(key.clone());
+    Some(key)
+}
+
+/// The gatekeeper of this process's routes: desk sessions and the service keys it accepts.
+fn gatekeeper(settings: &Settings, own_key: Option<&str>) -> anyhow::Result<runtime::routes::Gate> {
+    let secret_file = settings.desk_secret_file();
+    let sessions = staff_auth::auth::SessionKeys::load_or_create(&secret_file).with_context(|| format!("desk session secret {}", secret_file.display()))?;
+    let mut services = staff_auth::service_keys::ServiceKeys::load(&settings.service_keys_file())?;
+    if let Some(key) = own_key {
+        services.accept(key, "this process", &staff_auth::service_keys::SCOPES);
+    }
+    Ok(runtime::routes::Gate(std::sync::Arc::new(crate::gate::Gatekeeper::new(sessions, services))))
+}
+
 
 /// A token cancelled on Ctrl-C or SIGTERM.
 fn shutdown_on_signal() -> CancellationToken {
@@ -95,6 +123,16 @@ async fn make(service: Service, ctx: &Context) -> anyhow::Result<runtime::servic
     })
 }
 
+/// `table` and `GET /v1/routes`, which lists it (itself included): every route this process
+/// serves with its audience and policy, for operators and for the authorization matrix test.
+fn with_route_listing(table: runtime::routes::Table) -> runtime::routes::Table {
+    use runtime::routes::{Audience::Staff, Policy::Supervisor, RouteSpec};
+    let mut specs: Vec<RouteSpec> = table.specs().to_vec();
+    specs.push(RouteSpec { method: axum::http::Method::GET, path: "/v1/routes", audience: Staff, policy: Supervisor });
+    let listing = std::sync::Arc::new(specs);
+    table.merge(runtime::routes::Routes::new().get("/v1/routes", Staff, Supervisor, move || async move { axum::Json(serde_json::json!({ "routes": *listing })) }).with_state(()))
+}
+
 /// The topics `services` read or write, as infra/kafka/acls.toml declares them.
 fn used_topics(services: &[Service]) -> anyhow::Result<std::collections::BTreeSet<String>> {
     let acls = runtime::acls::Acls::built_in()?;
@@ -110,8 +148,10 @@ async fn run_services(
     settings: &Settings,
     topics: &Topics,
     services: &[Service],
+    own_key: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let gate = gatekeeper(settings, own_key.as_deref())?;
     tracing::info!(client = %runtime::kafka::client_library(), bootstrap = %settings.kafka.bootstrap_servers, "connecting to Kafka");
     let kafka = settings.kafka.clone();
     tokio::task::spawn_blocking(move || runtime::kafka::check_connection(&kafka, Duration::from_secs(15))).await??;
@@ -126,32 +166,42 @@ async fn run_services(
     // Services that share the floor come before the queues (see `floor::service::queues`).
     let mut ordered = services.to_vec();
     ordered.sort_by_key(|s| matches!(s, Service::Queues));
-    let mut router = ctx.health.routes().merge(web_ui::asset_routes());
+    let mut table = ctx.health.routes().merge(web_ui::asset_routes());
+    let baseline_public = table.specs().iter().filter(|s| s.audience == runtime::routes::Audience::Public).count();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let mut all_tasks = Vec::new();
     for service in ordered {
         let made = make(service, &ctx).await.with_context(|| format!("starting {}", service.name()))?;
         let (name, routes, service_tasks, readiness) = made.into_parts();
         ctx.health.register(name, readiness);
-        router = router.merge(routes);
+        table = table.merge(routes);
         all_tasks.extend(service_tasks);
     }
     all_tasks.extend(ctx.take_background());
     for (name, task) in all_tasks {
         tasks.spawn(async move { (name, task.await) });
     }
-    let (addr, http) = runtime::http::serve(router, settings.http.listen, shutdown.clone())
+    table = with_route_listing(table);
+    // A process with customer-facing services opens the public listener too.
+    let serves_public = table.specs().iter().filter(|s| s.audience == runtime::routes::Audience::Public).count() > baseline_public;
+    let (staff, public) = table.into_routers();
+    let staff = runtime::routes::host_checked(staff, settings.http.allowed_hosts()).layer(axum::Extension(gate.clone()));
+    let (addr, http) = runtime::http::serve(staff, settings.http.listen, shutdown.clone())
         .await
-        .with_context(|| format!("listening on {}", settings.http.listen))?;
-    tasks.spawn(async move {
-        (
-            "http",
-            http.await.map_err(anyhow::Error::from).and_then(|r| Ok(r?)),
-        )
-    });
-    tracing::info!(http = %format!("http://{addr}"), kafka = %settings.kafka.bootstrap_servers, "switchboard is up");
+        .with_context(|| format!("listening on {} ([http] listen)", settings.http.listen))?;
+    tasks.spawn(async move { ("http", http.await.map_err(anyhow::Error::from).and_then(|r| Ok(r?))) });
+    let mut public_addr = None;
+    if let (true, Some(listen)) = (serves_public, settings.http.public_listen) {
+        let (addr, http) = runtime::http::serve(public.layer(axum::Extension(gate)), listen, shutdown.clone())
+            .await
+            .with_context(|| format!("listening on {listen} ([http] public_listen)"))?;
+        tasks.spawn(async move { ("public http", http.await.map_err(anyhow::Error::from).and_then(|r| Ok(r?))) });
+        public_addr = Some(addr);
+    }
+    let public_text = public_addr.map_or_else(String::new, |a| format!(", public http://{a}"));
+    tracing::info!(http = %format!("http://{addr}"), public = ?public_addr.map(|a| format!("http://{a}")), kafka = %settings.kafka.bootstrap_servers, "switchboard is up");
     eprintln!(
-        "switchboard is up: http://{addr}  (Kafka at {}; Ctrl-C stops)",
+        "switchboard is up: staff http://{addr}{public_text}  (Kafka at {}; Ctrl-C stops)",
         settings.kafka.bootstrap_servers
     );
 

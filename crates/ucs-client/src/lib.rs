@@ -45,9 +45,17 @@ pub struct ContentPart {
 }
 
 impl UcsClient {
-    pub fn new(base: &str) -> Self {
+    /// A client of the UCS at `base`, presenting the service key `key` (`[http] service_key`;
+    /// UCS refuses its routes to anyone without a credential).
+    pub fn new(base: &str, key: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(Ok(mut value)) = key.map(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}"))) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self { http, base: base.trim_end_matches('/').to_owned() }

@@ -16,20 +16,21 @@ use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 
 use crate::projector::SharedFloor;
 
-pub fn routes(floor: Arc<SharedFloor>) -> Router {
-    Router::new()
-        .route("/v1/stats/queues", get(queue_stats))
-        .route("/v1/stats/agents", get(agent_stats))
-        .route("/v1/stats/stream", get(stream))
-        .route("/v1/stats/history", get(history))
-        .route("/v1/agents", get(agents))
-        .route("/v1/agents/{id}", get(agent))
+/// Statistics and every agent's state: for supervisors.
+pub fn routes(floor: Arc<SharedFloor>) -> runtime::routes::Table {
+    use runtime::routes::{Audience::Staff, Policy::Supervisor};
+    runtime::routes::Routes::new()
+        .get("/v1/stats/queues", Staff, Supervisor, queue_stats)
+        .get("/v1/stats/agents", Staff, Supervisor, agent_stats)
+        .get("/v1/stats/stream", Staff, Supervisor, stream)
+        .get("/v1/stats/history", Staff, Supervisor, history)
+        .get("/v1/agents", Staff, Supervisor, agents)
+        .get("/v1/agents/{id}", Staff, Supervisor, agent)
         .with_state(floor)
 }
 

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 
 use crate::board::Board;
@@ -43,11 +42,13 @@ impl BoardView for Projection {
     }
 }
 
-pub fn routes<V: BoardView>(view: Arc<V>) -> Router {
-    Router::new()
-        .route("/queues", get(list_queues::<V>))
-        .route("/queues/{queue}", get(queue::<V>))
-        .route("/interactions/{id}", get(interaction::<V>))
+/// Every queue with every property (drafts, replies, QA comments): for supervisors.
+pub fn routes<V: BoardView>(view: Arc<V>) -> runtime::routes::Table {
+    use runtime::routes::{Audience::Staff, Policy::Supervisor};
+    runtime::routes::Routes::new()
+        .get("/queues", Staff, Supervisor, list_queues::<V>)
+        .get("/queues/{queue}", Staff, Supervisor, queue::<V>)
+        .get("/interactions/{id}", Staff, Supervisor, interaction::<V>)
         .with_state(view)
 }
 

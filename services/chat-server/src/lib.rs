@@ -22,8 +22,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use runtime::routes::{Routes, Table};
 use contract::chat::{ChatPayload, ChatRole, MessagePosted, ParticipantJoined, SessionStarted, Visibility};
 use contract::command::{CommandPayload, MediaType, Submit};
 use runtime::commands::CommandClient;
@@ -84,22 +84,21 @@ impl ChatServer {
 
     /// The chat routes; starting a chat (public, like the web API) is rate limited per client
     /// address by `[web_api]`.
-    pub fn routes(&self, limits: &runtime::config::WebApiSettings, http: &runtime::config::HttpSettings) -> anyhow::Result<Router> {
-        let start_route = Router::new().route("/v1/chats", post(start)).with_state(self.clone());
-        let start_route = runtime::http::rate_limited(start_route, limits, http).map_err(|e| anyhow::anyhow!(e))?;
+    pub fn routes(&self, limits: &runtime::config::WebApiSettings, http: &runtime::config::HttpSettings) -> anyhow::Result<Table> {
+        use runtime::routes::{Audience::Public, Policy::Customer};
+        let start_route = Routes::new().post("/v1/chats", Public, Customer, start).with_state(self.clone());
+        let start_route = start_route.try_map(|r| runtime::http::rate_limited(r, limits, http)).map_err(|e| anyhow::anyhow!(e))?;
         // The widget on a listed site starts chats here from its own origin (CORS); the socket's
         // Origin is checked against the same list in `socket::upgrade`.
         let origins = self.settings().allowed_origins.iter().filter_map(|o| o.parse::<axum::http::HeaderValue>().ok()).collect::<Vec<_>>();
-        let start_route = start_route.layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::AllowOrigin::list(origins))
-                .allow_methods([axum::http::Method::POST])
-                .allow_headers([axum::http::header::CONTENT_TYPE]),
-        );
-        Ok(Router::new()
-            .route("/v1/chats/{id}/ws", get(socket::upgrade))
-            .with_state(self.clone())
-            .merge(start_route))
+        let cors = tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+            .allow_methods([axum::http::Method::POST])
+            .allow_headers([axum::http::header::CONTENT_TYPE]);
+        let start_route = start_route.try_map(|r| Ok::<_, std::convert::Infallible>(r.layer(cors.clone())))?;
+        // The customer's socket (the chat's token) and the agents' (a desk session): the
+        // handler tells them apart and checks each.
+        Ok(Routes::new().get("/v1/chats/{id}/ws", Public, Customer, socket::upgrade).with_state(self.clone()).merge(start_route))
     }
 
     pub fn sessions(&self) -> &SharedSessions {
@@ -138,7 +137,7 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
     let keys = staff_auth::auth::SessionKeys::load_or_create(&secret_file)
         .map_err(|e| anyhow::anyhow!("desk session secret {}: {e}", secret_file.display()))?;
     let own = ctx.section::<ChatSettings>();
-    let ucs = ucs_client::UcsClient::new(&own.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+    let ucs = ucs_client::UcsClient::new(&own.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()), settings.http.service_key.as_deref());
     let (s, f) = (sessions.clone(), floor.clone());
     let server = ChatServer::new(&settings.kafka, &ctx.topics, &own, sessions, floor, keys, ucs)?;
     let routes = server.routes(&settings.web_api, &settings.http)?;

@@ -47,7 +47,7 @@ fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: &str
         let agents_only = *role == contract::command::PartyRole::Consult;
         return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only });
     }
-    if desk.role == staff_auth::users::Role::Supervisor {
+    if desk.role.is_supervisor() {
         return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Supervisor, agents_only: true });
     }
     Err((StatusCode::FORBIDDEN, format!("{} is not on this chat", desk.user)))

@@ -30,8 +30,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use contract::agent::{AgentEvent, AgentPayload, LoggedIn, LoggedOut, NotReady, Ready};
 use contract::command::{CommandPayload, MediaType, Submit, Transfer};
 use desk_actions::set_properties;
@@ -123,19 +122,23 @@ impl Desk {
         })
     }
 
-    pub fn routes(&self) -> Router {
-        Router::new()
-            .route("/v1/desk/login", post(login))
-            .route("/v1/desk/state", post(change_state))
-            .route("/v1/desk/me", get(me))
-            .route("/v1/desk/events", get(events))
-            .route("/v1/desk/interactions/{id}", get(interaction))
-            .route("/v1/desk/interactions/{id}/responses", get(responses))
-            .route("/v1/desk/interactions/{id}/timeline", get(timeline))
-            .route("/v1/desk/history/queues", get(queues_at))
-            .route("/v1/desk/interactions/{id}/{action}", post(act))
-            .route("/v1/desk/queues", get(queues_summary))
-            .route("/v1/desk/queues/{queue}", get(queue_view))
+    /// Every desk route but the login needs a desk session; what a session may do with an
+    /// interaction (its own, a party's, a supervisor's) the handlers decide.
+    pub fn routes(&self) -> runtime::routes::Table {
+        use runtime::routes::{Audience::Staff, Policy::{Agent, Open}};
+        runtime::routes::Routes::new()
+            .post("/v1/desk/login", Staff, Open, login)
+            .post("/v1/desk/logout", Staff, Open, logout)
+            .post("/v1/desk/state", Staff, Agent, change_state)
+            .get("/v1/desk/me", Staff, Agent, me)
+            .get("/v1/desk/events", Staff, Agent, events)
+            .get("/v1/desk/interactions/{id}", Staff, Agent, interaction)
+            .get("/v1/desk/interactions/{id}/responses", Staff, Agent, responses)
+            .get("/v1/desk/interactions/{id}/timeline", Staff, Agent, timeline)
+            .get("/v1/desk/history/queues", Staff, Agent, queues_at)
+            .post("/v1/desk/interactions/{id}/{action}", Staff, Agent, act)
+            .get("/v1/desk/queues", Staff, Agent, queues_summary)
+            .get("/v1/desk/queues/{queue}", Staff, Agent, queue_view)
             .with_state(self.clone())
     }
 }
@@ -192,19 +195,9 @@ impl FromRequestParts<Desk> for Session {
     type Rejection = DeskError;
 
     async fn from_request_parts(parts: &mut Parts, desk: &Desk) -> Result<Self, Self::Rejection> {
-        let from_header = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        // EventSource cannot set headers: the events stream also takes ?token=.
-        let from_query = parts.uri.query().and_then(|q| {
-            q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
-        });
-        let token = from_header
-            .or(from_query)
-            .ok_or_else(|| DeskError::new(StatusCode::UNAUTHORIZED, "log in first: no session token (Authorization: Bearer ...)"))?;
+        // EventSource cannot set headers: the events stream goes by the login's cookie.
+        let token = runtime::routes::presented_token(parts)
+            .ok_or_else(|| DeskError::new(StatusCode::UNAUTHORIZED, "log in first: no session token (Authorization: Bearer ..., or the login's cookie)"))?;
         desk.inner
             .keys
             .verify(&token, contract::now_millis())
@@ -213,7 +206,7 @@ impl FromRequestParts<Desk> for Session {
 }
 
 fn supervisor_only(session: &Session) -> Result<(), DeskError> {
-    if session.role == Role::Supervisor {
+    if session.role.is_supervisor() {
         Ok(())
     } else {
         Err(DeskError::new(StatusCode::FORBIDDEN, "only a supervisor may do this"))
@@ -263,7 +256,20 @@ async fn login(
         }))
         .await?;
     }
-    Ok(Json(json!({ "token": token, "user": user.id, "role": user.role, "expires_at": expires_at })).into_response())
+    // The cookie serves what cannot send a header (the event streams); writes need the header.
+    let cookie = format!("{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", runtime::routes::SESSION_COOKIE, hours * 3600);
+    let mut response = Json(json!({ "token": token, "user": user.id, "role": user.role, "expires_at": expires_at })).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(axum::http::header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Clears the session cookie in this browser. The token itself stays valid until it expires
+/// (sessions are stateless signed tokens; revoking them needs sessions on the log).
+async fn logout() -> Response {
+    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", runtime::routes::SESSION_COOKIE);
+    ([(axum::http::header::SET_COOKIE, cookie)], Json(json!({ "logged_out": true }))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -326,7 +332,7 @@ fn visible_interaction<'f>(floor: &'f floor::Floor, session: &Session, id: &str)
     let involved = i.owner.as_deref() == Some(&session.user)
         || i.offer.as_ref().is_some_and(|o| o.agent_id == session.user)
         || i.parties.contains_key(&session.user);
-    if !involved && session.role != Role::Supervisor {
+    if !involved && !session.role.is_supervisor() {
         return Err(DeskError::new(StatusCode::FORBIDDEN, format!("interaction {id} is not yours")));
     }
     Ok(i)
@@ -429,7 +435,7 @@ async fn act(
         .interaction(&id)
         .cloned()
         .ok_or_else(|| DeskError::new(StatusCode::NOT_FOUND, format!("no interaction {id}")))?;
-    let actor = desk_actions::Actor { user: me.clone(), supervisor: session.role == Role::Supervisor };
+    let actor = desk_actions::Actor { user: me.clone(), supervisor: session.role.is_supervisor() };
     match desk_actions::plan(&action, request, &actor, &current, &desk.rules(), contract::now_millis()) {
         Ok(desk_actions::Plan::Commands(steps)) => desk.run_commands(&session, &id, steps).await,
         Ok(desk_actions::Plan::Release(text)) => desk.release(&session, &current, text).await,
@@ -609,7 +615,7 @@ async fn events(
     session: Session,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let me = session.user.clone();
-    let supervisor = session.role == Role::Supervisor;
+    let supervisor = session.role.is_supervisor();
     let mut touched = desk.inner.floor.subscribe();
     desk.stream_opened(&me);
     let guard = StreamGuard { desk: desk.clone(), agent: me.clone() };

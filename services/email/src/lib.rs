@@ -29,7 +29,7 @@ use runtime::topics::{self, Topics};
 pub fn intake(settings: &Settings, email: &EmailSettings, topics: &Topics) -> anyhow::Result<intake::Intake> {
     let ucs_url = email.ucs_url.clone().unwrap_or_else(|| settings.http.own_url());
     Ok(intake::Intake {
-        ucs: ucs_client::UcsClient::new(&ucs_url),
+        ucs: ucs_client::UcsClient::new(&ucs_url, settings.http.service_key.as_deref()),
         commands: CommandClient::new(&settings.kafka, topics, "email")?,
         dead_letters: DeadLetters::new(runtime::kafka::producer(&settings.kafka)?, topics.name(topics::DEAD_LETTER), "email"),
         limits: parse::Limits { max_bytes: email.max_message_bytes, max_parts: email.max_parts, max_depth: email.max_depth },
@@ -44,7 +44,7 @@ pub fn shared_intake(ctx: &runtime::service::Context) -> anyhow::Result<Arc<inta
 }
 
 /// The contact form's routes (`POST /v1/forms/email`), for the web API to serve.
-pub fn contact_form(ctx: &runtime::service::Context) -> anyhow::Result<axum::Router> {
+pub fn contact_form(ctx: &runtime::service::Context) -> anyhow::Result<runtime::routes::Table> {
     Ok(web_form::routes(shared_intake(ctx)?))
 }
 

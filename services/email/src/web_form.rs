@@ -13,8 +13,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use lettre::Message;
 use lettre::message::Mailbox;
 use serde::Deserialize;
@@ -37,8 +36,9 @@ pub struct WebForm {
     pub message: String,
 }
 
-pub fn routes(intake: Arc<Intake>) -> Router {
-    Router::new().route("/v1/forms/email", post(submit)).with_state(intake)
+pub fn routes(intake: Arc<Intake>) -> runtime::routes::Table {
+    use runtime::routes::{Audience::Public, Policy::Customer};
+    runtime::routes::Routes::new().post("/v1/forms/email", Public, Customer, submit).with_state(intake)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router as HttpRouter};
+use axum::Json;
 use floor::SharedFloor;
 use runtime::commands::CommandClient;
 use runtime::config::KafkaSettings;
@@ -130,9 +129,10 @@ impl Router {
     }
 
     /// HTTP: `GET /v1/router/status`, `GET /health/ready/router`.
-    pub fn routes(&self) -> HttpRouter {
-        HttpRouter::new()
-            .route("/v1/router/status", get(status))
+    pub fn routes(&self) -> runtime::routes::Table {
+        use runtime::routes::{Audience::Staff, Policy::Supervisor};
+        runtime::routes::Routes::new()
+            .get("/v1/router/status", Staff, Supervisor, status)
             .with_state((self.status.clone(), self.loaded.clone()))
     }
 

@@ -35,8 +35,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use contract::command::{ChangeProperties, CommandPayload, MediaType, Submit};
 use floor::SharedFloor;
 use gateway::Gateway;
@@ -71,7 +70,7 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
     let dead_letters = DeadLetters::new(runtime::kafka::producer(kafka)?, topics.name(runtime::topics::DEAD_LETTER), "sms-server");
     let public_url = sms.public_url.clone().unwrap_or_else(|| settings.http.own_url());
     let commands = CommandClient::new(kafka, topics, "sms-server")?;
-    let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()));
+    let ucs = ucs_client::UcsClient::new(&sms.ucs_url.clone().unwrap_or_else(|| settings.http.own_url()), settings.http.service_key.as_deref());
     let session = match sessions {
         Some(sessions) => {
             let publisher = chat_sessions::Publisher::new(kafka, topics)?;
@@ -189,10 +188,12 @@ impl<G: Gateway> SmsServer<G> {
         ]))
     }
 
-    pub fn routes(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/v1/sms/{gateway}/inbound", post(inbound::<G>))
-            .route("/v1/sms/{gateway}/status", post(status::<G>))
+    /// The gateway's webhooks: public, each checked against the gateway's signature.
+    pub fn routes(self: &Arc<Self>) -> runtime::routes::Table {
+        use runtime::routes::{Audience::Public, Policy::Gateway};
+        runtime::routes::Routes::new()
+            .post("/v1/sms/{gateway}/inbound", Public, Gateway, inbound::<G>)
+            .post("/v1/sms/{gateway}/status", Public, Gateway, status::<G>)
             .with_state(self.clone())
     }
 

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler as _;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
+use runtime::routes::{Routes, Table};
 use contract::ucs::{
     CategoryDeleted, CategorySaved, ContactIdentified, ContactUpdated, ContactsMerged, ContentAdded,
     ContentRole, IdentityKind, NoteAdded, StandardResponseDeleted, StandardResponseSaved, UcsPayload,
@@ -57,35 +58,34 @@ pub struct AppState {
 )]
 pub struct ApiDoc;
 
-pub fn routes(state: AppState) -> Router {
+/// UCS is staff-only: reading contacts and history needs an agent, changing the library and
+/// merging contacts a supervisor, and what the channels write (contents, identification,
+/// blobs) a service key.
+pub fn routes(state: AppState) -> Table {
+    use runtime::routes::{Audience::Staff, Policy::{Agent, Open, Service, Supervisor}};
     let blob_limit = usize::try_from(state.blobs.max_bytes()).unwrap_or(usize::MAX);
-    Router::new()
-        .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-        .route("/v1/contacts", get(search_contacts))
-        .route("/v1/contacts/identify", post(identify))
-        .route("/v1/contacts/{id}", get(get_contact).patch(update_contact))
-        .route("/v1/contacts/{id}/merge", post(merge_contact))
-        .route("/v1/contacts/{id}/history", get(contact_history))
-        .route("/v1/interactions/{id}/detail", get(get_interaction))
-        .route("/v1/interactions/{id}/contents", post(add_content))
-        .route("/v1/notes", post(add_note))
-        .route("/v1/categories", get(list_categories).post(create_category))
-        .route("/v1/categories/{id}", put(save_category).delete(delete_category))
-        .route(
-            "/v1/standard-responses",
-            get(list_standard_responses).post(create_standard_response),
-        )
-        .route(
-            "/v1/standard-responses/{id}",
-            get(get_standard_response)
-                .put(save_standard_response)
-                .delete(delete_standard_response),
-        )
-        .route(
-            "/v1/blobs",
-            post(put_blob).layer(DefaultBodyLimit::max(blob_limit.saturating_add(1))),
-        )
-        .route("/v1/blobs/{reference}", get(get_blob))
+    Routes::new()
+        .get("/v1/openapi.json", Staff, Open, || async { Json(ApiDoc::openapi()) })
+        .get("/v1/contacts", Staff, Agent, search_contacts)
+        .post("/v1/contacts/identify", Staff, Service, identify)
+        .get("/v1/contacts/{id}", Staff, Agent, get_contact)
+        .route(Method::PATCH, "/v1/contacts/{id}", Staff, Agent, update_contact)
+        .post("/v1/contacts/{id}/merge", Staff, Supervisor, merge_contact)
+        .get("/v1/contacts/{id}/history", Staff, Agent, contact_history)
+        .get("/v1/interactions/{id}/detail", Staff, Agent, get_interaction)
+        .post("/v1/interactions/{id}/contents", Staff, Service, add_content)
+        .post("/v1/notes", Staff, Agent, add_note)
+        .get("/v1/categories", Staff, Agent, list_categories)
+        .post("/v1/categories", Staff, Supervisor, create_category)
+        .route(Method::PUT, "/v1/categories/{id}", Staff, Supervisor, save_category)
+        .route(Method::DELETE, "/v1/categories/{id}", Staff, Supervisor, delete_category)
+        .get("/v1/standard-responses", Staff, Agent, list_standard_responses)
+        .post("/v1/standard-responses", Staff, Supervisor, create_standard_response)
+        .get("/v1/standard-responses/{id}", Staff, Agent, get_standard_response)
+        .route(Method::PUT, "/v1/standard-responses/{id}", Staff, Supervisor, save_standard_response)
+        .route(Method::DELETE, "/v1/standard-responses/{id}", Staff, Supervisor, delete_standard_response)
+        .post("/v1/blobs", Staff, Service, put_blob.layer(DefaultBodyLimit::max(blob_limit.saturating_add(1))))
+        .get("/v1/blobs/{reference}", Staff, Agent, get_blob)
         .with_state(state)
 }
 

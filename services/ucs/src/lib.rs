@@ -59,7 +59,7 @@ pub async fn parts(
     settings: &Settings,
     own: &UcsSettings,
     topics: &Topics,
-) -> anyhow::Result<(axum::Router, Projector)> {
+) -> anyhow::Result<(runtime::routes::Table, Projector)> {
     let url = own.database_url(&settings.data_dir);
     if db::Backend::of(&url)? == db::Backend::Sqlite {
         std::fs::create_dir_all(&settings.data_dir)?;

@@ -22,8 +22,8 @@ use utoipa::OpenApi;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use runtime::routes::{Routes, Table};
 use contract::command::{CommandPayload, MediaType, Submit};
 use runtime::commands::CommandClient;
 use serde::Deserialize;
@@ -65,18 +65,19 @@ struct ApiDoc;
 /// The web API service: its routes and `public` (routes of other channels served to web sites
 /// beside them, the contact form), rate limited together per client address. It only writes:
 /// a submission accepted is on `interaction.commands`, so it is always ready.
-pub fn service(ctx: &runtime::service::Context, public: Router) -> anyhow::Result<runtime::service::Service> {
+pub fn service(ctx: &runtime::service::Context, public: Table) -> anyhow::Result<runtime::service::Service> {
     let client = CommandClient::new(&ctx.settings.kafka, &ctx.topics, "web-api")?;
     let routes = routes(client, &ctx.settings.callback).merge(public);
-    let limited = runtime::http::rate_limited(routes, &ctx.settings.web_api, &ctx.settings.http).map_err(anyhow::Error::msg)?;
+    let limited = routes.try_map(|r| runtime::http::rate_limited(r, &ctx.settings.web_api, &ctx.settings.http)).map_err(anyhow::Error::msg)?;
     Ok(runtime::service::Service::new("web-api").routes(limited))
 }
 
-pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Router {
-    Router::new()
-        .route("/v1/interactions", post(submit))
-        .route("/v1/callbacks", post(request_callback))
-        .route("/v1/web/openapi.json", axum::routing::get(|| async { Json(ApiDoc::openapi()) }))
+pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Table {
+    use runtime::routes::{Audience::Public, Policy::{Customer, Open}};
+    Routes::new()
+        .post("/v1/interactions", Public, Customer, submit)
+        .post("/v1/callbacks", Public, Customer, request_callback)
+        .get("/v1/web/openapi.json", Public, Open, || async { Json(ApiDoc::openapi()) })
         .with_state(Api { commands, callbacks: callbacks.clone() })
 }
 

@@ -98,6 +98,7 @@ function setupLogin(expectRole, onLogin) {
   });
   $("logout").addEventListener("click", async () => {
     try { if (Desk.role === "agent") await api("POST", "/v1/desk/state", { state: "logged_out" }); } catch (_) { /* the token may have expired */ }
+    try { await api("POST", "/v1/desk/logout", {}); } catch (_) { /* the cookie goes with its expiry anyway */ }
     Desk.forget();
     location.reload();
   });
@@ -107,7 +108,7 @@ function setupLogin(expectRole, onLogin) {
 
 /** The desk's event stream (server-sent events); reconnects by itself. */
 function deskEvents(onEvent) {
-  const source = new EventSource("/v1/desk/events?token=" + encodeURIComponent(Desk.token));
+  const source = new EventSource("/v1/desk/events");
   for (const kind of ["hello", "offer", "interaction", "agent", "lagged"]) {
     source.addEventListener(kind, (e) => { let data = null; try { data = JSON.parse(e.data); } catch (_) { /* keep-alive */ } onEvent(kind, data); });
   }

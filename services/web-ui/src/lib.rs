@@ -11,11 +11,10 @@
 //! Files live in `services/web-ui/assets/`; `GET /ui/assets/{name}` ([`asset_routes`]) serves
 //! the shared ones.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use runtime::routes::{Audience::{Public, Staff}, Policy::Open, Routes, Table};
 
 /// `(name, content type, body)` of every embedded file.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -63,30 +62,34 @@ async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// The agent desktop and the supervisor dashboard, and the files they share.
-pub fn staff_routes() -> Router {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(|| async { page(INDEX) }))
-        .route("/ui/desk", get(|| async { page(DESK) }))
-        .route("/ui/supervisor", get(|| async { page(SUPERVISOR) }))
+/// The pages hold no data (they log in and call the APIs), so they are open; they are served
+/// on the staff listener only.
+pub fn staff_routes() -> Table {
+    Routes::new()
+        .get("/ui", Staff, Open, || async { Redirect::to("/ui/") })
+        .get("/ui/", Staff, Open, || async { page(INDEX) })
+        .get("/ui/desk", Staff, Open, || async { page(DESK) })
+        .get("/ui/supervisor", Staff, Open, || async { page(SUPERVISOR) })
+        .with_state(())
 }
 
 /// The files both kinds of page use (`/ui/assets/{name}`): mounted once per process.
-pub fn asset_routes() -> Router {
-    Router::new().route("/ui/assets/{name}", get(asset))
+pub fn asset_routes() -> Table {
+    Routes::new().get("/ui/assets/{name}", Public, Open, asset).with_state(())
 }
 
 /// The contact form, the chat page and the embeddable widget.
-pub fn customer_routes() -> Router {
-    Router::new()
-        .route("/ui/contact", get(|| async { page(CONTACT) }))
-        .route("/ui/chat", get(|| async { page(CHAT) }))
+pub fn customer_routes() -> Table {
+    Routes::new()
+        .get("/ui/contact", Public, Open, || async { page(CONTACT) })
+        .get("/ui/chat", Public, Open, || async { page(CHAT) })
         // Served to other sites' pages: any origin may load it.
-        .route("/ui/chat-widget.js", get(|| async {
+        .get("/ui/chat-widget.js", Public, Open, || async {
             let mut response = file("text/javascript; charset=utf-8", WIDGET);
             response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             response
-        }))
+        })
+        .with_state(())
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ async fn main() {
     settings.web_api.rate_burst = 1_000_000;
     settings.web_api.rate_per_minute = 1_000_000;
     let services = env.spawn_services(&mut settings, &[("desk", free_port()), ("chat-server", free_port())]);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &services.url("desk", "/health/ready/desk")).await;
     wait_ready(&http, &services.url("chat-server", "/health/ready/chat-server")).await;
     let port = services.port("chat-server");

@@ -198,7 +198,7 @@ async fn one_size(history: usize) -> Row {
     let mut up = start_up(&env, &data, http, 2);
     wait_ready(http, Duration::from_secs(3600)).await;
     let ready_s = started.elapsed().as_secs_f64();
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     let response = client
         .post(format!("http://127.0.0.1:{http}/v1/interactions"))
         .json(&serde_json::json!({"media_type": "chat", "queue": "chat-inbound", "properties": {"subject": "after the restart"}}))
@@ -282,6 +282,7 @@ fn start_up(env: &TestEnv, data: &std::path::Path, http: u16, run: u32) -> tokio
         .env("SWITCHBOARD_KAFKA__BROKER", if on_tansu() { "tansu" } else { "kafka" })
         .env("SWITCHBOARD_WEB_API__RATE_PER_MINUTE", "1000000")
         .env("SWITCHBOARD_WEB_API__RATE_BURST", "100000")
+        .envs(e2e::process_env(env.dir.path()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)
@@ -291,7 +292,7 @@ fn start_up(env: &TestEnv, data: &std::path::Path, http: u16, run: u32) -> tokio
 }
 
 async fn get(http: u16, path: &str) -> Value {
-    match reqwest::get(format!("http://127.0.0.1:{http}{path}")).await {
+    match e2e::http().get(format!("http://127.0.0.1:{http}{path}")).send().await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
     }
@@ -300,7 +301,7 @@ async fn get(http: u16, path: &str) -> Value {
 async fn wait_ready(http: u16, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/health/ready")).await
+        if let Ok(r) = e2e::http().get(format!("http://127.0.0.1:{http}/health/ready")).send().await
             && r.status().is_success()
         {
             return;

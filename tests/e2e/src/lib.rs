@@ -159,9 +159,14 @@ impl TestEnv {
         }
     }
 
-    /// Settings for a service process against this broker (topics and groups prefixed).
+    /// Settings for a service process against this broker (topics and groups prefixed), with
+    /// the tests' service key ([`SERVICE_KEY`], every scope) accepted and presented, and a
+    /// public listener of its own.
     pub fn settings(&self, data_dir: &std::path::Path) -> switchboard::settings::Settings {
-        let shared = runtime::config::Settings { data_dir: data_dir.to_owned(), kafka: self.kafka.clone(), ..Default::default() };
+        let mut shared = runtime::config::Settings { data_dir: data_dir.to_owned(), kafka: self.kafka.clone(), ..Default::default() };
+        shared.http.service_keys_file = Some(service_keys_file(data_dir));
+        shared.http.service_key = Some(SERVICE_KEY.to_owned());
+        shared.http.public_listen = Some(([127, 0, 0, 1], free_port()).into());
         switchboard::settings::Settings { shared, ..Default::default() }
     }
 
@@ -178,7 +183,7 @@ impl TestEnv {
     pub fn spawn_services(&self, settings: &mut switchboard::settings::Settings, services: &[(&str, u16)]) -> Services {
         let mut started = Services { ports: std::collections::BTreeMap::new(), _processes: Vec::new() };
         for &(service, port) in services {
-            settings.http.listen = ([127, 0, 0, 1], port).into();
+            listen_on(settings, port);
             let config = self.write_config(settings, &format!("{service}.toml"));
             started._processes.push(spawn_service(&config, service, &self.dir.path().join(format!("{service}.log"))));
             started.ports.insert(service.to_owned(), port);
@@ -558,6 +563,72 @@ pub async fn poll_json(http: &reqwest::Client, url: &str, limit: Duration, check
         assert!(std::time::Instant::now() < deadline, "{url}: condition not met within {limit:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The service key the tests' processes accept (every scope) and present; [`http`] sends it.
+pub const SERVICE_KEY: &str = "sbk_0000000000000000000000000000000000000000000000000000000000e2e7e57";
+
+/// A keys file under `dir` accepting [`SERVICE_KEY`] with every scope (written once).
+pub fn service_keys_file(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("service-keys.toml");
+    if !path.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        let digest = {
+            use std::fmt::Write;
+            let mut hex = String::new();
+            for b in <sha2::Sha256 as sha2::Digest>::digest(SERVICE_KEY.as_bytes()) {
+                write!(hex, "{b:02x}").unwrap();
+            }
+            hex
+        };
+        std::fs::write(&path, format!("[[keys]]\nname = \"e2e\"\nscopes = [\"read\", \"manage\", \"write\"]\nsha256 = \"{digest}\"\n")).unwrap();
+        assert!(staff_auth::service_keys::ServiceKeys::load(&path).unwrap().holder(SERVICE_KEY).is_some());
+    }
+    path
+}
+
+/// An HTTP client that presents [`SERVICE_KEY`] on every request (a request's own
+/// `Authorization`, a desk session's, wins): the tests' caller of staff routes.
+pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {SERVICE_KEY}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Environment for a `switchboard` process started without a config file: the tests' service
+/// key accepted (the keys file under `dir`) and presented, and a free public listener.
+pub fn process_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("SWITCHBOARD_HTTP__SERVICE_KEYS_FILE", service_keys_file(dir).display().to_string()),
+        ("SWITCHBOARD_HTTP__SERVICE_KEY", SERVICE_KEY.to_owned()),
+        ("SWITCHBOARD_HTTP__PUBLIC_LISTEN", format!("127.0.0.1:{}", free_port())),
+    ]
+}
+
+/// The `[http]` lines a hand-written config needs beside `listen`: as [`process_env`].
+pub fn http_config_lines(dir: &std::path::Path) -> String {
+    format!(
+        "public_listen = \"127.0.0.1:{}\"\nservice_key = \"{SERVICE_KEY}\"\nservice_keys_file = \"{}\"\n",
+        free_port(),
+        service_keys_file(dir).display()
+    )
+}
+
+/// `settings` listening on `port` (staff) and a fresh port (public).
+pub fn listen_on(settings: &mut switchboard::settings::Settings, port: u16) {
+    settings.http.listen = ([127, 0, 0, 1], port).into();
+    settings.http.public_listen = Some(([127, 0, 0, 1], free_port()).into());
+}
+
+/// Serves `table` on 127.0.0.1 (an ephemeral port) as the staff listener does, behind a
+/// gatekeeper that accepts [`SERVICE_KEY`] and desk sessions signed with the secret in `dir`.
+pub async fn serve_table(table: runtime::routes::Table, dir: &std::path::Path, shutdown: runtime::CancellationToken) -> std::net::SocketAddr {
+    let sessions = staff_auth::auth::SessionKeys::load_or_create(&dir.join("desk-secret")).unwrap();
+    let services = staff_auth::service_keys::ServiceKeys::load(&service_keys_file(dir)).unwrap();
+    let gate = runtime::routes::Gate(std::sync::Arc::new(switchboard::gate::Gatekeeper::new(sessions, services)));
+    let (staff, _public) = table.into_routers();
+    let (addr, _task) = runtime::http::serve(staff.layer(axum::Extension(gate)), ([127, 0, 0, 1], 0).into(), shutdown).await.unwrap();
+    addr
 }
 
 /// A free TCP port on 127.0.0.1 for a child process to bind (below the ephemeral range, see

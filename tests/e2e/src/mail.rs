@@ -225,7 +225,7 @@ pub async fn start_mail_intake(env: &TestEnv, settings: &mut switchboard::settin
     settings.email.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
     settings.email.smtp_listen = Some(([127, 0, 0, 1], smtp_port).into());
     let email = env.spawn_services(settings, &[("email", free_port())]);
-    crate::desk::wait_ready(&reqwest::Client::new(), &ucs.url("ucs", "/health/ready/ucs")).await;
+    crate::desk::wait_ready(&crate::http(), &ucs.url("ucs", "/health/ready/ucs")).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_err() {
         assert!(Instant::now() < deadline, "SMTP listener did not start; see {}", env.dir.path().join("email.log").display());

@@ -47,7 +47,7 @@ async fn callbacks_wait_for_their_time_are_routed_then_and_end_with_an_outcome()
     settings.web_api.rate_burst = 12;
     settings.web_api.rate_per_minute = 6;
     let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("web-api", free_port())]);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &services.url("router", "/health/ready/router")).await;
     wait_ready(&http, &services.url("desk", "/health/ready/desk")).await;
     wait_ready(&http, &services.url("web-api", "/health/live")).await;

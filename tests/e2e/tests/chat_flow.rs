@@ -68,7 +68,7 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
         &mut settings,
         &[("ucs", ucs_port), ("router", free_port()), ("desk", free_port()), ("chat-server", free_port()), ("email", free_port())],
     );
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     for (service, ready) in [("ucs", "ucs"), ("router", "router"), ("desk", "desk"), ("chat-server", "chat-server")] {
         wait_ready(&http, &services.url(service, &format!("/health/ready/{ready}"))).await;
     }

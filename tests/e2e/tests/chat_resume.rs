@@ -26,10 +26,10 @@ async fn a_reconnecting_customer_gets_exactly_what_was_missed_even_across_a_rest
     settings.web_api.rate_burst = 4;
     settings.web_api.rate_per_minute = 1;
     let port = free_port();
-    settings.http.listen = ([127, 0, 0, 1], port).into();
+    e2e::listen_on(&mut settings, port);
     let config = env.write_config(&settings, "chat.toml");
     let mut server = spawn_service(&config, "chat-server", &dir.join("chat.log"));
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat-server")).await;
 
     let start = |name: &str| e2e::chat::start(&http, port, json!({"name": name, "email": "ada@example.com"}));
@@ -152,10 +152,10 @@ async fn an_ended_chat_leaves_memory_and_a_late_resume_is_told_so() {
     settings.chat.greeting = String::new();
     settings.chat.queue_position_notices = false;
     let port = free_port();
-    settings.http.listen = ([127, 0, 0, 1], port).into();
+    e2e::listen_on(&mut settings, port);
     let config = env.write_config(&settings, "chat.toml");
     let mut server = spawn_service(&config, "chat-server", &dir.join("chat.log"));
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/chat-server")).await;
 
     let (session, token) = e2e::chat::start(&http, port, json!({"name": "Ada"})).await;

@@ -95,7 +95,7 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
     settings.desk.disconnect_grace_s = 1;
     let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("stats", free_port()), ("ucs", free_port())]);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     let url = |service: &str, path: &str| services.url(service, path);
     for (service, ready) in [("router", "router"), ("desk", "desk"), ("stats", "floor"), ("ucs", "ucs")] {
         wait_ready(&http, &url(service, &format!("/health/ready/{ready}"))).await;
@@ -244,7 +244,7 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
     let (s, b) = desk.post(&bob, "/v1/desk/state", json!({"state": "not_ready", "reason": "lunch"})).await;
     assert_eq!(s, 200, "{b}");
     let cid = desk.login("cid").await;
-    let stream = http.get(format!("{}/v1/desk/events?token={cid}", desk.base)).send().await.unwrap();
+    let stream = http.get(format!("{}/v1/desk/events", desk.base)).bearer_auth(&cid).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     let (s, b) = desk.post(&cid, "/v1/desk/state", json!({"state": "ready"})).await;
     assert_eq!(s, 200, "{b}");

@@ -107,7 +107,7 @@ async fn mail_from_smtp_imap_and_web_form_is_acknowledged_routed_answered_approv
         &mut settings,
         &[("ucs", ucs_port), ("router", free_port()), ("desk", free_port()), ("email", free_port()), ("web-api", free_port())],
     );
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     let url = |service: &str, path: &str| services.url(service, path);
     for (service, ready) in [("ucs", "ucs"), ("router", "router"), ("desk", "desk")] {
         wait_ready(&http, &url(service, &format!("/health/ready/{ready}"))).await;

@@ -42,7 +42,7 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     settings.email.smtp_max_connections = 3;
     let intake = start_mail_intake(&env, &mut settings).await;
     let (ucs_port, smtp_port) = (intake.ucs_port, intake.smtp_port);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
 
     let smtp: AsyncSmtpTransport<Tokio1Executor> =
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1").port(smtp_port).timeout(Some(Duration::from_secs(30))).build();

@@ -48,7 +48,7 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
     settings.kafka.consumer.insert("heartbeat.interval.ms".into(), "500".into());
     settings.interaction_server.transaction_linger_ms = 1000;
     let spawn = |name: &str, settings: &mut switchboard::settings::Settings| {
-        settings.http.listen = ([127, 0, 0, 1], free_port()).into();
+        e2e::listen_on(settings, free_port());
         let config = env.write_config(settings, &format!("{name}.toml"));
         let log = env.dir.path().join(format!("{name}.log"));
         (spawn_service(&config, "interaction-server", &log), log)

@@ -184,9 +184,10 @@ async fn every_service_under_exactly_its_documented_acls() {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{data}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[router]\nworkflow = \"{workflow}\"\ntick_ms = 50\n[desk]\nusers_file = \"{users}\"\n[email]\nucs_url = \"{ucs_url}\"\nsmtp_listen = \"127.0.0.1:{smtp_port}\"\ndomain = \"shop.example\"\n[chat]\nucs_url = \"{ucs_url}\"\n[sms]\naccount_sid = \"{sid}\"\nauth_token = \"{token}\"\napi_base = \"http://127.0.0.1:{gateway_port}\"\nfrom_number = \"+441234567890\"\npublic_url = \"{sms_url}\"\nucs_url = \"{ucs_url}\"\n{kafka}",
+                "data_dir = \"{data}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http_lines}[router]\nworkflow = \"{workflow}\"\ntick_ms = 50\n[desk]\nusers_file = \"{users}\"\n[email]\nucs_url = \"{ucs_url}\"\nsmtp_listen = \"127.0.0.1:{smtp_port}\"\ndomain = \"shop.example\"\n[chat]\nucs_url = \"{ucs_url}\"\n[sms]\naccount_sid = \"{sid}\"\nauth_token = \"{token}\"\napi_base = \"http://127.0.0.1:{gateway_port}\"\nfrom_number = \"+441234567890\"\npublic_url = \"{sms_url}\"\nucs_url = \"{ucs_url}\"\n{kafka}",
                 data = data.display(),
                 port = ports[service],
+                http_lines = e2e::http_config_lines(dir.path()),
                 workflow = workflow.display(),
                 users = users_file.display(),
                 sid = e2e::sms::SID,
@@ -199,7 +200,7 @@ async fn every_service_under_exactly_its_documented_acls() {
         processes.push((service, spawn_service(&config, service, &log)));
         logs.push(log);
     }
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     let url = |service: &str, path: &str| format!("http://127.0.0.1:{}{path}", ports[service]);
     for (service, path) in [
         ("interaction-server", "/health/ready/interaction-server"),

@@ -206,14 +206,14 @@ async fn every_interaction_reaches_one_agent_exactly_once() {
     settings.router.workflow = Some(dir.join("workflow.toml"));
     settings.router.tick_ms = 50;
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
-    settings.http.listen = ([127, 0, 0, 1], desk_port).into();
+    e2e::listen_on(&mut settings, desk_port);
     let desk_config = env.write_config(&settings, "desk.toml");
-    settings.http.listen = ([127, 0, 0, 1], router_port).into();
+    e2e::listen_on(&mut settings, router_port);
     let router_config = env.write_config(&settings, "router.toml");
 
     let _desk_process = spawn_service(&desk_config, "desk", &dir.join("desk.log"));
     let mut router_process = spawn_service(&router_config, "router", &dir.join("router.log"));
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
     wait_ready(&http, &format!("http://127.0.0.1:{router_port}/health/ready/router")).await;
 
@@ -451,15 +451,15 @@ async fn bad_requests_and_workflows_get_clear_errors_and_offers_are_pushed() {
     let port = free_port();
     settings.router.workflow = Some(dir.join("workflow.toml"));
     settings.desk.users_file = Some(dir.join("desk-users.toml"));
-    settings.http.listen = ([127, 0, 0, 1], port).into();
+    e2e::listen_on(&mut settings, port);
     let config = env.write_config(&settings, "good.toml");
     let _router = spawn_service(&config, "router", &dir.join("router.log"));
     let mut desk_settings = settings.clone();
     let desk_port = free_port();
-    desk_settings.http.listen = ([127, 0, 0, 1], desk_port).into();
+    e2e::listen_on(&mut desk_settings, desk_port);
     let desk_config = env.write_config(&desk_settings, "desk.toml");
     let _desk = spawn_service(&desk_config, "desk", &dir.join("desk.log"));
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &format!("http://127.0.0.1:{desk_port}/health/ready/desk")).await;
     wait_ready(&http, &format!("http://127.0.0.1:{port}/health/ready/router")).await;
     let desk = Desk::new(&http, desk_port);
@@ -484,7 +484,7 @@ async fn bad_requests_and_workflows_get_clear_errors_and_offers_are_pushed() {
     assert_eq!(s, 404);
 
     // Push: the offer routed to ann arrives on her event stream.
-    let mut stream = http.get(format!("{}/v1/desk/events?token={ann}", desk.base)).send().await.unwrap();
+    let mut stream = http.get(format!("{}/v1/desk/events", desk.base)).bearer_auth(&ann).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     let (s, b) = desk.post(&ann, "/v1/desk/state", json!({"state": "ready"})).await;
     assert_eq!(s, 200, "{b}");

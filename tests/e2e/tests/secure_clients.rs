@@ -88,8 +88,9 @@ async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
     let data_dir = dir.path().join("data");
     let service_config = |port: u16| {
         format!(
-            "data_dir = \"{data}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[ucs]\ndatabase_url_file = \"{db}\"\n[telemetry]\notlp_endpoint = \"https://127.0.0.1:{sink_port}/v1/traces\"\notlp_ca_file = \"{ca}\"\notlp_headers_file = \"{headers}\"\n{kafka}",
+            "data_dir = \"{data}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http_lines}[ucs]\ndatabase_url_file = \"{db}\"\n[telemetry]\notlp_endpoint = \"https://127.0.0.1:{sink_port}/v1/traces\"\notlp_ca_file = \"{ca}\"\notlp_headers_file = \"{headers}\"\n{kafka}",
             data = data_dir.display(),
+            http_lines = e2e::http_config_lines(dir.path()),
             db = database_file.display(),
             ca = tls.ca_file.display(),
             headers = headers_file.display(),
@@ -123,7 +124,7 @@ async fn sasl_ssl_scram_zstd_postgres_tls_and_otlp_https() {
         processes.push(spawn_service(&path, service, &dir.path().join(format!("{service}.log"))));
         ports.insert(service, port);
     }
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     for (service, path) in [("queues", "/health/ready/queues"), ("ucs", "/health/ready/ucs"), ("interaction-server", "/health/ready/interaction-server")] {
         e2e::desk::wait_ready(&http, &format!("http://127.0.0.1:{}{path}", ports[service])).await;
     }

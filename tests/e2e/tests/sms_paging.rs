@@ -111,7 +111,7 @@ async fn sms_and_mms_in_and_out_through_a_twilio_compatible_gateway() {
     let ucs_port = free_port();
     settings.sms.ucs_url = Some(format!("http://127.0.0.1:{ucs_port}"));
     let services = env.spawn_services(&mut settings, &[("ucs", ucs_port), ("router", free_port()), ("desk", free_port()), ("sms-server", sms_port), ("web-api", free_port())]);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     wait_ready(&http, &services.url("ucs", "/health/ready/ucs")).await;
     wait_ready(&http, &services.url("router", "/health/ready/router")).await;
     wait_ready(&http, &services.url("desk", "/health/ready/desk")).await;

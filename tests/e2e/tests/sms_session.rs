@@ -50,7 +50,7 @@ async fn an_sms_conversation_is_a_chat_session() {
     settings.sms.public_url = Some(format!("http://127.0.0.1:{sms_port}"));
     settings.sms.session_mode = true;
     let services = env.spawn_services(&mut settings, &[("router", free_port()), ("desk", free_port()), ("chat-server", free_port()), ("sms-server", sms_port)]);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     for (service, ready) in [("router", "router"), ("desk", "desk"), ("chat-server", "chat-server")] {
         wait_ready(&http, &services.url(service, &format!("/health/ready/{ready}"))).await;
     }

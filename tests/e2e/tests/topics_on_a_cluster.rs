@@ -10,7 +10,7 @@ use e2e::{TestEnv, free_port, switchboard_bin};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 
 async fn run_queues(env: &TestEnv, name: &str, settings: &mut switchboard::settings::Settings, wait: Duration) -> (Option<std::process::ExitStatus>, String) {
-    settings.http.listen = ([127, 0, 0, 1], free_port()).into();
+    e2e::listen_on(settings, free_port());
     let config = env.write_config(settings, &format!("{name}.toml"));
     let log = env.dir.path().join(format!("{name}.log"));
     let mut child = e2e::spawn_service(&config, "queues", &log);

@@ -61,13 +61,11 @@ async fn contacts_contents_library_and_blobs() {
     health.register("ucs", move || ucs::readiness(&status));
     let router = router.merge(health.routes());
     let shutdown = runtime::CancellationToken::new();
-    let (addr, _server) = runtime::http::serve(router, ([127, 0, 0, 1], 0).into(), shutdown.clone())
-        .await
-        .unwrap();
+    let addr = e2e::serve_table(router, env.dir.path(), shutdown.clone()).await;
     let token = shutdown.clone();
     let projector_task = tokio::spawn(async move { projector.run(ucs::Until::Shutdown, token).await });
     let (stop_server, server) = env.spawn_interaction_server();
-    let api = Api { base: format!("http://{addr}"), http: reqwest::Client::new() };
+    let api = Api { base: format!("http://{addr}"), http: e2e::http() };
     api.eventually("/health/ready/ucs", |s, _| s == 200).await;
 
     // Find-or-create, 16 callers at once with differently written forms of one address.

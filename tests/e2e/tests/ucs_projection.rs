@@ -36,7 +36,7 @@ async fn killed_twice_then_rebuilt(backend: &str, live_url: String, rebuild_url:
     // Small batches: many commits, so a kill lands between and inside them.
     settings.ucs.batch_size = 50;
     let http = free_port();
-    settings.http.listen = ([127, 0, 0, 1], http).into();
+    e2e::listen_on(&mut settings, http);
     let config = env.write_config(&settings, "ucs.toml");
     let db = ucs::Db::open(&live_url, 2).await.unwrap();
 
@@ -64,7 +64,7 @@ async fn killed_twice_then_rebuilt(backend: &str, live_url: String, rebuild_url:
     let deadline = Instant::now() + Duration::from_secs(180);
     let ready = format!("http://127.0.0.1:{http}/health/ready/ucs");
     loop {
-        let caught_up = reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success());
+        let caught_up = e2e::http().get(&ready).send().await.is_ok_and(|r| r.status().is_success());
         if caught_up && progress(&db).await == total {
             break;
         }

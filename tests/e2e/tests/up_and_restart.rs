@@ -35,6 +35,7 @@ fn up_command(data: &std::path::Path, run: u32, http: u16, broker: u16, kind: &s
         // Tests run side by side: Kafka's controller on a free port, not the default 9093.
         .env("SWITCHBOARD_BROKER__CONTROLLER_PORT", "0")
         .env_remove("SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS")
+        .envs(e2e::process_env(data))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -53,7 +54,7 @@ async fn up_with(data: &std::path::Path, run: u32, http: u16, broker: u16, kind:
     let child = command.spawn().unwrap();
     let base = format!("http://127.0.0.1:{http}");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !reqwest::get(format!("{base}/health/ready")).await.is_ok_and(|r| r.status().is_success()) {
+    while !e2e::http().get(format!("{base}/health/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
         assert!(Instant::now() < deadline, "`up` not ready within 120 s; see {}", data.display());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -85,7 +86,7 @@ async fn stop(mut up: Up) {
 }
 
 async fn interaction(base: &str, id: &str) -> Option<Value> {
-    let r = reqwest::get(format!("{base}/interactions/{id}"))
+    let r = e2e::http().get(format!("{base}/interactions/{id}")).send()
         .await
         .unwrap();
     if r.status() == 404 {
@@ -142,7 +143,7 @@ async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16
     // Commands on every partition before the restart.
     submit_many(&first.base, 30).await;
 
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     let response = client
         .post(format!("{}/v1/interactions", first.base))
         .json(&serde_json::json!({
@@ -192,7 +193,7 @@ async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16
     };
     assert_eq!(shown["status"], "waiting");
     assert_eq!(shown["queue"], "inbound");
-    let queue: Value = reqwest::get(format!("{}/queues/inbound", first.base))
+    let queue: Value = e2e::http().get(format!("{}/queues/inbound", first.base)).send()
         .await
         .unwrap()
         .json()
@@ -204,7 +205,7 @@ async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16
     let detail_url = format!("{}/v1/interactions/{id}/detail", first.base);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = reqwest::get(&detail_url).await.unwrap();
+        let r = e2e::http().get(&detail_url).send().await.unwrap();
         if r.status() == 200 {
             let detail: Value = r.json().await.unwrap();
             assert_eq!(detail["subject"], "Where is my order?");
@@ -230,7 +231,7 @@ async fn submitted_over_http_survives_a_restart(dir: &std::path::Path, http: u16
 /// Submits `count` interactions through the web API, 16 at a time; returns their ids.
 async fn submit_many(base: &str, count: usize) -> Vec<String> {
     use futures::StreamExt;
-    let client = reqwest::Client::new();
+    let client = e2e::http();
     futures::stream::iter(0..count)
         .map(|i| {
             let client = client.clone();
@@ -255,7 +256,7 @@ async fn submit_many(base: &str, count: usize) -> Vec<String> {
 async fn wait_queued(base: &str, count: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let queue: Value = reqwest::get(format!("{base}/queues/inbound")).await.unwrap().json().await.unwrap();
+        let queue: Value = e2e::http().get(format!("{base}/queues/inbound")).send().await.unwrap().json().await.unwrap();
         if queue["counts"]["total"].as_u64() == Some(count) {
             return;
         }
@@ -270,11 +271,11 @@ async fn wait_queued(base: &str, count: u64, within: Duration) {
 /// gets its first command after the restart (that one was skipped when one past the last
 /// processed offset was committed).
 async fn new_interactions_are_decided_right_after_ready(base: &str) {
-    let ready: Value = reqwest::get(format!("{base}/health/ready")).await.unwrap().json().await.unwrap();
+    let ready: Value = e2e::http().get(format!("{base}/health/ready")).send().await.unwrap().json().await.unwrap();
     for service in ["interaction-server", "queues", "router", "ucs", "web-api"] {
         assert_eq!(ready["services"][service]["ready"], true, "{service} not ready in {ready}");
     }
-    let is: Value = reqwest::get(format!("{base}/health/ready/interaction-server")).await.unwrap().json().await.unwrap();
+    let is: Value = e2e::http().get(format!("{base}/health/ready/interaction-server")).send().await.unwrap().json().await.unwrap();
     assert_eq!(is["partitions"].as_array().map(Vec::len), Some(6), "the Interaction Server owns every partition: {is}");
     let ids = submit_many(base, 30).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -306,7 +307,7 @@ async fn on_apache_kafka_restarts_after_2000_interactions_and_decides_new_ones()
     stop(first).await;
 
     let second = up(dir.path(), 2, http, broker, "kafka").await;
-    let is: Value = reqwest::get(format!("{}/health/ready/interaction-server", second.base)).await.unwrap().json().await.unwrap();
+    let is: Value = e2e::http().get(format!("{}/health/ready/interaction-server", second.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(is["events_read_at_start"], 0, "a restart after a clean stop reads only the tail after the snapshots (none): {is}");
     wait_queued(&second.base, 2000, Duration::from_secs(5)).await;
     new_interactions_are_decided_right_after_ready(&second.base).await;
@@ -444,9 +445,9 @@ async fn killed_after_250_then_restarted(snapshot_every: u64) {
     let log = std::fs::read_to_string(dir.path().join("up-2.log")).unwrap();
     let restored = log.matches("partition state restored from its snapshot").count();
     assert_eq!(restored, if snapshot_every == 0 { 0 } else { 6 }, "{log}");
-    let is: Value = reqwest::get(format!("{}/health/ready/interaction-server", second.base)).await.unwrap().json().await.unwrap();
+    let is: Value = e2e::http().get(format!("{}/health/ready/interaction-server", second.base)).send().await.unwrap().json().await.unwrap();
     let read = is["events_read_at_start"].as_u64().unwrap();
-    let queues: Value = reqwest::get(format!("{}/queues", second.base)).await.unwrap().json().await.unwrap();
+    let queues: Value = e2e::http().get(format!("{}/queues", second.base)).send().await.unwrap().json().await.unwrap();
     let whole_log = queues["events_applied"].as_u64().unwrap();
     if snapshot_every > 0 {
         assert!(read * 4 < whole_log, "read {read} of {whole_log} events at start: not just the tails since the snapshots");
@@ -510,7 +511,7 @@ async fn on_apache_kafka_an_evicted_interaction_is_still_a_duplicate_after_a_res
         log.contains(&format!("partition state restored from its snapshot and the events after it partition={partition} ")),
         "the interaction's partition {partition} did not restart from its snapshot: {log}"
     );
-    assert!(reqwest::get(format!("{base}/interactions/{mail}")).await.unwrap().status() == 410);
+    assert!(e2e::http().get(format!("{base}/interactions/{mail}")).send().await.unwrap().status() == 410);
     let again = commands.command(&mail, submit());
     commands.send(&again).await.unwrap();
     assert_refused(&kafka, &topics, &mail, &again.command_id, "already exists (it has ended)").await;
@@ -532,7 +533,7 @@ async fn wait_status(base: &str, id: &str, status: &str) {
 async fn wait_gone(base: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = reqwest::get(format!("{base}/interactions/{id}")).await.unwrap();
+        let r = e2e::http().get(format!("{base}/interactions/{id}")).send().await.unwrap();
         if r.status() == 410 {
             return r.json().await.unwrap();
         }
@@ -598,12 +599,12 @@ async fn assert_equals_full_replay(base: &str, broker: u16) {
         }
         let mut differ = Vec::new();
         for queue in board.queue_names() {
-            let served: Value = reqwest::get(format!("{base}/queues/{queue}")).await.unwrap().json().await.unwrap();
+            let served: Value = e2e::http().get(format!("{base}/queues/{queue}")).send().await.unwrap().json().await.unwrap();
             if served != serde_json::to_value(board.queue_view(&queue)).unwrap() {
                 differ.push(queue);
             }
         }
-        let served: Value = reqwest::get(format!("{base}/queues")).await.unwrap().json().await.unwrap();
+        let served: Value = e2e::http().get(format!("{base}/queues")).send().await.unwrap().json().await.unwrap();
         if differ.is_empty() && served["events_applied"].as_u64() == Some(board.events_applied()) {
             return;
         }

@@ -64,11 +64,11 @@ async fn people_use_the_pages_in_a_browser() {
     let site_port = free_port();
     settings.chat.allowed_origins = vec![format!("http://127.0.0.1:{site_port}")];
     let port = free_port();
-    settings.http.listen = ([127, 0, 0, 1], port).into();
+    e2e::listen_on(&mut settings, port);
     let config = env.write_config(&settings, "up.toml");
     let _up = e2e::spawn_switchboard(&config, &["up"], &dir.join("up.log"));
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     e2e::desk::wait_ready(&http, &format!("{base}/health/ready")).await;
 
     // What the pages will need: a standard response, and an interaction held for the supervisor.
