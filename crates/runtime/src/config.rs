@@ -287,11 +287,16 @@ pub struct WebApiSettings {
     /// beyond it, 429 with how long to wait.
     pub rate_per_minute: u32,
     pub rate_burst: u32,
+    /// Queues an anonymous submission (`POST /v1/interactions` from the internet) may enter:
+    /// where the workflow starts its work. Never the send or QA queues.
+    pub public_queues: Vec<String>,
+    /// The highest priority an anonymous submission may ask for (the lowest is 0).
+    pub max_public_priority: i32,
 }
 
 impl Default for WebApiSettings {
     fn default() -> Self {
-        Self { rate_per_minute: 120, rate_burst: 30 }
+        Self { rate_per_minute: 120, rate_burst: 30, public_queues: vec!["inbound".into()], max_public_priority: 5 }
     }
 }
 

@@ -255,30 +255,35 @@ impl Table {
     }
 }
 
-/// The layer of every route: who is calling (for guarded routes), whether they may, and the
-/// caller as a request extension for the handler.
-async fn guard(policy: Policy, mut request: Request, next: Next) -> Response {
+/// The layer of every route: who is calling, whether they may, and the caller as a request
+/// extension for the handler.
+async fn guard(policy: Policy, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let gate = parts.extensions.get::<Gate>().cloned();
     if policy.is_open() {
-        return next.run(request).await;
+        // Open to anyone, but a handler may allow more to a staff or service caller (the web
+        // API's submission): it finds the caller as an extension, `Anonymous` without a gate.
+        let caller = gate.map_or(Caller::Anonymous, |gate| gate.0.caller(&parts));
+        parts.extensions.insert(caller);
+        return next.run(Request::from_parts(parts, body)).await;
     }
-    let Some(gate) = request.extensions().get::<Gate>().cloned() else {
-        tracing::error!(path = %request.uri().path(), "a guarded route is served without a gatekeeper; refusing");
+    let Some(gate) = gate else {
+        tracing::error!(path = %parts.uri.path(), "a guarded route is served without a gatekeeper; refusing");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "this route is not available");
     };
-    let (parts, body) = request.into_parts();
     let caller = gate.0.caller(&parts);
-    request = Request::from_parts(parts, body);
     match caller.may(policy) {
         Ok(()) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
         }
         Err(Refusal::Unauthenticated(why)) => {
             let mut response = refuse(StatusCode::UNAUTHORIZED, &why);
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
             response
         }
-        Err(Refusal::Forbidden(why)) => refuse(StatusCode::FORBIDDEN, &why),
+        // The route's policy named: a refusal by the table, not by the handler's own checks.
+        Err(Refusal::Forbidden(why)) => (StatusCode::FORBIDDEN, Json(serde_json::json!({"error": why, "policy": policy}))).into_response(),
     }
 }
 

@@ -238,3 +238,57 @@ pub struct MoveToQueue {
 pub struct Stop {
     pub reason: String,
 }
+
+/// Interaction properties the system owns: set by the channels, the workflow, the desk and the
+/// senders, never by a customer. A property named here, or starting with one of
+/// [`SYSTEM_PROPERTY_PREFIXES`], is refused where a customer's submission enters (the public
+/// web API): `to` with `reply_text` in `outbound-send` would make Switchboard an open relay,
+/// `from` would send the acknowledgement to someone else.
+pub const SYSTEM_PROPERTIES: &[&str] = &[
+    "to",
+    "to_addresses",
+    "from",
+    "reply_text",
+    "reply_to_interaction",
+    "author_agent",
+    "agent_id",
+    "agent_name",
+    "auto_submitted",
+    "auto_response",
+    "standard_response",
+    "category",
+    "channel",
+    "message_id",
+    "references",
+    "in_reply_to",
+    "receipt",
+    "status",
+    "interaction_id",
+    "attachments",
+    "unclassified",
+    "phone",
+];
+
+/// Prefixes of system-owned property families (QA, sending, delivery, callbacks, chat, MMS/SMS,
+/// classification, SMTP, gateways, drafts, contact lookup).
+pub const SYSTEM_PROPERTY_PREFIXES: &[&str] =
+    &["qa_", "send_", "sent_", "delivery_", "callback_", "chat_", "mms_", "sms_", "category_", "smtp_", "gateway_", "draft_", "contact_", "dlq."];
+
+/// Whether `name` is a property only the system may set.
+pub fn is_system_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SYSTEM_PROPERTIES.contains(&name.as_str()) || SYSTEM_PROPERTY_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+#[cfg(test)]
+mod system_property_tests {
+    #[test]
+    fn system_properties_are_recognised_in_any_case_and_customers_keep_theirs() {
+        for owned in ["to", "Reply_Text", "qa_status", "send_attempts", "callback_attempts", "reply_to_interaction", "author_agent", "FROM"] {
+            assert!(super::is_system_property(owned), "{owned}");
+        }
+        for theirs in ["subject", "customer_name", "order_number", "body", "topic"] {
+            assert!(!super::is_system_property(theirs), "{theirs}");
+        }
+    }
+}

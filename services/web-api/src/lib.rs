@@ -52,6 +52,52 @@ pub struct SubmitRequest {
 struct Api {
     commands: CommandClient,
     callbacks: CallbackSettings,
+    public: PublicLimits,
+}
+
+/// What an anonymous submission may ask for (`[web_api]`).
+#[derive(Clone, Debug)]
+pub struct PublicLimits {
+    pub queues: Vec<String>,
+    pub max_priority: i32,
+}
+
+impl PublicLimits {
+    pub fn from_settings(settings: &runtime::config::WebApiSettings) -> Self {
+        Self { queues: settings.public_queues.clone(), max_priority: settings.max_public_priority }
+    }
+
+    /// Why `request` is more than a customer may ask, if it is.
+    fn refuse(&self, request: &SubmitRequest) -> Option<String> {
+        if !self.queues.iter().any(|q| *q == request.queue) {
+            return Some(format!("queue {:?} does not take submissions from the web; public queues: {}", request.queue, self.queues.join(", ")));
+        }
+        if !(0..=self.max_priority).contains(&request.priority) {
+            return Some(format!("priority must be 0 to {} for a web submission", self.max_priority));
+        }
+        if request.contact_id.is_some() {
+            return Some("contact_id is set by the system (UCS identifies the contact), not by a web submission".into());
+        }
+        if request.content_ref.is_some() {
+            return Some("content_ref is set by the system, not by a web submission".into());
+        }
+        let owned: Vec<&str> = request.properties.keys().map(String::as_str).filter(|k| contract::command::is_system_property(k)).collect();
+        if !owned.is_empty() {
+            return Some(format!("properties {} are set by the system, not by a web submission (a customer's e-mail address goes through /v1/forms/email)", owned.join(", ")));
+        }
+        None
+    }
+}
+
+/// Staff and services submit anything (supervisors' tools, the tests' fixtures): a
+/// supervisor's session or a service key with scope `write`.
+fn unrestricted(caller: Option<&runtime::routes::Caller>) -> bool {
+    use runtime::routes::{Caller, StaffRole};
+    match caller {
+        Some(Caller::Staff { role, .. }) => *role >= StaffRole::Supervisor,
+        Some(Caller::Service { scopes, .. }) => scopes.iter().any(|s| s == "write"),
+        _ => false,
+    }
 }
 
 #[derive(OpenApi)]
@@ -67,18 +113,18 @@ struct ApiDoc;
 /// a submission accepted is on `interaction.commands`, so it is always ready.
 pub fn service(ctx: &runtime::service::Context, public: Table) -> anyhow::Result<runtime::service::Service> {
     let client = CommandClient::new(&ctx.settings.kafka, &ctx.topics, "web-api")?;
-    let routes = routes(client, &ctx.settings.callback).merge(public);
+    let routes = routes(client, &ctx.settings.callback, PublicLimits::from_settings(&ctx.settings.web_api)).merge(public);
     let limited = routes.try_map(|r| runtime::http::rate_limited(r, &ctx.settings.web_api, &ctx.settings.http)).map_err(anyhow::Error::msg)?;
     Ok(runtime::service::Service::new("web-api").routes(limited))
 }
 
-pub fn routes(commands: CommandClient, callbacks: &CallbackSettings) -> Table {
+pub fn routes(commands: CommandClient, callbacks: &CallbackSettings, public: PublicLimits) -> Table {
     use runtime::routes::{Audience::Public, Policy::{Customer, Open}};
     Routes::new()
         .post("/v1/interactions", Public, Customer, submit)
         .post("/v1/callbacks", Public, Customer, request_callback)
         .get("/v1/web/openapi.json", Public, Open, || async { Json(ApiDoc::openapi()) })
-        .with_state(Api { commands, callbacks: callbacks.clone() })
+        .with_state(Api { commands, callbacks: callbacks.clone(), public })
 }
 
 /// Interaction and command ids: derived from the `Idempotency-Key` when there is one.
@@ -157,9 +203,10 @@ const IDEMPOTENCY_NAMESPACE: uuid::Uuid =
 /// Submit an interaction of any media to a queue.
 #[utoipa::path(post, path = "/v1/interactions", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "the same key: the same interaction")),
-    responses((status = 202, description = "accepted: `{interaction_id, command_id, status_url}`"), (status = 400, description = "invalid request, with the reason"), (status = 503, description = "not accepted; retry")))]
+    responses((status = 202, description = "accepted: `{interaction_id, command_id, status_url}`"), (status = 400, description = "invalid request, with the reason"), (status = 403, description = "more than a web submission may ask for (a queue not public, a system property, a priority out of range), with the reason"), (status = 503, description = "not accepted; retry")))]
 async fn submit(
-    State(Api { commands, .. }): State<Api>,
+    State(Api { commands, public, .. }): State<Api>,
+    caller: Option<axum::Extension<runtime::routes::Caller>>,
     headers: HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Response {
@@ -167,6 +214,11 @@ async fn submit(
         Ok(body) => body,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
+    if !unrestricted(caller.as_deref()) {
+        if let Some(reason) = public.refuse(&request) {
+            return error(StatusCode::FORBIDDEN, reason);
+        }
+    }
     let media_type: MediaType = match request.media_type.parse() {
         Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
