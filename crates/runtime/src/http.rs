@@ -246,7 +246,7 @@ mod client_address_tests {
     #[tokio::test]
     async fn the_rate_limit_counts_the_forwarded_client_behind_a_trusted_proxy() {
         use tower::ServiceExt as _;
-        let limits = crate::config::WebApiSettings { rate_per_minute: 1, rate_burst: 1 };
+        let limits = crate::config::WebApiSettings { rate_per_minute: 1, rate_burst: 1, ..Default::default() };
         let http = crate::config::HttpSettings { trusted_proxies: vec!["10.0.0.5".into()], ..Default::default() };
         let router = rate_limited(Router::new().route("/", get(|| async { "ok" })), &limits, &http).unwrap();
         let call = |peer: &str, forwarded_for: Option<&str>| {
