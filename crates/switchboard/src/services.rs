@@ -58,14 +58,11 @@ pub async fn run_one(service: Service, settings: Settings, topics: Topics) -> an
     run_services(&settings, &topics, &[service], None, shutdown_on_signal()).await
 }
 
-/// Under `up`, the services call UCS in the same process over HTTP like any other caller: with
-/// no `[http] service_key` configured, a key made now for this process only (accepted by this
-/// process, written nowhere).
+/// Under `up`, the services call UCS in the same process over HTTP like any other caller, with
+/// the process's own key, which the process accepts: `[http] service_key`, or with none
+/// configured a key made now (written nowhere).
 fn own_service_key(settings: &mut Settings) -> Option<String> {
-    if settings.http.service_key.is_some() {
-        return None;
-    }
-    let key = staff_auth::service_keys::generate();
+    let key = settings.http.service_key.clone().unwrap_or_else(staff_auth::service_keys::generate);
     settings.shared.http.service_key = Some(key.clone());
     Some(key)
 }

@@ -21,6 +21,12 @@ pub struct EmailSettings {
     /// Recipient domains the listener takes mail for (`RCPT TO`); any other is `550`, so it
     /// never relays. Empty: `domain` only.
     pub smtp_recipient_domains: Vec<String>,
+    /// A certificate chain and its key (PEM) for STARTTLS on the SMTP listener; unset: plain
+    /// SMTP only (on a network the mail server and Switchboard share).
+    pub smtp_tls_cert_file: Option<std::path::PathBuf>,
+    pub smtp_tls_key_file: Option<std::path::PathBuf>,
+    /// With STARTTLS configured: refuse mail from a client that did not start TLS (`530`).
+    pub smtp_require_tls: bool,
     /// Name the listener greets with and the domain of the Message-IDs of mail we send.
     pub domain: String,
     /// UCS base URL (bodies and attachments are stored there before the interaction is
@@ -150,6 +156,9 @@ impl Default for EmailSettings {
             smtp_max_connections: 100,
             smtp_relay_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             smtp_recipient_domains: Vec::new(),
+            smtp_tls_cert_file: None,
+            smtp_tls_key_file: None,
+            smtp_require_tls: false,
             domain: "switchboard.localhost".into(),
             ucs_url: None,
             inbound_queue: "inbound".into(),

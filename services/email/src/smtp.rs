@@ -48,22 +48,58 @@ struct Transaction {
     data: Vec<u8>,
     overflow: bool,
     complete: bool,
+    /// The connection runs over TLS (after STARTTLS); kept across transactions.
+    tls: bool,
 }
 
 struct Collector {
     tx: Arc<Mutex<Transaction>>,
     max_bytes: usize,
     recipient_domains: Arc<[String]>,
+    /// `[email] smtp_require_tls`: no `MAIL` before STARTTLS.
+    tls_required: bool,
 }
 
 /// Who may hand mail to the listener, for whom, and how many at once: the listener is an
 /// inbound door for the company's domains, never a relay to anywhere else.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Policy {
     pub domain: String,
     pub max_connections: usize,
     pub relay_networks: Vec<ipnet::IpNet>,
     pub recipient_domains: Arc<[String]>,
+    /// STARTTLS offered with this certificate (`[email] smtp_tls_cert_file`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// No mail before STARTTLS.
+    pub require_tls: bool,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("domain", &self.domain)
+            .field("max_connections", &self.max_connections)
+            .field("relay_networks", &self.relay_networks)
+            .field("recipient_domains", &self.recipient_domains)
+            .field("starttls", &self.tls.is_some())
+            .field("require_tls", &self.require_tls)
+            .finish()
+    }
+}
+
+/// The STARTTLS acceptor of `cert_file` and `key_file` (PEM), or why it cannot be made.
+fn tls_acceptor(cert_file: &std::path::Path, key_file: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject}};
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("[email] smtp_tls_cert_file {}: {e}", cert_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| anyhow::anyhow!("[email] smtp_tls_key_file {}: {e}", key_file.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("[email] smtp_tls_cert_file and smtp_tls_key_file do not make a certificate: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 impl Policy {
@@ -75,6 +111,12 @@ impl Policy {
             max_connections: email.smtp_max_connections.max(1),
             relay_networks,
             recipient_domains: domains.iter().map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase()).collect(),
+            tls: match (&email.smtp_tls_cert_file, &email.smtp_tls_key_file) {
+                (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+                (None, None) => None,
+                _ => anyhow::bail!("[email] smtp_tls_cert_file and smtp_tls_key_file go together"),
+            },
+            require_tls: email.smtp_require_tls,
         })
     }
 
@@ -101,9 +143,12 @@ impl Handler for Collector {
 
     fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
         let mut t = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if self.tls_required && !t.tls {
+            return Response::custom(530, "5.7.0 must issue a STARTTLS command first".to_owned());
+        }
         let from = from.trim_matches(['<', '>']);
         let from = if from == NULL_SENDER { "" } else { from };
-        *t = Transaction { envelope_from: Some(from.to_owned()), ..Transaction::default() };
+        *t = Transaction { envelope_from: Some(from.to_owned()), tls: t.tls, ..Transaction::default() };
         mailin::response::OK
     }
 
@@ -178,13 +223,45 @@ fn refuse(mut stream: TcpStream, reply: &'static [u8]) {
     });
 }
 
+/// How a conversation on one stream ended.
+enum Ended {
+    Closed,
+    /// The client asked for STARTTLS and got `220`: go on over TLS.
+    StartTls,
+}
+
 async fn connection(stream: TcpStream, peer: SocketAddr, policy: &Policy, intake: &Intake, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
     let tx = Arc::new(Mutex::new(Transaction::default()));
-    let collector = Collector { tx: tx.clone(), max_bytes: intake.limits.max_bytes, recipient_domains: policy.recipient_domains.clone() };
-    let mut session = SessionBuilder::new(&policy.domain).build(peer.ip(), collector);
-    write.write_all(&session.greeting().buffer()?).await?;
+    let collector = Collector { tx: tx.clone(), max_bytes: intake.limits.max_bytes, recipient_domains: policy.recipient_domains.clone(), tls_required: policy.require_tls && policy.tls.is_some() };
+    let mut builder = SessionBuilder::new(&policy.domain);
+    if policy.tls.is_some() {
+        builder.enable_start_tls();
+    }
+    let mut session = builder.build(peer.ip(), collector);
+    let mut stream = stream;
+    stream.write_all(&session.greeting().buffer()?).await?;
+    let (ended, stream) = converse(stream, &mut session, &tx, peer, intake, shutdown.clone()).await?;
+    let (Ended::StartTls, Some(acceptor)) = (ended, &policy.tls) else { return Ok(()) };
+    let tls = tokio::time::timeout(IDLE, acceptor.accept(stream)).await.map_err(|_| anyhow::anyhow!("TLS handshake timed out"))??;
+    session.tls_active();
+    tx.lock().unwrap_or_else(|p| p.into_inner()).tls = true;
+    converse(tls, &mut session, &tx, peer, intake, shutdown).await?;
+    Ok(())
+}
+
+/// Reads commands and answers them on `stream` until the client leaves, the listener stops,
+/// or STARTTLS hands the stream back for the handshake (whatever the client sent after the
+/// STARTTLS line is dropped, never read as commands: RFC 3207, 4.2).
+async fn converse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: S,
+    session: &mut mailin::Session<Collector>,
+    tx: &Arc<Mutex<Transaction>>,
+    peer: SocketAddr,
+    intake: &Intake,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Ended, S)> {
+    let (read, mut write) = tokio::io::split(stream);
+    let mut reader = BufReader::new(read);
     let mut line = Vec::with_capacity(1024);
     loop {
         line.clear();
@@ -194,23 +271,23 @@ async fn connection(stream: TcpStream, peer: SocketAddr, policy: &Policy, intake
             // Between mails only: a transaction in progress is finished first.
             () = shutdown.cancelled(), if idle_between_mails => {
                 write.write_all(b"421 4.3.2 shutting down, try again later\r\n").await?;
-                return Ok(());
+                return Ok((Ended::Closed, reader.into_inner().unsplit(write)));
             }
             read = tokio::time::timeout(IDLE, limited.read_until(b'\n', &mut line)) => read,
         };
         let n = match read {
             Err(_) => {
                 write.write_all(b"421 4.4.2 idle too long, closing\r\n").await?;
-                return Ok(());
+                return Ok((Ended::Closed, reader.into_inner().unsplit(write)));
             }
             Ok(r) => r?,
         };
         if n == 0 {
-            return Ok(());
+            return Ok((Ended::Closed, reader.into_inner().unsplit(write)));
         }
         if !line.ends_with(b"\n") && n as u64 == MAX_LINE {
             write.write_all(b"500 5.5.6 line too long\r\n").await?;
-            return Ok(());
+            return Ok((Ended::Closed, reader.into_inner().unsplit(write)));
         }
         // mailin expects CRLF; accept bare LF from lenient clients.
         if !line.ends_with(b"\r\n") {
@@ -220,7 +297,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, policy: &Policy, intake
         let response = session.process(&null_sender_workaround(&line));
         let finished = {
             let mut t = tx.lock().unwrap_or_else(|p| p.into_inner());
-            if t.complete { Some(std::mem::take(&mut *t)) } else { None }
+            let tls = t.tls;
+            if t.complete { Some(std::mem::replace(&mut *t, Transaction { tls, ..Transaction::default() })) } else { None }
         };
         let reply = match finished {
             Some(t) => answer(intake, t, peer).await,
@@ -229,8 +307,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, policy: &Policy, intake
         if !reply.is_empty() {
             write.write_all(&reply).await?;
         }
-        if response.action == mailin::Action::Close {
-            return Ok(());
+        match response.action {
+            mailin::Action::Close => return Ok((Ended::Closed, reader.into_inner().unsplit(write))),
+            mailin::Action::UpgradeTls => {
+                write.flush().await?;
+                return Ok((Ended::StartTls, reader.into_inner().unsplit(write)));
+            }
+            _ => {}
         }
     }
 }
@@ -285,6 +368,19 @@ mod tests {
         assert_eq!(&*default.recipient_domains, ["switchboard.localhost".to_owned()]);
         let bad = crate::EmailSettings { smtp_relay_networks: vec!["10.0.0.0/33".into()], ..crate::EmailSettings::default() };
         assert!(Policy::from_settings(&bad).unwrap_err().to_string().contains("smtp_relay_networks"));
+    }
+
+    #[test]
+    fn with_tls_required_no_mail_is_taken_before_starttls() {
+        let tx = Arc::new(Mutex::new(Transaction::default()));
+        let mut collector = Collector { tx: tx.clone(), max_bytes: 1024, recipient_domains: Arc::from(["shop.example".to_owned()]), tls_required: true };
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(collector.mail(ip, "client", "a@example.com").code, 530);
+        tx.lock().unwrap().tls = true;
+        assert_eq!(collector.mail(ip, "client", "a@example.com").code, 250);
+        assert!(tx.lock().unwrap().tls, "a new transaction keeps the connection's TLS");
+        let half = crate::EmailSettings { smtp_tls_cert_file: Some("cert.pem".into()), ..crate::EmailSettings::default() };
+        assert!(Policy::from_settings(&half).is_err_and(|e| e.to_string().contains("go together")));
     }
 
     #[test]

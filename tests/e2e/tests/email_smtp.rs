@@ -40,6 +40,10 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     settings.email.domain = "shop.example".into();
     settings.email.smtp_relay_networks = vec!["127.0.0.1/32".into()];
     settings.email.smtp_max_connections = 3;
+    // STARTTLS offered with a certificate of a CA the test makes (plain SMTP still taken).
+    let tls = e2e::tls::TestTls::generate(&dir).unwrap();
+    settings.email.smtp_tls_cert_file = Some(tls.cert_file.clone());
+    settings.email.smtp_tls_key_file = Some(tls.key_file.clone());
     let intake = start_mail_intake(&env, &mut settings).await;
     let (ucs_port, smtp_port) = (intake.ucs_port, intake.smtp_port);
     let http = e2e::http();
@@ -157,6 +161,21 @@ async fn smtp_mail_becomes_one_interaction_with_its_content_in_ucs() {
     }
     drop(open);
     assert!(submitted(&env).len() == 2, "nothing more was submitted");
+
+    // Over STARTTLS, the server's certificate checked against the test's CA.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ca = lettre::transport::smtp::client::Certificate::from_pem(&std::fs::read(&tls.ca_file).unwrap()).unwrap();
+    let parameters = lettre::transport::smtp::client::TlsParameters::builder("localhost".into()).add_root_certificate(ca).build_rustls().unwrap();
+    let over_tls: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtp_port)
+        .tls(lettre::transport::smtp::client::Tls::Required(parameters))
+        .timeout(Some(Duration::from_secs(30)))
+        .build();
+    let envelope = lettre::address::Envelope::new(Some("ada@example.com".parse().unwrap()), vec!["support@shop.example".parse().unwrap()]).unwrap();
+    let reply = over_tls.send_raw(&envelope, b"From: ada@example.com\r\nTo: support@shop.example\r\nSubject: Privately\r\nMessage-ID: <tls-1@example.com>\r\n\r\nSent over TLS.\r\n").await.unwrap();
+    let tls_id = email::intake::interaction_id_for("tls-1@example.com");
+    assert!(reply.message().any(|l| l.contains(&tls_id)), "250 names the interaction");
+    env.wait_for("the mail sent over TLS", Duration::from_secs(60), || submitted(&env).iter().any(|e| e.interaction_id == tls_id)).await;
 
     stop_server.cancel();
     server.await.unwrap().unwrap();
