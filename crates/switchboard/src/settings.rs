@@ -142,7 +142,7 @@ mod tests {
         std::fs::write(&db, "postgres://ucs:db-s3cret@db/ucs\n").unwrap();
         let settings = load(
             &format!("[ucs]\ndatabase_url_file = \"{}\"\nbatch_size = 7\n[desk]\nsession_secret_file = \"/keys/desk\"\n", db.display()),
-            &[("SWITCHBOARD_SMS__AUTH_TOKEN", "token-s3cret"), ("SWITCHBOARD_EMAIL__IMAP__PASSWORD", "imap-s3cret"), ("SWITCHBOARD_ROUTER__TICK_MS", "55")],
+            &[("SWITCHBOARD_SMS__AUTH_TOKEN", "token-s3cret"), ("SWITCHBOARD_EMAIL__IMAP__PASSWORD", "imap-s3cret"), ("SWITCHBOARD_ROUTER__TICK_MS", "55"), ("SWITCHBOARD_HTTP__SERVICE_KEY", "sbk_key-s3cret")],
         )
         .unwrap();
         assert_eq!(settings.ucs.database_url.as_deref(), Some("postgres://ucs:db-s3cret@db/ucs"));
@@ -155,7 +155,8 @@ mod tests {
         assert_eq!(ctx.section::<router::RouterSettings>().tick_ms, 55);
         assert_eq!(ctx.section::<ucs::UcsSettings>().batch_size, 7);
         let printed = toml::to_string_pretty(&settings.redacted()).unwrap();
-        for secret in ["db-s3cret", "token-s3cret", "imap-s3cret"] {
+        assert_eq!(settings.http.service_key.as_deref(), Some("sbk_key-s3cret"));
+        for secret in ["db-s3cret", "token-s3cret", "imap-s3cret", "key-s3cret"] {
             assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
         }
         assert!(printed.contains("postgres://ucs:***@db/ucs"), "{printed}");
