@@ -137,8 +137,13 @@ pub fn presented_token(request: &Parts) -> Option<String> {
     if request.method != Method::GET && request.method != Method::HEAD {
         return None;
     }
-    request
-        .headers
+    session_cookie(&request.headers)
+}
+
+/// The desk session cookie's value in `headers`, if any (a read's credential, or a WebSocket
+/// handshake's: a browser cannot set headers on either).
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

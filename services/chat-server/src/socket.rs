@@ -107,7 +107,9 @@ pub async fn upgrade(
         }
     }
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
-    let Some(token) = bearer.or(query.token) else {
+    // An agent's desktop authenticates its socket with the desk's cookie (no staff token in a
+    // URL); a customer's widget, on another site, with her chat's token.
+    let Some(token) = bearer.or(query.token).or_else(|| runtime::routes::session_cookie(&headers)) else {
         return error(StatusCode::UNAUTHORIZED, "a session token is required");
     };
     if server.sessions().read().has_left(&session) {

@@ -199,7 +199,8 @@ function openChat(id) {
 function connectChat() {
   const c = chat;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(scheme + "//" + location.host + "/v1/chats/" + c.id + "/ws?token=" + encodeURIComponent(Desk.token));
+  // Same origin: the handshake carries the login's HttpOnly cookie; no token in the URL.
+  const socket = new WebSocket(scheme + "//" + location.host + "/v1/chats/" + c.id + "/ws");
   c.socket = socket;
   socket.onopen = () => { socket.send(JSON.stringify({ type: "resume", after: c.lastSeq })); say($("chat-status"), ""); };
   socket.onmessage = (e) => {
