@@ -107,35 +107,76 @@ pub async fn upgrade(
         }
     }
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
-    // An agent's desktop authenticates its socket with the desk's cookie (no staff token in a
-    // URL); a customer's widget, on another site, with her chat's token.
-    let Some(token) = bearer.or(query.token).or_else(|| runtime::routes::session_cookie(&headers)) else {
-        return error(StatusCode::UNAUTHORIZED, "a session token is required");
-    };
     if server.sessions().read().has_left(&session) {
         // Ended long enough ago to have left memory: a late resume gets the reason, not a wait.
         return error(StatusCode::GONE, "this chat has ended; its transcript is kept in the contact history (UCS)");
     }
+    let limit = server.settings().max_message_bytes;
+    let ws = ws.max_message_size(limit.saturating_mul(2).saturating_add(1024));
+    // An agent's desktop authenticates its socket with the desk's cookie; a customer's widget,
+    // on another site, sends her chat's token as the first frame (`{"type": "auth", "token"}`):
+    // no token in a URL. `?token=` and `Authorization: Bearer` are still taken from clients
+    // that can only do that.
+    let Some(token) = bearer.or(query.token).or_else(|| runtime::routes::session_cookie(&headers)) else {
+        return ws.on_upgrade(move |socket| authenticate_then_serve(server, session, socket));
+    };
+    match resolve_party(&server, &session, &token).await {
+        Ok(party) => ws.on_upgrade(move |socket| serve(server, session, party, socket)),
+        Err((status, reason)) => error(status, reason),
+    }
+}
+
+/// How long a socket opened without a token may take to send its `auth` frame.
+const AUTH_FRAME_WAIT: Duration = Duration::from_secs(10);
+
+/// A socket opened without a credential: its first frame must be `{"type": "auth", "token"}`;
+/// a refusal is an `error` frame and a close with 4000 + the HTTP status (4401, 4403, 4410).
+async fn authenticate_then_serve(server: ChatServer, session: String, mut socket: WebSocket) {
+    #[derive(Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum First {
+        Auth { token: String },
+    }
+    let first = match tokio::time::timeout(AUTH_FRAME_WAIT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<First>(&text).map_err(|_| "the first frame must be {\"type\": \"auth\", \"token\": ...}".to_owned()),
+        Ok(_) => return,
+        Err(_) => Err(format!("no auth frame within {} s", AUTH_FRAME_WAIT.as_secs())),
+    };
+    let resolved = match first {
+        Ok(First::Auth { token }) => resolve_party(&server, &session, &token).await,
+        Err(reason) => Err((StatusCode::UNAUTHORIZED, reason)),
+    };
+    match resolved {
+        Ok(party) => serve(server, session, party, socket).await,
+        Err((status, reason)) => {
+            let _ = send_json(&mut socket, json!({"type": "error", "status": status.as_u16(), "reason": reason})).await;
+            let close = axum::extract::ws::CloseFrame { code: 4000 + status.as_u16(), reason: "refused".into() };
+            let _ = socket.send(Message::Close(Some(close))).await;
+        }
+    }
+}
+
+/// The party `token` stands for in `session`, waiting briefly for a just-started session and
+/// a just-accepted agent to reach this instance's projections.
+async fn resolve_party(server: &ChatServer, session: &str, token: &str) -> Result<Party, (StatusCode, String)> {
     let started = Instant::now();
     let deadline = started + SESSION_WAIT;
-    let party = loop {
-        let known = server.sessions().read().get(&session).and_then(|s| s.customer_token_sha256.clone());
+    loop {
+        let known = server.sessions().read().get(session).and_then(|s| s.customer_token_sha256.clone());
         match known {
-            Some(hash) => match identify(&server, &session, &token, &hash) {
-                Ok(party) => break party,
+            Some(hash) => match identify(server, session, token, &hash) {
+                Ok(party) => return Ok(party),
                 // An agent who has just accepted on the desk: our floor may not show it yet.
                 Err((StatusCode::FORBIDDEN, _)) if started.elapsed() < FLOOR_WAIT => {
                     let mut changed = server.floor().changed();
                     let _ = tokio::time::timeout(Duration::from_millis(100), changed.changed()).await;
                 }
-                Err((status, reason)) => return error(status, reason),
+                Err(refusal) => return Err(refusal),
             },
             None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            None => return error(StatusCode::UNAUTHORIZED, "the token is not valid for this chat"),
+            None => return Err((StatusCode::UNAUTHORIZED, "the token is not valid for this chat".into())),
         }
-    };
-    let limit = server.settings().max_message_bytes;
-    ws.max_message_size(limit.saturating_mul(2).saturating_add(1024)).on_upgrade(move |socket| serve(server, session, party, socket))
+    }
 }
 
 async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> bool {

@@ -76,15 +76,23 @@
   }
 
   function connect() {
-    const s = new WebSocket(wsBase + "/v1/chats/" + state.session_id + "/ws?token=" + encodeURIComponent(state.token));
+    // The chat's token goes in the first frame, never in the URL (proxies log URLs).
+    const s = new WebSocket(wsBase + "/v1/chats/" + state.session_id + "/ws");
     socket = s;
-    s.onopen = () => { s.send(JSON.stringify({ type: "resume", after: state.lastSeq })); status.textContent = ""; };
+    s.onopen = () => {
+      s.send(JSON.stringify({ type: "auth", token: state.token }));
+      s.send(JSON.stringify({ type: "resume", after: state.lastSeq }));
+      status.textContent = "";
+    };
     s.onmessage = (e) => {
       let f; try { f = JSON.parse(e.data); } catch (_) { return; }
       if (f.type === "event" && f.seq > state.lastSeq) { state.lastSeq = f.seq; save(); show(f.event); }
       else if (f.type === "error") status.textContent = f.reason;
     };
-    s.onclose = () => { if (socket === s && state && !ended) { status.textContent = "Reconnecting…"; setTimeout(() => { if (socket === s) connect(); }, 1500); } };
+    s.onclose = (e) => {
+      // 4401/4403/4410: refused (the error frame said why); trying again would not help.
+      if (e.code >= 4400 && e.code < 4500) { socket = null; return; }
+      if (socket === s && state && !ended) { status.textContent = "Reconnecting…"; setTimeout(() => { if (socket === s) connect(); }, 1500); } };
   }
 
   function frame(f) {

@@ -31,6 +31,26 @@ pub async fn connect(port: u16, session: &str, token: &str, origin: Option<&str>
     }
 }
 
+/// Opens a session's socket with no token in the URL and sends `token` as the first frame, as
+/// the widget does.
+pub async fn connect_by_frame(port: u16, session: &str, token: &str) -> Socket {
+    let request = format!("ws://127.0.0.1:{port}/v1/chats/{session}/ws").into_client_request().unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send(&mut socket, json!({"type": "auth", "token": token})).await;
+    socket
+}
+
+/// The close code a socket ends with (after any frames before it).
+pub async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), socket.next()).await.expect("a frame within 30 s") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
 pub async fn send(socket: &mut Socket, frame: Value) {
     socket.send(Message::Text(frame.to_string().into())).await.unwrap();
 }

@@ -85,6 +85,16 @@ async fn a_chat_from_greeting_to_mailed_transcript() {
     assert!(text_of(greeting.last().unwrap()).unwrap().contains("Hello Ada"), "{greeting:?}");
     seen_text(&mut customer, "You are next in the queue.").await;
     say(&mut customer, "c1", "is anyone there?").await;
+    // The widget's way: no token in the URL, the token as the first frame; a wrong one is
+    // told why and closed with 4401.
+    let mut by_frame = e2e::chat::connect_by_frame(chat_port, &session, &token).await;
+    send(&mut by_frame, json!({"type": "resume", "after": 0})).await;
+    read_until(&mut by_frame, |v| text_of(v) == Some("is anyone there?")).await;
+    drop(by_frame);
+    let mut wrong = e2e::chat::connect_by_frame(chat_port, &session, "not-the-token").await;
+    let refusal = e2e::chat::next(&mut wrong).await;
+    assert_eq!((refusal["type"].as_str(), refusal["status"].as_u64()), (Some("error"), Some(401)), "{refusal}");
+    assert_eq!(e2e::chat::close_code(&mut wrong).await, Some(4401));
 
     let (s, b) = desk.post(&ann, "/v1/desk/state", json!({"state": "ready"})).await;
     assert_eq!(s, 200, "{b}");
