@@ -125,12 +125,13 @@ impl Desk {
     /// Every desk route but the login needs a desk session; what a session may do with an
     /// interaction (its own, a party's, a supervisor's) the handlers decide.
     pub fn routes(&self) -> runtime::routes::Table {
-        use runtime::routes::{Audience::Staff, Policy::{Agent, Open}};
+        use runtime::routes::{Audience::Staff, Policy::{Admin, Agent, Open}};
         runtime::routes::Routes::new()
             .post("/v1/desk/login", Staff, Open, login)
             .post("/v1/desk/logout", Staff, Open, logout)
             .post("/v1/desk/state", Staff, Agent, change_state)
             .get("/v1/desk/me", Staff, Agent, me)
+            .get("/v1/desk/users", Staff, Admin, list_users)
             .get("/v1/desk/events", Staff, Agent, events)
             .get("/v1/desk/interactions/{id}", Staff, Agent, interaction)
             .get("/v1/desk/interactions/{id}/responses", Staff, Agent, responses)
@@ -263,6 +264,19 @@ async fn login(
         response.headers_mut().insert(axum::http::header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// `GET /v1/desk/users` (admins): who may log in, with role, skills and capacity; never a
+/// password hash.
+async fn list_users(State(desk): State<Desk>) -> Response {
+    let users: Vec<Value> = desk
+        .inner
+        .users
+        .users
+        .iter()
+        .map(|u| json!({ "id": u.id, "name": u.name, "role": u.role, "skills": u.skills, "capacity": u.capacity, "place": u.place }))
+        .collect();
+    Json(json!({ "users": users })).into_response()
 }
 
 /// Clears the session cookie in this browser. The token itself stays valid until it expires

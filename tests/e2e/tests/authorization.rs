@@ -64,6 +64,7 @@ const REVIEWED: &[(&str, &str, &str, &str)] = &[
     ("POST", "/v1/desk/login", "staff", "open"),
     ("POST", "/v1/desk/logout", "staff", "open"),
     ("GET", "/v1/desk/me", "staff", "agent"),
+    ("GET", "/v1/desk/users", "staff", "admin"),
     ("GET", "/v1/desk/queues", "staff", "agent"),
     ("GET", "/v1/desk/queues/{queue}", "staff", "agent"),
     ("POST", "/v1/desk/state", "staff", "agent"),
@@ -315,6 +316,12 @@ async fn every_route_answers_each_caller_as_its_policy_says() {
     let mails: Vec<Vec<String>> = sink.received().iter().map(|m| m.rcpt_to.clone()).collect();
     assert!(!mails.iter().flatten().any(|r| r.contains("victim")), "mail went to the victim: {mails:?}");
     assert!(gateway_sent.lock().unwrap().is_empty(), "an SMS was sent: {:?}", gateway_sent.lock().unwrap());
+
+    // An admin sees who may log in, and no password hash.
+    let (status, _, users) = call(&http, &staff, "GET", "/v1/desk/users", identities[5].1.as_deref(), None).await;
+    assert_eq!(status, 200, "{users}");
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(4), "{users}");
+    assert!(!users.to_string().contains("argon2"), "a password hash was shown: {users}");
 
     // The desk's cookie: good for reading (the event streams), never for writing.
     let login = http.post(format!("{staff}/v1/desk/login")).json(&json!({"user": "sue", "password": e2e::desk::PASSWORD})).send().await.unwrap();
