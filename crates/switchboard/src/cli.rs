@@ -170,7 +170,7 @@ pub enum ServiceKeyAction {
         #[arg(long, value_delimiter = ',', default_value = "read,write")]
         scopes: Vec<String>,
     },
-    /// Remove the key named NAME: processes that load the file afterwards refuse it.
+    /// Remove the key named NAME: processes reading the file refuse it within a second.
     Remove { name: String },
 }
 
@@ -593,7 +593,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                     if !staff_auth::service_keys::remove(&path, &name)? {
                         bail!("no key named {name:?} in {}", path.display());
                     }
-                    eprintln!("key {name:?} removed from {}; restart the processes that load it", path.display());
+                    eprintln!("key {name:?} removed from {}; processes reading it refuse the key within a second", path.display());
                 }
             }
             Ok(())

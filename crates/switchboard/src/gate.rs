@@ -1,28 +1,88 @@
 //! Who is calling: the process's [`runtime::routes::Gatekeeper`], from the desk's session
 //! keys (a desk session's token, in the header or the login's cookie) and the service keys
-//! (`[http] service_keys_file`, and under `up` the process's own key).
+//! (`[http] service_keys_file`, and under `up` the process's own key). The keys file is read
+//! again when it changes (looked at no more than once a second), so `switchboard service-key
+//! add|remove` takes effect on every process that reads it without a restart.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use runtime::routes::{Caller, StaffRole};
 use staff_auth::auth::SessionKeys;
 use staff_auth::service_keys::ServiceKeys;
 use staff_auth::users::Role;
 
+/// How often the keys file's modification time is looked at.
+const RECHECK: Duration = Duration::from_secs(1);
+
 pub struct Gatekeeper {
     sessions: SessionKeys,
-    services: ServiceKeys,
+    keys: Mutex<LoadedKeys>,
+    own_key: Option<String>,
+    recheck: Duration,
+}
+
+struct LoadedKeys {
+    file: Option<PathBuf>,
+    keys: ServiceKeys,
+    modified: Option<SystemTime>,
+    checked: Instant,
+}
+
+fn modified(file: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(file).and_then(|m| m.modified()).ok()
 }
 
 impl Gatekeeper {
+    /// A gatekeeper of desk sessions and of `services` only (no file behind them).
     pub fn new(sessions: SessionKeys, services: ServiceKeys) -> Self {
-        Self { sessions, services }
+        Self { sessions, keys: Mutex::new(LoadedKeys { file: None, keys: services, modified: None, checked: Instant::now() }), own_key: None, recheck: RECHECK }
+    }
+
+    /// A gatekeeper of desk sessions, the keys in `file` (read again when it changes) and
+    /// this process's `own_key`.
+    pub fn with_keys_file(sessions: SessionKeys, file: PathBuf, own_key: Option<String>) -> Result<Self, staff_auth::service_keys::ServiceKeyError> {
+        let stamp = modified(&file);
+        let mut keys = ServiceKeys::load(&file)?;
+        if let Some(key) = &own_key {
+            keys.accept(key, "this process", &staff_auth::service_keys::SCOPES);
+        }
+        Ok(Self { sessions, keys: Mutex::new(LoadedKeys { file: Some(file), keys, modified: stamp, checked: Instant::now() }), own_key, recheck: RECHECK })
+    }
+
+    fn service_key_holder(&self, key: &str) -> Option<staff_auth::service_keys::Holder> {
+        let mut loaded = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(file) = loaded.file.clone().filter(|_| loaded.checked.elapsed() >= self.recheck) {
+            loaded.checked = Instant::now();
+            let stamp = modified(&file);
+            if stamp != loaded.modified {
+                match ServiceKeys::load(&file) {
+                    Ok(mut keys) => {
+                        if let Some(own) = &self.own_key {
+                            keys.accept(own, "this process", &staff_auth::service_keys::SCOPES);
+                        }
+                        loaded.keys = keys;
+                        loaded.modified = stamp;
+                        tracing::info!(file = %file.display(), "service keys read again");
+                    }
+                    // A half-edited file: keep the keys we have, say why (once per change).
+                    Err(e) => {
+                        loaded.modified = stamp;
+                        tracing::warn!(error = %e, "service keys file unreadable; keeping the keys loaded before");
+                    }
+                }
+            }
+        }
+        loaded.keys.holder(key).cloned()
     }
 }
 
 impl runtime::routes::Gatekeeper for Gatekeeper {
     fn caller(&self, request: &axum::http::request::Parts) -> Caller {
         let Some(token) = runtime::routes::presented_token(request) else { return Caller::Anonymous };
-        if let Some(holder) = self.services.holder(&token) {
-            return Caller::Service { name: holder.name.clone(), scopes: holder.scopes.clone() };
+        if let Some(holder) = self.service_key_holder(&token) {
+            return Caller::Service { name: holder.name, scopes: holder.scopes };
         }
         match self.sessions.verify(&token, contract::now_millis()) {
             Ok(session) => Caller::Staff {
@@ -35,5 +95,43 @@ impl runtime::routes::Gatekeeper for Gatekeeper {
             },
             Err(_) => Caller::Anonymous,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use runtime::routes::Gatekeeper as _;
+
+    use super::*;
+
+    fn with_bearer(token: &str) -> axum::http::request::Parts {
+        axum::http::Request::get("/x").header("authorization", format!("Bearer {token}")).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn keys_added_and_removed_in_the_file_count_without_a_restart_and_the_own_key_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("service-keys.toml");
+        let sessions = SessionKeys::new(vec![7; 32]);
+        let first = staff_auth::service_keys::add(&file, "email", &["read".into(), "write".into()]).unwrap();
+        let own = staff_auth::service_keys::generate();
+        let mut gate = Gatekeeper::with_keys_file(sessions.clone(), file.clone(), Some(own.clone())).unwrap();
+        gate.recheck = Duration::ZERO;
+        assert!(matches!(gate.caller(&with_bearer(&first)), Caller::Service { name, .. } if name == "email"));
+        // Another key added, the first removed: the file's times differ by the rewrite.
+        std::thread::sleep(Duration::from_millis(20));
+        let second = staff_auth::service_keys::add(&file, "sms", &["write".into()]).unwrap();
+        assert!(staff_auth::service_keys::remove(&file, "email").unwrap());
+        assert_eq!(gate.caller(&with_bearer(&first)), Caller::Anonymous, "a removed key still let in");
+        assert!(matches!(gate.caller(&with_bearer(&second)), Caller::Service { name, .. } if name == "sms"));
+        assert!(matches!(gate.caller(&with_bearer(&own)), Caller::Service { .. }), "the process's own key was lost on reload");
+        // A broken file keeps what was loaded.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&file, "not toml [").unwrap();
+        assert!(matches!(gate.caller(&with_bearer(&second)), Caller::Service { .. }));
+        // Desk sessions as before.
+        let token = sessions.issue("sue", Role::Supervisor, contract::now_millis() + 60_000);
+        assert_eq!(gate.caller(&with_bearer(&token)), Caller::Staff { user: "sue".into(), role: StaffRole::Supervisor });
     }
 }

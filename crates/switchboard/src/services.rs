@@ -71,11 +71,8 @@ fn own_service_key(settings: &mut Settings) -> Option<String> {
 fn gatekeeper(settings: &Settings, own_key: Option<&str>) -> anyhow::Result<runtime::routes::Gate> {
     let secret_file = settings.desk_secret_file();
     let sessions = staff_auth::auth::SessionKeys::load_or_create(&secret_file).with_context(|| format!("desk session secret {}", secret_file.display()))?;
-    let mut services = staff_auth::service_keys::ServiceKeys::load(&settings.service_keys_file())?;
-    if let Some(key) = own_key {
-        services.accept(key, "this process", &staff_auth::service_keys::SCOPES);
-    }
-    Ok(runtime::routes::Gate(std::sync::Arc::new(crate::gate::Gatekeeper::new(sessions, services))))
+    let gatekeeper = crate::gate::Gatekeeper::with_keys_file(sessions, settings.service_keys_file(), own_key.map(str::to_owned))?;
+    Ok(runtime::routes::Gate(std::sync::Arc::new(gatekeeper)))
 }
 
 

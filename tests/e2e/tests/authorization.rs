@@ -323,6 +323,22 @@ async fn every_route_answers_each_caller_as_its_policy_says() {
     assert_eq!(users["users"].as_array().map(Vec::len), Some(4), "{users}");
     assert!(!users.to_string().contains("argon2"), "a password hash was shown: {users}");
 
+    // A key removed with the command is refused by the running `up` within seconds.
+    let reader = identities[7].1.clone().unwrap();
+    let (status, _, _) = call(&http, &staff, "GET", "/v1/contacts?q=ann", Some(&reader), None).await;
+    assert_eq!(status, 200);
+    let removed = std::process::Command::new(e2e::switchboard_bin()).arg("--config").arg(&config).args(["service-key", "remove", "reader"]).output().unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, challenged, _) = call(&http, &staff, "GET", "/v1/contacts?q=ann", Some(&reader), None).await;
+        if status == 401 && challenged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the removed key still let in after 10 s ({status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The desk's cookie: good for reading (the event streams), never for writing.
     let login = http.post(format!("{staff}/v1/desk/login")).json(&json!({"user": "sue", "password": e2e::desk::PASSWORD})).send().await.unwrap();
     let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
