@@ -81,6 +81,14 @@ pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet
     client
 }
 
+/// Whether the client reached us over https: only a trusted proxy's `X-Forwarded-Proto` is
+/// believed (this process itself serves plain http). Cookies set for such a client are
+/// marked `Secure`.
+pub fn forwarded_https(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(&canonical_ip(peer)))
+        && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")))
+}
+
 /// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as IPv4, so that it
 /// matches IPv4 networks.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
@@ -239,6 +247,22 @@ mod client_address_tests {
         assert_eq!(client_ip(proxy, &axum::http::HeaderMap::new(), &trusted), proxy);
         assert_eq!(client_ip(ip("::ffff:10.0.0.5"), &forwarded("198.51.100.1"), &trusted), ip("198.51.100.1"));
         assert_eq!(client_ip(proxy, &forwarded("198.51.100.1"), &[]), proxy, "no trusted proxies: the header is ignored");
+    }
+
+    #[test]
+    fn https_is_believed_only_from_a_trusted_proxy() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proto = |value: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-forwarded-proto", value.parse().unwrap());
+            headers
+        };
+        let (proxy, stranger): (IpAddr, IpAddr) = ("10.0.0.5".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        assert!(forwarded_https(proxy, &proto("https"), &trusted));
+        assert!(forwarded_https(proxy, &proto("HTTPS, http"), &trusted));
+        assert!(!forwarded_https(proxy, &proto("http"), &trusted));
+        assert!(!forwarded_https(stranger, &proto("https"), &trusted), "anyone can send the header");
+        assert!(!forwarded_https(proxy, &axum::http::HeaderMap::new(), &trusted));
     }
 
     /// Two clients behind one trusted proxy have a limit each; a stranger's forged header

@@ -258,7 +258,8 @@ async fn login(
         .await?;
     }
     // The cookie serves what cannot send a header (the event streams); writes need the header.
-    let cookie = format!("{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", runtime::routes::SESSION_COOKIE, hours * 3600);
+    let secure = if runtime::http::forwarded_https(peer.ip(), &headers, &desk.inner.trusted_proxies) { "; Secure" } else { "" };
+    let cookie = format!("{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", runtime::routes::SESSION_COOKIE, hours * 3600);
     let mut response = Json(json!({ "token": token, "user": user.id, "role": user.role, "expires_at": expires_at })).into_response();
     if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(axum::http::header::SET_COOKIE, value);
