@@ -148,7 +148,6 @@ async fn send_submit(commands: &CommandClient, interaction_id: String, command_i
             let mut body = json!({
                 "interaction_id": interaction_id,
                 "command_id": command.command_id,
-                "status_url": format!("/interactions/{interaction_id}"),
             });
             if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
                 body.extend(extra);
@@ -203,7 +202,7 @@ const IDEMPOTENCY_NAMESPACE: uuid::Uuid =
 /// Submit an interaction of any media to a queue.
 #[utoipa::path(post, path = "/v1/interactions", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "the same key: the same interaction")),
-    responses((status = 202, description = "accepted: `{interaction_id, command_id, status_url}`"), (status = 400, description = "invalid request, with the reason"), (status = 403, description = "more than a web submission may ask for (a queue not public, a system property, a priority out of range), with the reason"), (status = 503, description = "not accepted; retry")))]
+    responses((status = 202, description = "accepted: `{interaction_id, command_id}`, and for a staff caller `status_url` (the queue projection's `/interactions/{id}`)"), (status = 400, description = "invalid request, with the reason"), (status = 403, description = "more than a web submission may ask for (a queue not public, a system property, a priority out of range), with the reason"), (status = 503, description = "not accepted; retry")))]
 async fn submit(
     State(Api { commands, public, .. }): State<Api>,
     caller: Option<axum::Extension<runtime::routes::Caller>>,
@@ -214,7 +213,8 @@ async fn submit(
         Ok(body) => body,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
-    if !unrestricted(caller.as_deref()) {
+    let staff = unrestricted(caller.as_deref());
+    if !staff {
         if let Some(reason) = public.refuse(&request) {
             return error(StatusCode::FORBIDDEN, reason);
         }
@@ -256,5 +256,7 @@ async fn submit(
         content_ref: request.content_ref,
         parent_interaction_id: None,
     };
-    send_submit(&commands, interaction_id, command_id, submit, json!({})).await
+    // Where to follow it is a staff route: named only to those who may call it.
+    let extra = if staff { json!({"status_url": format!("/interactions/{interaction_id}")}) } else { json!({}) };
+    send_submit(&commands, interaction_id, command_id, submit, extra).await
 }

@@ -304,6 +304,7 @@ async fn every_route_answers_each_caller_as_its_policy_says() {
         .await
         .unwrap();
     let allowed_id = allowed["interaction_id"].as_str().unwrap_or_else(|| panic!("a customer's own message was refused: {allowed}"));
+    assert!(allowed.get("status_url").is_none(), "a customer was pointed at a staff route: {allowed}");
     let operator = e2e::http();
     // The customer's own message is on the log (the workflow's acknowledgement of it, to no
     // address, is the workflow's business); a few seconds more for anything else to show.
