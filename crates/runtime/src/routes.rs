@@ -302,7 +302,7 @@ pub fn host_checked(router: Router, hosts: Vec<String>) -> Router {
         async move {
             let host = request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| request.uri().host()).map(host_without_port);
             match host {
-                Some(host) if hosts.iter().any(|h| *h == host) => next.run(request).await,
+                Some(host) if hosts.contains(&host) => next.run(request).await,
                 Some(host) => refuse(StatusCode::MISDIRECTED_REQUEST, &format!("this listener does not answer to host {host:?}; list it in [http] allowed_hosts")),
                 None => refuse(StatusCode::MISDIRECTED_REQUEST, "a Host header is required"),
             }

@@ -69,7 +69,7 @@ impl PublicLimits {
 
     /// Why `request` is more than a customer may ask, if it is.
     fn refuse(&self, request: &SubmitRequest) -> Option<String> {
-        if !self.queues.iter().any(|q| *q == request.queue) {
+        if !self.queues.contains(&request.queue) {
             return Some(format!("queue {:?} does not take submissions from the web; public queues: {}", request.queue, self.queues.join(", ")));
         }
         if !(0..=self.max_priority).contains(&request.priority) {
@@ -214,10 +214,8 @@ async fn submit(
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     let staff = unrestricted(caller.as_deref());
-    if !staff {
-        if let Some(reason) = public.refuse(&request) {
-            return error(StatusCode::FORBIDDEN, reason);
-        }
+    if let Some(reason) = public.refuse(&request).filter(|_| !staff) {
+        return error(StatusCode::FORBIDDEN, reason);
     }
     let media_type: MediaType = match request.media_type.parse() {
         Ok(m) => m,
