@@ -4,16 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router, routing::get};
+use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
-
-/// `GET /health/live`: the process is up and serving.
-pub fn health_routes() -> Router {
-    Router::new().route(
-        "/health/live",
-        get(|| async { Json(std::collections::BTreeMap::from([("status", "ok")])) }),
-    )
-}
 
 /// The answer of every `/health/ready/...` endpoint: `200 {"status": "ready"}`, or while the
 /// service is still catching up `503 {"status": not_yet}`.
@@ -228,6 +220,7 @@ mod api_error_tests {
 mod client_address_tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use axum::routing::get;
 
     fn forwarded(value: &str) -> axum::http::HeaderMap {
         let mut headers = axum::http::HeaderMap::new();

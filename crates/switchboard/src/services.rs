@@ -44,7 +44,7 @@ pub async fn up(mut settings: Settings, topics: Topics) -> anyhow::Result<()> {
         services.push(Service::SmsServer);
     }
     let own_key = own_service_key(&mut settings);
-    let result = run_services(&settings, &topics, &services, own_key, shutdown).await;
+    let result = run_services(&settings, &topics, &services, Some(own_key), shutdown).await;
     if let Some(broker) = broker {
         broker.stop().await?;
     }
@@ -61,10 +61,10 @@ pub async fn run_one(service: Service, settings: Settings, topics: Topics) -> an
 /// Under `up`, the services call UCS in the same process over HTTP like any other caller, with
 /// the process's own key, which the process accepts: `[http] service_key`, or with none
 /// configured a key made now (written nowhere).
-fn own_service_key(settings: &mut Settings) -> Option<String> {
+fn own_service_key(settings: &mut Settings) -> String {
     let key = settings.http.service_key.clone().unwrap_or_else(staff_auth::service_keys::generate);
     settings.shared.http.service_key = Some(key.clone());
-    Some(key)
+    key
 }
 
 /// The gatekeeper of this process's routes: desk sessions and the service keys it accepts.

@@ -214,7 +214,7 @@ async fn submit(
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     let staff = unrestricted(caller.as_deref());
-    if let Some(reason) = public.refuse(&request).filter(|_| !staff) {
+    if !staff && let Some(reason) = public.refuse(&request) {
         return error(StatusCode::FORBIDDEN, reason);
     }
     let media_type: MediaType = match request.media_type.parse() {
