@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use rdkafka::Message as _;
+use rdkafka::consumer::Consumer as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,36 @@ pub trait Fold: Send + Sync {
 
     /// Called once, when the replay has reached the log's end as it was at start.
     fn caught_up(&self);
+
+    /// Everything of `topic`/`partition` below `next_offset` is applied (after each record,
+    /// and for a restored snapshot's offsets): for a fold whose readers must see every record
+    /// written before they asked (see [`LogEnds`]).
+    fn read_to(&self, _topic: &str, _partition: i32, _next_offset: i64) {}
+}
+
+/// Where partitions end now, asked of the broker with a short limit: with
+/// [`Fold::read_to`], a reader waits until its fold has applied everything written before
+/// the moment it asked ("read your writes" across processes: a logout on one instance counts
+/// on the next request to another).
+pub struct LogEnds {
+    reader: kafka::Reader,
+}
+
+impl LogEnds {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, kafka::KafkaSetupError> {
+        Ok(Self { reader: kafka::reader(settings)? })
+    }
+
+    /// How many partitions `topic` has.
+    pub fn partitions(&self, topic: &str) -> Result<i32, crate::topics::TopicError> {
+        crate::topics::partition_count(self.reader.client(), topic)
+    }
+
+    /// One past the last record of `topic`/`partition`, or why the broker did not say within
+    /// `limit`. Blocking: call it off the async workers.
+    pub fn end(&self, topic: &str, partition: i32, limit: std::time::Duration) -> Result<i64, String> {
+        self.reader.fetch_watermarks(topic, partition, limit).map(|(_, high)| high).map_err(|e| e.to_string())
+    }
 }
 
 /// What to follow and how to snapshot it.
@@ -64,6 +95,11 @@ pub async fn follow<F: Fold>(kafka_settings: &KafkaSettings, following: Followin
             Ok(replay) => match fold.restore(snapshot.state) {
                 Ok(()) => {
                     tracing::info!(projection = %name, records = replay.backlog(), "restored from its snapshot; reading the records after it");
+                    for (key, offset) in &snapshot.offsets {
+                        if let Some((topic, partition)) = key.rsplit_once('/').and_then(|(t, p)| Some((t, p.parse().ok()?))) {
+                            fold.read_to(topic, partition, *offset);
+                        }
+                    }
                     positions = snapshot.offsets;
                     from_snapshot = Some(replay);
                 }
@@ -117,6 +153,7 @@ pub async fn follow<F: Fold>(kafka_settings: &KafkaSettings, following: Followin
         if let Err(why) = fold.apply(message.topic(), message.payload().unwrap_or_default()) {
             tracing::error!(projection = %name, topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %why, "undecodable record skipped");
         }
+        fold.read_to(message.topic(), message.partition(), message.offset() + 1);
         if !done {
             replayed += 1;
             if replay.read(message.topic(), message.partition(), message.offset()) {

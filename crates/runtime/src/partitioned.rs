@@ -93,6 +93,13 @@ impl PartitionReader {
         self.consumer.assign(&assignment).map_err(OwnerError::of("assigning partitions"))
     }
 
+    /// Reads `partition` again from `offset` (records already fetched past it are dropped):
+    /// after its transaction failed, its commands since the last commit are handled again.
+    pub fn rewind(&self, topic: &str, partition: i32, offset: i64) -> Result<(), OwnerError> {
+        kafka::blocking(|| self.consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10)))
+            .map_err(OwnerError::of("rewinding a partition"))
+    }
+
     /// The partitions of `topic` this reader is assigned now.
     pub fn assigned(&self, topic: &str) -> Vec<i32> {
         self.consumer

@@ -154,7 +154,13 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
 /// Finds out who is calling from a request's head (its `Authorization` header, its session
 /// cookie). Implemented by the binary with the desk's session keys and the service keys.
 pub trait Gatekeeper: Send + Sync + 'static {
-    fn caller(&self, request: &Parts) -> Caller;
+    /// Async: a desk session is checked against the staff directory once it has read
+    /// everything written to `staff.events` before the request (a logout elsewhere counts).
+    fn caller<'a>(&'a self, request: &'a Parts) -> futures::future::BoxFuture<'a, Caller>;
+
+    /// The caller a bare token stands for (a WebSocket's first frame), as [`Self::caller`]
+    /// would find it in a header.
+    fn token_caller<'a>(&'a self, token: &'a str) -> futures::future::BoxFuture<'a, Caller>;
 }
 
 /// The process's gatekeeper, as a request extension.
@@ -218,6 +224,14 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self.route(Method::POST, path, audience, policy, handler)
     }
 
+    pub fn patch<H: axum::handler::Handler<T, S>, T: 'static>(self, path: &'static str, audience: Audience, policy: Policy, handler: H) -> Self {
+        self.route(Method::PATCH, path, audience, policy, handler)
+    }
+
+    pub fn delete<H: axum::handler::Handler<T, S>, T: 'static>(self, path: &'static str, audience: Audience, policy: Policy, handler: H) -> Self {
+        self.route(Method::DELETE, path, audience, policy, handler)
+    }
+
     /// The routes on their state: a [`Table`].
     pub fn with_state(self, state: S) -> Table {
         Table { specs: self.specs, all: self.all.with_state(state.clone()), public: self.public.with_state(state) }
@@ -268,7 +282,10 @@ async fn guard(policy: Policy, request: Request, next: Next) -> Response {
     if policy.is_open() {
         // Open to anyone, but a handler may allow more to a staff or service caller (the web
         // API's submission): it finds the caller as an extension, `Anonymous` without a gate.
-        let caller = gate.map_or(Caller::Anonymous, |gate| gate.0.caller(&parts));
+        let caller = match gate {
+            Some(gate) => gate.0.caller(&parts).await,
+            None => Caller::Anonymous,
+        };
         parts.extensions.insert(caller);
         return next.run(Request::from_parts(parts, body)).await;
     }
@@ -276,7 +293,7 @@ async fn guard(policy: Policy, request: Request, next: Next) -> Response {
         tracing::error!(path = %parts.uri.path(), "a guarded route is served without a gatekeeper; refusing");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "this route is not available");
     };
-    let caller = gate.0.caller(&parts);
+    let caller = gate.0.caller(&parts).await;
     match caller.may(policy) {
         Ok(()) => {
             parts.extensions.insert(caller);

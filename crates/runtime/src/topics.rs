@@ -18,6 +18,8 @@ pub const AGENT_EVENTS: &str = "agent.events";
 pub const CHAT_EVENTS: &str = "chat.events";
 pub const UCS_EVENTS: &str = "ucs.events";
 pub const DEAD_LETTER: &str = "deadletter";
+pub const STAFF_EVENTS: &str = "staff.events";
+pub const STAFF_CREDENTIALS: &str = "staff.credentials";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +89,8 @@ impl Topics {
             INTERACTION_EVENTS,
             AGENT_EVENTS,
             DEAD_LETTER,
+            STAFF_EVENTS,
+            STAFF_CREDENTIALS,
         ] {
             if !file.topic.iter().any(|t| t.name == required) {
                 return Err(TopicError::Invalid(format!(

@@ -1,6 +1,9 @@
-//! Session tokens: `user.role.expiry.signature`, the signature an HMAC-SHA256 over the rest
-//! with the desk's secret. Stateless, so any desk instance (or a restarted one) accepts a token
-//! another issued, and nothing about sessions has to be stored.
+//! Session tokens: `user.role.session.issued.expiry.signature`, the signature an HMAC-SHA256
+//! over the rest with the desk's secret, so any process of the installation can check one
+//! without asking the desk. A valid signature is not the whole answer: whether the session
+//! still stands (not logged out, the user not removed, disabled or given a new password since
+//! it was issued) and the user's role *now* are the staff directory's to say
+//! ([`crate::directory`]), which follows `staff.events`.
 
 use std::path::Path;
 
@@ -19,7 +22,11 @@ pub struct SessionKeys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub user: String,
+    /// The role when the session was issued; the directory has the current one.
     pub role: Role,
+    /// Random, names the session in a logout (`SessionEnded`).
+    pub id: String,
+    pub issued_at: i64,
     pub expires_at: i64,
 }
 
@@ -52,9 +59,11 @@ impl SessionKeys {
         }
     }
 
-    pub fn issue(&self, user: &str, role: Role, expires_at: i64) -> String {
-        let body = format!("{user}.{}.{expires_at}", role_name(role));
-        format!("{body}.{}", self.sign(&body))
+    /// A new session's token and id.
+    pub fn issue(&self, user: &str, role: Role, issued_at: i64, expires_at: i64) -> (String, String) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let body = format!("{user}.{}.{id}.{issued_at}.{expires_at}", role_name(role));
+        (format!("{body}.{}", self.sign(&body)), id)
     }
 
     /// The session a token stands for, or why it is refused.
@@ -64,8 +73,10 @@ impl SessionKeys {
         let mut mac = HmacSha256::new_from_slice(&self.secret).map_err(|_| "session key unusable")?;
         mac.update(body.as_bytes());
         mac.verify_slice(&expected).map_err(|_| "invalid session token")?;
-        let mut parts = body.rsplitn(3, '.');
+        let mut parts = body.rsplitn(5, '.');
         let expires_at: i64 = parts.next().and_then(|e| e.parse().ok()).ok_or("malformed session token")?;
+        let issued_at: i64 = parts.next().and_then(|e| e.parse().ok()).ok_or("malformed session token")?;
+        let id = parts.next().filter(|id| !id.is_empty()).ok_or("malformed session token")?.to_owned();
         let role = match parts.next() {
             Some("agent") => Role::Agent,
             Some("supervisor") => Role::Supervisor,
@@ -76,7 +87,7 @@ impl SessionKeys {
         if now >= expires_at {
             return Err("session expired; log in again");
         }
-        Ok(Session { user, role, expires_at })
+        Ok(Session { user, role, id, issued_at, expires_at })
     }
 
     fn sign(&self, body: &str) -> String {
@@ -87,7 +98,7 @@ impl SessionKeys {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
+pub fn role_name(role: Role) -> &'static str {
     match role {
         Role::Agent => "agent",
         Role::Supervisor => "supervisor",
@@ -103,8 +114,8 @@ mod tests {
     #[test]
     fn tokens_verify_and_tampering_is_refused() {
         let keys = SessionKeys::new(vec![7; 32]);
-        let token = keys.issue("ann.lee", Role::Agent, 1000);
-        assert_eq!(keys.verify(&token, 10).unwrap(), Session { user: "ann.lee".into(), role: Role::Agent, expires_at: 1000 });
+        let (token, id) = keys.issue("ann.lee", Role::Agent, 5, 1000);
+        assert_eq!(keys.verify(&token, 10).unwrap(), Session { user: "ann.lee".into(), role: Role::Agent, id, issued_at: 5, expires_at: 1000 });
         assert_eq!(keys.verify(&token, 1000), Err("session expired; log in again"));
         let forged = token.replacen("agent", "supervisor", 1);
         assert_eq!(keys.verify(&forged, 10), Err("invalid session token"));

@@ -3,7 +3,9 @@
 //! small crate of its own so that neither service depends on the other.
 
 pub mod auth;
+pub mod directory;
 pub mod private_file;
 pub mod service_keys;
+pub mod shared;
 pub mod throttle;
 pub mod users;

@@ -128,6 +128,19 @@ impl Users {
     }
 }
 
+/// `candidate` if `password` is theirs. With no candidate (an unknown or disabled user) the
+/// same Argon2 work is done against nobody's hash, so the time taken does not tell which user
+/// names exist. Slow by design: call it off the async workers.
+pub fn check_password(candidate: Option<User>, password: &str) -> Option<User> {
+    match candidate {
+        Some(user) => verify_password(&user, password).then_some(user),
+        None => {
+            let _ = verify_hash(unknown_user_hash(), password);
+            None
+        }
+    }
+}
+
 pub fn hash_password(password: &str) -> Result<String, UsersError> {
     let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes()).map_err(|e| UsersError::Hash(e.to_string()))?;
     Argon2::default()

@@ -176,7 +176,9 @@ pub enum ServiceKeyAction {
 
 #[derive(Debug, Subcommand)]
 pub enum DeskAction {
-    /// Add or replace a desk user in the users file (the password is read from stdin).
+    /// Add a desk user to the users file (the password is read from stdin). The file seeds
+    /// the log: a running desk adds a user whose id the log never named within seconds; an
+    /// existing user is changed or removed with the admin API (`/v1/desk/users`).
     AddUser {
         id: String,
         #[arg(long, value_enum, default_value = "agent")]
@@ -579,6 +581,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             // Check what was written reads back (media names, ids).
             desk::users::Users::load(&path)?;
             println!("{id} saved in {}", path.display());
+            eprintln!(
+                "a running desk adds {id} within seconds if the log has never named that id; to change or remove an existing user, use the admin API (/v1/desk/users, docs/SECURITY.md)"
+            );
             Ok(())
         }
         Command::ServiceKey { action } => {

@@ -1,15 +1,20 @@
 //! Who is calling: the process's [`runtime::routes::Gatekeeper`], from the desk's session
-//! keys (a desk session's token, in the header or the login's cookie) and the service keys
-//! (`[http] service_keys_file`, and under `up` the process's own key). The keys file is read
+//! keys (a desk session's token, in the header or the login's cookie), checked against the
+//! staff directory (`staff.events`: the session not logged out, the user not removed or
+//! disabled, the role as it is now) once the directory has read everything written before
+//! the request, and the service keys (`[http] service_keys_file`, and under `up` the
+//! process's own key). The keys file is read
 //! again when it changes (looked at no more than once a second), so `switchboard service-key
 //! add|remove` takes effect on every process that reads it without a restart.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use runtime::routes::{Caller, StaffRole};
+use futures::future::BoxFuture;
 use staff_auth::auth::SessionKeys;
+use staff_auth::shared::SharedDirectory;
 use staff_auth::service_keys::ServiceKeys;
 use staff_auth::users::Role;
 
@@ -18,6 +23,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Gatekeeper {
     sessions: SessionKeys,
+    /// `None` only in unit tests: a valid signature is then enough.
+    directory: Option<Arc<SharedDirectory>>,
     keys: Mutex<LoadedKeys>,
     own_key: Option<String>,
     recheck: Duration,
@@ -37,7 +44,7 @@ fn modified(file: &std::path::Path) -> Option<SystemTime> {
 impl Gatekeeper {
     /// A gatekeeper of desk sessions and of `services` only (no file behind them).
     pub fn new(sessions: SessionKeys, services: ServiceKeys) -> Self {
-        Self { sessions, keys: Mutex::new(LoadedKeys { file: None, keys: services, modified: None, checked: Instant::now() }), own_key: None, recheck: RECHECK }
+        Self { sessions, directory: None, keys: Mutex::new(LoadedKeys { file: None, keys: services, modified: None, checked: Instant::now() }), own_key: None, recheck: RECHECK }
     }
 
     /// A gatekeeper of desk sessions, the keys in `file` (read again when it changes) and
@@ -48,7 +55,14 @@ impl Gatekeeper {
         if let Some(key) = &own_key {
             keys.accept(key, "this process", &staff_auth::service_keys::SCOPES);
         }
-        Ok(Self { sessions, keys: Mutex::new(LoadedKeys { file: Some(file), keys, modified: stamp, checked: Instant::now() }), own_key, recheck: RECHECK })
+        Ok(Self { sessions, directory: None, keys: Mutex::new(LoadedKeys { file: Some(file), keys, modified: stamp, checked: Instant::now() }), own_key, recheck: RECHECK })
+    }
+
+    /// Desk sessions are checked against `directory`.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<SharedDirectory>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     fn service_key_holder(&self, key: &str) -> Option<staff_auth::service_keys::Holder> {
@@ -78,23 +92,48 @@ impl Gatekeeper {
     }
 }
 
-impl runtime::routes::Gatekeeper for Gatekeeper {
-    fn caller(&self, request: &axum::http::request::Parts) -> Caller {
-        let Some(token) = runtime::routes::presented_token(request) else { return Caller::Anonymous };
-        if let Some(holder) = self.service_key_holder(&token) {
+impl Gatekeeper {
+    async fn of_token(&self, token: &str) -> Caller {
+        if let Some(holder) = self.service_key_holder(token) {
             return Caller::Service { name: holder.name, scopes: holder.scopes };
         }
-        match self.sessions.verify(&token, contract::now_millis()) {
-            Ok(session) => Caller::Staff {
-                user: session.user,
-                role: match session.role {
-                    Role::Agent => StaffRole::Agent,
-                    Role::Supervisor => StaffRole::Supervisor,
-                    Role::Admin => StaffRole::Admin,
-                },
+        let Ok(session) = self.sessions.verify(token, contract::now_millis()) else { return Caller::Anonymous };
+        let role = match &self.directory {
+            None => session.role,
+            Some(directory) => {
+                directory.current().await;
+                match directory.read().check(&session) {
+                    Ok(member) => member.role,
+                    Err(why) => {
+                        tracing::info!(user = %session.user, %why, "desk session refused");
+                        return Caller::Anonymous;
+                    }
+                }
+            }
+        };
+        Caller::Staff {
+            user: session.user,
+            role: match role {
+                Role::Agent => StaffRole::Agent,
+                Role::Supervisor => StaffRole::Supervisor,
+                Role::Admin => StaffRole::Admin,
             },
-            Err(_) => Caller::Anonymous,
         }
+    }
+}
+
+impl runtime::routes::Gatekeeper for Gatekeeper {
+    fn caller<'a>(&'a self, request: &'a axum::http::request::Parts) -> BoxFuture<'a, Caller> {
+        Box::pin(async move {
+            match runtime::routes::presented_token(request) {
+                Some(token) => self.of_token(&token).await,
+                None => Caller::Anonymous,
+            }
+        })
+    }
+
+    fn token_caller<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Caller> {
+        Box::pin(self.of_token(token))
     }
 }
 
@@ -111,6 +150,10 @@ mod tests {
 
     #[test]
     fn keys_added_and_removed_in_the_file_count_without_a_restart_and_the_own_key_stays() {
+        futures::executor::block_on(keys_added_and_removed());
+    }
+
+    async fn keys_added_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("service-keys.toml");
         let sessions = SessionKeys::new(vec![7; 32]);
@@ -118,20 +161,20 @@ mod tests {
         let own = staff_auth::service_keys::generate();
         let mut gate = Gatekeeper::with_keys_file(sessions.clone(), file.clone(), Some(own.clone())).unwrap();
         gate.recheck = Duration::ZERO;
-        assert!(matches!(gate.caller(&with_bearer(&first)), Caller::Service { name, .. } if name == "email"));
+        assert!(matches!(gate.caller(&with_bearer(&first)).await, Caller::Service { name, .. } if name == "email"));
         // Another key added, the first removed: the file's times differ by the rewrite.
         std::thread::sleep(Duration::from_millis(20));
         let second = staff_auth::service_keys::add(&file, "sms", &["write".into()]).unwrap();
         assert!(staff_auth::service_keys::remove(&file, "email").unwrap());
-        assert_eq!(gate.caller(&with_bearer(&first)), Caller::Anonymous, "a removed key still let in");
-        assert!(matches!(gate.caller(&with_bearer(&second)), Caller::Service { name, .. } if name == "sms"));
-        assert!(matches!(gate.caller(&with_bearer(&own)), Caller::Service { .. }), "the process's own key was lost on reload");
+        assert_eq!(gate.caller(&with_bearer(&first)).await, Caller::Anonymous, "a removed key still let in");
+        assert!(matches!(gate.caller(&with_bearer(&second)).await, Caller::Service { name, .. } if name == "sms"));
+        assert!(matches!(gate.caller(&with_bearer(&own)).await, Caller::Service { .. }), "the process's own key was lost on reload");
         // A broken file keeps what was loaded.
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&file, "not toml [").unwrap();
-        assert!(matches!(gate.caller(&with_bearer(&second)), Caller::Service { .. }));
+        assert!(matches!(gate.caller(&with_bearer(&second)).await, Caller::Service { .. }));
         // Desk sessions as before.
-        let token = sessions.issue("sue", Role::Supervisor, contract::now_millis() + 60_000);
-        assert_eq!(gate.caller(&with_bearer(&token)), Caller::Staff { user: "sue".into(), role: StaffRole::Supervisor });
+        let (token, _) = sessions.issue("sue", Role::Supervisor, contract::now_millis(), contract::now_millis() + 60_000);
+        assert_eq!(gate.caller(&with_bearer(&token)).await, Caller::Staff { user: "sue".into(), role: StaffRole::Supervisor });
     }
 }

@@ -68,10 +68,13 @@ fn own_service_key(settings: &mut Settings) -> String {
 }
 
 /// The gatekeeper of this process's routes: desk sessions and the service keys it accepts.
-fn gatekeeper(settings: &Settings, own_key: Option<&str>) -> anyhow::Result<runtime::routes::Gate> {
+/// Desk sessions are checked against the process's staff directory (the desk's, when the desk
+/// runs here).
+fn gatekeeper(settings: &Settings, own_key: Option<&str>, ctx: &runtime::service::Context) -> anyhow::Result<runtime::routes::Gate> {
     let secret_file = settings.desk_secret_file();
     let sessions = staff_auth::auth::SessionKeys::load_or_create(&secret_file).with_context(|| format!("desk session secret {}", secret_file.display()))?;
-    let gatekeeper = crate::gate::Gatekeeper::with_keys_file(sessions, settings.service_keys_file(), own_key.map(str::to_owned))?;
+    let directory = staff_auth::shared::SharedDirectory::in_process(ctx, false).context("following staff.events")?;
+    let gatekeeper = crate::gate::Gatekeeper::with_keys_file(sessions, settings.service_keys_file(), own_key.map(str::to_owned))?.with_directory(directory);
     Ok(runtime::routes::Gate(std::sync::Arc::new(gatekeeper)))
 }
 
@@ -145,7 +148,6 @@ async fn run_services(
     own_key: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let gate = gatekeeper(settings, own_key.as_deref())?;
     tracing::info!(client = %runtime::kafka::client_library(), bootstrap = %settings.kafka.bootstrap_servers, "connecting to Kafka");
     let kafka = settings.kafka.clone();
     tokio::task::spawn_blocking(move || runtime::kafka::check_connection(&kafka, Duration::from_secs(15))).await??;
@@ -171,6 +173,7 @@ async fn run_services(
         table = table.merge(routes);
         all_tasks.extend(service_tasks);
     }
+    let gate = gatekeeper(settings, own_key.as_deref(), &ctx)?;
     all_tasks.extend(ctx.take_background());
     for (name, task) in all_tasks {
         tasks.spawn(async move { (name, task.await) });

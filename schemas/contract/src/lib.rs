@@ -13,6 +13,7 @@ pub mod chat;
 mod codec;
 pub mod command;
 pub mod event;
+pub mod staff;
 pub mod ucs;
 
 pub use codec::{AvroMessage, ContractError, SchemaSet, WriterSchema, canonical_form, fingerprint};

@@ -12,6 +12,7 @@ use contract::{
     ucs::UcsEvent,
     command::{CommandPayload, InteractionCommand, Stop},
     event::InteractionEvent,
+    staff::{StaffCredential, StaffEvent},
 };
 use proptest::prelude::*;
 
@@ -19,7 +20,8 @@ fn avro_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../avro")
 }
 
-const MESSAGES: [&str; 5] = [
+const MESSAGES: [&str; 6] = [
+    "staff-event",
     "interaction-command",
     "interaction-event",
     "agent-event",
@@ -58,6 +60,18 @@ proptest! {
     fn chat_events_round_trip(event: ChatEvent) {
         let bytes = event.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(ChatEvent::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, event);
+    }
+
+    #[test]
+    fn staff_events_round_trip(event: StaffEvent) {
+        let bytes = event.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(StaffEvent::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, event);
+    }
+
+    #[test]
+    fn staff_credentials_round_trip(credential: StaffCredential) {
+        let bytes = credential.encode().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(StaffCredential::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, credential);
     }
 
     /// What a stranger wrote is an error with a reason, never a panic.
@@ -275,6 +289,8 @@ fn the_codec_knows_every_released_version() {
         known(ChatEvent::schema_set()),
         released_on_disk(ChatEvent::NAME)
     );
+    assert_eq!(known(StaffEvent::schema_set()), released_on_disk(StaffEvent::NAME));
+    assert_eq!(known(StaffCredential::schema_set()), released_on_disk(StaffCredential::NAME));
 }
 
 /// A record written with the oldest released schema decodes with today's types.

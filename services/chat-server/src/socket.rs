@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use chat::{Audience, Sequenced};
@@ -32,31 +32,46 @@ impl Party {
 
 /// The party a token stands for in `session`: the customer (the session's token), or an agent
 /// or supervisor (a desk token) whom the floor shows on the chat interaction.
-fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: &str) -> Result<Party, (StatusCode, String)> {
+/// `staff` is who the process's gatekeeper says a desk token stands for (the session checked
+/// against the staff directory: not logged out, the role as it is now).
+fn identify(server: &ChatServer, session: &str, token: &str, customer_hash: &str, staff: Option<&StaffMember>) -> Result<Party, (StatusCode, String)> {
     if customer_hash == token_hash(token) {
         return Ok(Party { id: CUSTOMER.into(), role: contract::chat::ChatRole::Customer, agents_only: false });
     }
-    let desk = server.desk_keys().verify(token, contract::now_millis()).map_err(|_| (StatusCode::UNAUTHORIZED, "the token is not valid for this chat".to_owned()))?;
+    let desk = staff.ok_or_else(|| (StatusCode::UNAUTHORIZED, "the token is not valid for this chat".to_owned()))?;
     let floor = server.floor().read();
     let interaction = floor.board().interaction(session).ok_or((StatusCode::FORBIDDEN, format!("{} is not on this chat", desk.user)))?;
     if interaction.owner.as_deref() == Some(desk.user.as_str()) {
-        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only: false });
+        return Ok(Party { id: desk.user.clone(), role: contract::chat::ChatRole::Agent, agents_only: false });
     }
     if let Some(role) = interaction.parties.get(&desk.user) {
         // A consult is private to agents; a conference is with the customer.
         let agents_only = *role == contract::command::PartyRole::Consult;
-        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Agent, agents_only });
+        return Ok(Party { id: desk.user.clone(), role: contract::chat::ChatRole::Agent, agents_only });
     }
-    if desk.role.is_supervisor() {
-        return Ok(Party { id: desk.user, role: contract::chat::ChatRole::Supervisor, agents_only: true });
+    if desk.supervisor {
+        return Ok(Party { id: desk.user.clone(), role: contract::chat::ChatRole::Supervisor, agents_only: true });
     }
     Err((StatusCode::FORBIDDEN, format!("{} is not on this chat", desk.user)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct SocketQuery {
-    #[serde(default)]
-    token: Option<String>,
+/// A desk user, as the gatekeeper found them.
+pub struct StaffMember {
+    user: String,
+    supervisor: bool,
+}
+
+/// Who a desk token stands for now: through the process's gatekeeper (the staff directory),
+/// or by its signature alone where no gatekeeper runs (unit tests).
+async fn staff_member(server: &ChatServer, gate: Option<&runtime::routes::Gate>, token: &str) -> Option<StaffMember> {
+    use runtime::routes::{Caller, StaffRole};
+    match gate {
+        Some(gate) => match gate.0.token_caller(token).await {
+            Caller::Staff { user, role } => Some(StaffMember { user, supervisor: matches!(role, StaffRole::Supervisor | StaffRole::Admin) }),
+            _ => None,
+        },
+        None => server.desk_keys().verify(token, contract::now_millis()).ok().map(|s| StaffMember { user: s.user, supervisor: s.role.is_supervisor() }),
+    }
 }
 
 /// Frames a client sends.
@@ -92,14 +107,16 @@ fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_some_and(|rest| rest.eq_ignore_ascii_case(host))
 }
 
-/// `GET /v1/chats/{id}/ws`: the customer's socket (token as `Authorization: Bearer` or `?token=`).
+/// `GET /v1/chats/{id}/ws`: a chat's socket (the token in `Authorization: Bearer`, the desk's
+/// cookie, or the first frame; never in the URL).
 pub async fn upgrade(
     State(server): State<ChatServer>,
     Path(session): Path<String>,
-    Query(query): Query<SocketQuery>,
+    gate: Option<axum::Extension<runtime::routes::Gate>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let gate = gate.map(|axum::Extension(gate)| gate);
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !server.settings().allowed_origins.iter().any(|o| o == origin) && !same_origin(origin, &headers) {
@@ -115,12 +132,12 @@ pub async fn upgrade(
     let ws = ws.max_message_size(limit.saturating_mul(2).saturating_add(1024));
     // An agent's desktop authenticates its socket with the desk's cookie; a customer's widget,
     // on another site, sends her chat's token as the first frame (`{"type": "auth", "token"}`):
-    // no token in a URL. `?token=` and `Authorization: Bearer` are still taken from clients
+    // no token in a URL (proxies log URLs). `Authorization: Bearer` is taken from clients
     // that can only do that.
-    let Some(token) = bearer.or(query.token).or_else(|| runtime::routes::session_cookie(&headers)) else {
-        return ws.on_upgrade(move |socket| authenticate_then_serve(server, session, socket));
+    let Some(token) = bearer.or_else(|| runtime::routes::session_cookie(&headers)) else {
+        return ws.on_upgrade(move |socket| authenticate_then_serve(server, gate, session, socket));
     };
-    match resolve_party(&server, &session, &token).await {
+    match resolve_party(&server, gate.as_ref(), &session, &token).await {
         Ok(party) => ws.on_upgrade(move |socket| serve(server, session, party, socket)),
         Err((status, reason)) => error(status, reason),
     }
@@ -131,7 +148,7 @@ const AUTH_FRAME_WAIT: Duration = Duration::from_secs(10);
 
 /// A socket opened without a credential: its first frame must be `{"type": "auth", "token"}`;
 /// a refusal is an `error` frame and a close with 4000 + the HTTP status (4401, 4403, 4410).
-async fn authenticate_then_serve(server: ChatServer, session: String, mut socket: WebSocket) {
+async fn authenticate_then_serve(server: ChatServer, gate: Option<runtime::routes::Gate>, session: String, mut socket: WebSocket) {
     #[derive(Deserialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
     enum First {
@@ -143,7 +160,7 @@ async fn authenticate_then_serve(server: ChatServer, session: String, mut socket
         Err(_) => Err(format!("no auth frame within {} s", AUTH_FRAME_WAIT.as_secs())),
     };
     let resolved = match first {
-        Ok(First::Auth { token }) => resolve_party(&server, &session, &token).await,
+        Ok(First::Auth { token }) => resolve_party(&server, gate.as_ref(), &session, &token).await,
         Err(reason) => Err((StatusCode::UNAUTHORIZED, reason)),
     };
     match resolved {
@@ -158,13 +175,18 @@ async fn authenticate_then_serve(server: ChatServer, session: String, mut socket
 
 /// The party `token` stands for in `session`, waiting briefly for a just-started session and
 /// a just-accepted agent to reach this instance's projections.
-async fn resolve_party(server: &ChatServer, session: &str, token: &str) -> Result<Party, (StatusCode, String)> {
+async fn resolve_party(server: &ChatServer, gate: Option<&runtime::routes::Gate>, session: &str, token: &str) -> Result<Party, (StatusCode, String)> {
     let started = Instant::now();
+    let mut staff: Option<Option<StaffMember>> = None;
     let deadline = started + SESSION_WAIT;
     loop {
         let known = server.sessions().read().get(session).and_then(|s| s.customer_token_sha256.clone());
         match known {
-            Some(hash) => match identify(server, session, token, &hash) {
+            Some(hash) => {
+                if staff.is_none() && hash != token_hash(token) {
+                    staff = Some(staff_member(server, gate, token).await);
+                }
+                match identify(server, session, token, &hash, staff.as_ref().and_then(Option::as_ref)) {
                 Ok(party) => return Ok(party),
                 // An agent who has just accepted on the desk: our floor may not show it yet.
                 Err((StatusCode::FORBIDDEN, _)) if started.elapsed() < FLOOR_WAIT => {
@@ -172,7 +194,8 @@ async fn resolve_party(server: &ChatServer, session: &str, token: &str) -> Resul
                     let _ = tokio::time::timeout(Duration::from_millis(100), changed.changed()).await;
                 }
                 Err(refusal) => return Err(refusal),
-            },
+                }
+            }
             None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             None => return Err((StatusCode::UNAUTHORIZED, "the token is not valid for this chat".into())),
         }

@@ -13,6 +13,7 @@
 //! workflow's logout policy to what they hold.
 
 pub mod settings;
+mod staff;
 pub use settings::{DeskSettings};
 
 pub use staff_auth::{auth, users};
@@ -46,6 +47,8 @@ use serde_json::{Value, json};
 
 use staff_auth::auth::{Session, SessionKeys};
 use staff_auth::throttle::LoginThrottle;
+use contract::staff::{StaffCredential, StaffEvent};
+use staff_auth::shared::SharedDirectory;
 use staff_auth::users::{Role, Users};
 
 /// The keys that sign and check desk session tokens (see `Settings::desk_secret_file`).
@@ -59,10 +62,19 @@ fn session_keys(settings: &Settings) -> anyhow::Result<SessionKeys> {
 pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::service::Service> {
     let floor = floor::service::shared_with_library(ctx)?;
     let f = floor.clone();
-    let desk = Desk::new(&ctx.settings, &ctx.section(), &ctx.topics, floor)?;
+    let directory = staff_auth::shared::SharedDirectory::in_process(ctx, true)?;
+    let desk = Desk::new(&ctx.settings, &ctx.section(), &ctx.topics, floor, directory)?;
+    let d = desk.clone();
     Ok(runtime::service::Service::new("desk")
         .routes(desk.routes())
-        .ready_when(move || runtime::health::Status::when(f.caught_up(), "replaying the floor")))
+        .task("users file import", desk.clone().import_users_file(ctx.shutdown.clone()))
+        .ready_when(move || {
+            if !f.caught_up() {
+                runtime::health::Status::not_yet("replaying the floor")
+            } else {
+                runtime::health::Status::when(d.inner.imported.load(std::sync::atomic::Ordering::Acquire), "reading staff.events and importing the users file")
+            }
+        }))
 }
 
 /// Comment lines on idle event streams: they keep proxies from closing the stream and let
@@ -81,7 +93,12 @@ struct Inner {
     settings: DeskSettings,
     callbacks: runtime::config::CallbackSettings,
     users_file: PathBuf,
-    users: Users,
+    /// Who may log in, from `staff.events` and `staff.credentials`.
+    directory: Arc<SharedDirectory>,
+    staff_events: Writer<StaffEvent>,
+    staff_credentials: Writer<StaffCredential>,
+    /// The users file was read once (and what it added is on the log).
+    imported: std::sync::atomic::AtomicBool,
     keys: SessionKeys,
     floor: Arc<SharedFloor>,
     commands: CommandClient,
@@ -96,19 +113,20 @@ struct Inner {
 }
 
 impl Desk {
-    pub fn new(settings: &Settings, desk: &DeskSettings, topics: &Topics, floor: Arc<SharedFloor>) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings, desk: &DeskSettings, topics: &Topics, floor: Arc<SharedFloor>, directory: Arc<SharedDirectory>) -> anyhow::Result<Self> {
         let users_file = desk.users_file.clone().unwrap_or_else(|| settings.data_dir.join("desk-users.toml"));
-        let users = Users::load(&users_file)?;
-        if users.users.is_empty() {
-            tracing::warn!(file = %users_file.display(), "no desk users: add one with `switchboard desk add-user`");
-        }
+        // A broken file is an error at start (later changes are only warned about).
+        Users::load(&users_file)?;
         let keys = session_keys(settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings: desk.clone(),
                 callbacks: settings.callback.clone(),
                 users_file,
-                users,
+                directory,
+                staff_events: Writer::new(&settings.kafka, topics.name(topics::STAFF_EVENTS))?,
+                staff_credentials: Writer::new(&settings.kafka, topics.name(topics::STAFF_CREDENTIALS))?,
+                imported: std::sync::atomic::AtomicBool::new(false),
                 keys,
                 floor,
                 commands: CommandClient::new(&settings.kafka, topics, "desk")?,
@@ -128,10 +146,14 @@ impl Desk {
         use runtime::routes::{Audience::Staff, Policy::{Admin, Agent, Open}};
         runtime::routes::Routes::new()
             .post("/v1/desk/login", Staff, Open, login)
-            .post("/v1/desk/logout", Staff, Open, logout)
+            .post("/v1/desk/logout", Staff, Open, staff::logout)
             .post("/v1/desk/state", Staff, Agent, change_state)
             .get("/v1/desk/me", Staff, Agent, me)
-            .get("/v1/desk/users", Staff, Admin, list_users)
+            .get("/v1/desk/users", Staff, Admin, staff::list_users)
+            .post("/v1/desk/users", Staff, Admin, staff::add_user)
+            .patch("/v1/desk/users/{id}", Staff, Admin, staff::change_user)
+            .delete("/v1/desk/users/{id}", Staff, Admin, staff::remove_user)
+            .post("/v1/desk/users/{id}/logout", Staff, Admin, staff::end_sessions)
             .get("/v1/desk/events", Staff, Agent, events)
             .get("/v1/desk/interactions/{id}", Staff, Agent, interaction)
             .get("/v1/desk/interactions/{id}/responses", Staff, Agent, responses)
@@ -199,10 +221,20 @@ impl FromRequestParts<Desk> for Session {
         // EventSource cannot set headers: the events stream goes by the login's cookie.
         let token = runtime::routes::presented_token(parts)
             .ok_or_else(|| DeskError::new(StatusCode::UNAUTHORIZED, "log in first: no session token (Authorization: Bearer ..., or the login's cookie)"))?;
-        desk.inner
-            .keys
-            .verify(&token, contract::now_millis())
-            .map_err(|why| DeskError::new(StatusCode::UNAUTHORIZED, why))
+        let mut session = desk.inner.keys.verify(&token, contract::now_millis()).map_err(|why| DeskError::new(StatusCode::UNAUTHORIZED, why))?;
+        // The gatekeeper checked the session against the staff directory: the role is the
+        // user's role now, not when the token was issued.
+        match parts.extensions.get::<runtime::routes::Caller>() {
+            Some(runtime::routes::Caller::Staff { user, role }) if *user == session.user => {
+                session.role = match role {
+                    runtime::routes::StaffRole::Agent => Role::Agent,
+                    runtime::routes::StaffRole::Supervisor => Role::Supervisor,
+                    runtime::routes::StaffRole::Admin => Role::Admin,
+                };
+                Ok(session)
+            }
+            _ => Err(DeskError::new(StatusCode::UNAUTHORIZED, "this session is no longer valid; log in again")),
+        }
     }
 }
 
@@ -235,9 +267,10 @@ async fn login(
         return Ok(([(axum::http::header::RETRY_AFTER, seconds.to_string())], refusal).into_response());
     }
     // Argon2 takes tens of milliseconds of CPU by design: off the async workers.
-    let checking = desk.clone();
     let name = request.user.clone();
-    let user = tokio::task::spawn_blocking(move || checking.inner.users.authenticate(&request.user, &request.password).cloned())
+    desk.inner.directory.current().await;
+    let candidate = desk.inner.directory.read().login_candidate(&request.user);
+    let user = tokio::task::spawn_blocking(move || staff_auth::users::check_password(candidate, &request.password))
         .await
         .map_err(|e| DeskError::unavailable("could not check the password", e))?;
     let Some(user) = user else {
@@ -247,8 +280,9 @@ async fn login(
     throttle().succeeded(&name);
     let inner = &desk.inner;
     let hours = i64::try_from(inner.settings.session_hours).unwrap_or(12);
-    let expires_at = contract::now_millis() + hours * 3_600_000;
-    let token = inner.keys.issue(&user.id, user.role, expires_at);
+    let issued_at = contract::now_millis();
+    let expires_at = issued_at + hours * 3_600_000;
+    let (token, _session) = inner.keys.issue(&user.id, user.role, issued_at, expires_at);
     if user.role == Role::Agent {
         desk.agent_event(&user.id, AgentPayload::LoggedIn(LoggedIn {
             place: user.place.clone(),
@@ -267,26 +301,6 @@ async fn login(
     Ok(response)
 }
 
-/// `GET /v1/desk/users` (admins): who may log in, with role, skills and capacity; never a
-/// password hash.
-async fn list_users(State(desk): State<Desk>) -> Response {
-    let users: Vec<Value> = desk
-        .inner
-        .users
-        .users
-        .iter()
-        .map(|u| json!({ "id": u.id, "name": u.name, "role": u.role, "skills": u.skills, "capacity": u.capacity, "place": u.place }))
-        .collect();
-    Json(json!({ "users": users })).into_response()
-}
-
-/// Clears the session cookie in this browser. The token itself stays valid until it expires
-/// (sessions are stateless signed tokens; revoking them needs sessions on the log).
-async fn logout() -> Response {
-    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", runtime::routes::SESSION_COOKIE);
-    ([(axum::http::header::SET_COOKIE, cookie)], Json(json!({ "logged_out": true }))).into_response()
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateRequest {
@@ -300,7 +314,7 @@ struct StateRequest {
 
 async fn change_state(State(desk): State<Desk>, session: Session, body: Result<Json<StateRequest>, JsonRejection>) -> DeskResult {
     let Json(request) = body?;
-    let user = desk.inner.users.get(&session.user).ok_or_else(|| DeskError::new(StatusCode::FORBIDDEN, "user no longer exists"))?;
+    let user = desk.inner.directory.read().member(&session.user).cloned().ok_or_else(|| DeskError::new(StatusCode::FORBIDDEN, "user no longer exists"))?;
     for m in &request.media {
         m.parse::<MediaType>().map_err(DeskError::bad)?;
     }
@@ -364,7 +378,7 @@ async fn responses(State(desk): State<Desk>, session: Session, Path(id): Path<St
     let answered = i.parent_interaction_id.as_deref().and_then(|p| floor.board().interaction(p));
     let mut fields = answered.map(|a| a.properties.clone()).unwrap_or_default();
     fields.extend(i.properties.clone());
-    let agent_name = desk.inner.users.get(&session.user).map(|u| u.name.clone()).filter(|n| !n.is_empty());
+    let agent_name = desk.inner.directory.read().member(&session.user).map(|u| u.name.clone()).filter(|n| !n.is_empty());
     fields.insert("interaction_id".into(), answered.map_or(&i.id, |a| &a.id).clone());
     fields.insert("agent_id".into(), session.user.clone());
     fields.insert("agent_name".into(), agent_name.unwrap_or_else(|| session.user.clone()));

@@ -128,7 +128,7 @@ pub async fn run(
 
     let result = server.run_loop(&shutdown, &rebalances).await;
     let drained = server.drain().await;
-    let committed = if result.is_ok() { server.commit_open().await } else { Ok(()) };
+    let committed = if result.is_ok() { server.commit_open(true).await } else { Ok(()) };
     if result.is_ok() && drained.is_ok() && committed.is_ok() {
         // A clean stop: the next start reads nothing but what comes after.
         server.snapshot_due(true);
@@ -217,7 +217,9 @@ impl Server<'_> {
                     self.acked(acked?);
                 }
                 () = tokio::time::sleep_until(commit_at.unwrap_or_else(Instant::now).into()), if commit_at.is_some() => {
-                    self.commit_open().await?;
+                    // A revoked partition's transaction is aborted, not committed.
+                    self.rebalanced(rebalances).await?;
+                    self.commit_open(false).await?;
                     self.snapshot_due(false);
                 }
                 () = rebalances.changed() => {
@@ -230,7 +232,7 @@ impl Server<'_> {
                     self.last_command = Instant::now();
                     self.handle(&message).await?;
                     if self.transactions.as_ref().and_then(|t| t.get(&partition)).is_some_and(|t| t.commands >= self.settings.transaction_max_commands) {
-                        self.commit_open().await?;
+                        self.commit_open(false).await?;
                         self.snapshot_due(false);
                     }
                 }
@@ -407,9 +409,9 @@ impl Server<'_> {
     }
 
     /// Commits every open transaction, each with its partition's command offset, in parallel.
-    /// A failed commit ends the server: if it was fenced, a newer owner has the partition;
-    /// otherwise a restart recovers from the log.
-    async fn commit_open(&mut self) -> anyhow::Result<()> {
+    /// A partition whose commit failed is taken on again from the log (see
+    /// [`Self::reopen_after_failed_commit`]); the others go on.
+    async fn commit_open(&mut self, stopping: bool) -> anyhow::Result<()> {
         let Some(transactions) = &mut self.transactions else { return Ok(()) };
         let (consumer, commands_topic) = (self.consumer, self.commands_topic.as_str());
         let mut commits = Vec::new();
@@ -435,6 +437,7 @@ impl Server<'_> {
                 (partition, commands, result, last)
             });
         }
+        let mut failed = Vec::new();
         for (partition, commands, result, last) in futures::future::join_all(commits).await {
             match result {
                 Ok(()) => {
@@ -444,15 +447,54 @@ impl Server<'_> {
                     }
                 }
                 Err(e) => {
-                    let fenced = e.fenced();
-                    tracing::error!(partition, commands, error = %e, fenced, "transaction aborted: its events and offsets are not in the log");
-                    if fenced {
-                        bail!("fenced: another Interaction Server owns partition {partition} now (transaction aborted: {e}); stopping");
-                    }
-                    bail!("committing the transaction of partition {partition} failed ({e}); stopping so that recovery from the committed log takes over");
+                    // Fenced (a newer owner, or a rebalance changed the group's generation while
+                    // the transaction was open) or the broker failed the commit: either way the
+                    // batch is not in the log, and this partition's state ran ahead of it.
+                    tracing::warn!(partition, commands, error = %e, fenced = e.fenced(), "transaction aborted, not committed: its events and offsets are not in the log; the partition is taken on again");
+                    failed.push(partition);
                 }
             }
         }
+        for partition in failed {
+            self.reopen_after_failed_commit(partition, !stopping).await?;
+        }
+        Ok(())
+    }
+
+    /// After `partition`'s transaction failed to commit, its state holds decisions whose
+    /// events are not in the log. The state is dropped; if the group still gives this server
+    /// the partition, it is rebuilt from the log (a new producer with the same
+    /// `transactional.id` fences the old one and aborts what it left open) and its commands
+    /// are read again from the committed offset. If the partition moved, its new owner does
+    /// that (and does it at the next start when this server is stopping: `take_on` false).
+    /// Only a failure to take it on again ends the server.
+    async fn reopen_after_failed_commit(&mut self, partition: i32, take_on: bool) -> anyhow::Result<()> {
+        self.partitions.remove(&partition);
+        self.written.remove(&partition);
+        if let Some(transaction) = self.transactions.as_mut().and_then(|t| t.remove(&partition)) {
+            // Best effort: the next owner's init aborts it anyway.
+            if let Err(e) = transaction.producer.abort(TRANSACTION_CALL).await {
+                tracing::debug!(partition, error = %e, "aborting the failed transaction");
+            }
+        }
+        if !take_on {
+            return Ok(());
+        }
+        if !self.consumer.assigned(&self.commands_topic).contains(&partition) {
+            tracing::info!(partition, "partition no longer assigned here: its new owner redoes the aborted commands");
+            return Ok(());
+        }
+        let committed = self.consumer.committed(&self.commands_topic, &[partition]);
+        self.open_partitions(&[partition]).await?;
+        let rebuilt = self.partitions.get(&partition).map_or(0, PartitionState::resume_at);
+        let resume = rebuilt.max(committed.get(&partition).copied().unwrap_or(0));
+        self.consumer
+            .rewind(&self.commands_topic, partition, resume)
+            .with_context(|| format!("reading partition {partition} again from offset {resume}"))?;
+        tracing::info!(partition, resume, "partition taken on again after a failed commit");
+        let mut owned: Vec<i32> = self.partitions.keys().copied().collect();
+        owned.sort_unstable();
+        self.report_ready(&owned);
         Ok(())
     }
 

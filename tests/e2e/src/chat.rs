@@ -18,9 +18,11 @@ pub async fn start(http: &reqwest::Client, port: u16, body: Value) -> (String, S
     (v["session_id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
 }
 
-/// Opens a session's socket with `token` (customer or desk); `Err` is the HTTP refusal status.
+/// Opens a session's socket with `token` (customer or desk) in `Authorization: Bearer`; `Err`
+/// is the HTTP refusal status.
 pub async fn connect(port: u16, session: &str, token: &str, origin: Option<&str>) -> Result<Socket, u16> {
-    let mut request = format!("ws://127.0.0.1:{port}/v1/chats/{session}/ws?token={token}").into_client_request().unwrap();
+    let mut request = format!("ws://127.0.0.1:{port}/v1/chats/{session}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     if let Some(origin) = origin {
         request.headers_mut().insert("origin", origin.parse().unwrap());
     }

@@ -3,7 +3,8 @@
 //! 1. SIGKILL one: the other takes its partitions (and fences its transactional ids);
 //! 2. a replacement joins; then one is SIGSTOPped until its partitions have moved, and
 //!    SIGCONTed: its late writes are fenced or aborted (asserted from its log, so the test
-//!    cannot pass without a zombie write having been refused);
+//!    cannot pass without a zombie write having been refused), and it lives on (a refused
+//!    transaction costs the batch, not the process);
 //! 3. the verdict is read from the log: `interaction.events`, read `read_committed`, equals
 //!    event for event per partition what an uninterrupted run derives from
 //!    `interaction.commands` (the pure `PartitionState`, fed the commands in partition order).
@@ -110,6 +111,13 @@ async fn replicas_take_over_and_a_zombie_is_fenced() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // A refused batch costs the zombie that batch, not its life: it rejoins the group and
+    // goes on with what it is given.
+    if let Some(status) = b.try_wait().unwrap() {
+        let log = std::fs::read_to_string(&b_log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        panic!("B ended ({status}) after its late transaction was refused; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
     stop.store(true, Ordering::Relaxed);
     stream.await.unwrap();
     let sent = sent.load(Ordering::Relaxed);
