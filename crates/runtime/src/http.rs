@@ -284,3 +284,60 @@ mod client_address_tests {
         assert_eq!(call("203.0.113.9", Some("198.51.100.4")).await, 429, "a forged header is not a new client");
     }
 }
+
+/// Every refusal as `{"error": "..."}`: axum's extractors answer a bad path, query, body or
+/// content type with a plain-text 4xx; this rewrites those into the JSON body every handler
+/// uses, so each API's OpenAPI document can promise one error shape (schemathesis holds it to
+/// that). Applied by the binary to both listeners.
+pub fn json_errors(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(json_error_body))
+}
+
+async fn json_error_body(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(response.status().is_client_error() && plain) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => parts.status.canonical_reason().unwrap_or("refused").to_owned(),
+    };
+    let mut headers = parts.headers;
+    headers.remove(axum::http::header::CONTENT_TYPE);
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    let mut json = (parts.status, Json(serde_json::json!({ "error": text }))).into_response();
+    for (name, value) in &headers {
+        json.headers_mut().entry(name).or_insert(value.clone());
+    }
+    json
+}
+
+#[cfg(test)]
+mod json_error_tests {
+    #![allow(clippy::unwrap_used)]
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_extractors_plain_text_refusal_becomes_json() {
+        #[derive(serde::Deserialize)]
+        struct Q {
+            #[allow(dead_code)]
+            limit: u8,
+        }
+        let app = json_errors(Router::new().route("/x", axum::routing::get(|_: axum::extract::Query<Q>| async { "fine" })));
+        let response = app.clone().oneshot(axum::http::Request::get("/x?limit=1000").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 4096).await.unwrap()).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
+        let fine = app.oneshot(axum::http::Request::get("/x?limit=1").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(axum::body::to_bytes(fine.into_body(), 64).await.unwrap(), "fine", "a text/plain 200 is left alone");
+    }
+}

@@ -182,14 +182,14 @@ async fn run_services(
     // A process with customer-facing services opens the public listener too.
     let serves_public = table.specs().iter().filter(|s| s.audience == runtime::routes::Audience::Public).count() > baseline_public;
     let (staff, public) = table.into_routers();
-    let staff = runtime::routes::host_checked(staff, settings.http.allowed_hosts()).layer(axum::Extension(gate.clone()));
+    let staff = runtime::routes::host_checked(runtime::http::json_errors(staff), settings.http.allowed_hosts()).layer(axum::Extension(gate.clone()));
     let (addr, http) = runtime::http::serve(staff, settings.http.listen, shutdown.clone())
         .await
         .with_context(|| format!("listening on {} ([http] listen)", settings.http.listen))?;
     tasks.spawn(async move { ("http", http.await.map_err(anyhow::Error::from).and_then(|r| Ok(r?))) });
     let mut public_addr = None;
     if let (true, Some(listen)) = (serves_public, settings.http.public_listen) {
-        let (addr, http) = runtime::http::serve(public.layer(axum::Extension(gate)), listen, shutdown.clone())
+        let (addr, http) = runtime::http::serve(runtime::http::json_errors(public).layer(axum::Extension(gate)), listen, shutdown.clone())
             .await
             .with_context(|| format!("listening on {listen} ([http] public_listen)"))?;
         tasks.spawn(async move { ("public http", http.await.map_err(anyhow::Error::from).and_then(|r| Ok(r?))) });

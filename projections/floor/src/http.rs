@@ -24,7 +24,9 @@ use crate::projector::SharedFloor;
 /// Statistics and every agent's state: for supervisors.
 pub fn routes(floor: Arc<SharedFloor>) -> runtime::routes::Table {
     use runtime::routes::{Audience::Staff, Policy::Supervisor};
+    use utoipa::OpenApi as _;
     runtime::routes::Routes::new()
+        .get("/v1/stats/openapi.json", Staff, runtime::routes::Policy::Open, || async { Json(crate::openapi::StatsDoc::openapi()) })
         .get("/v1/stats/queues", Staff, Supervisor, queue_stats)
         .get("/v1/stats/agents", Staff, Supervisor, agent_stats)
         .get("/v1/stats/stream", Staff, Supervisor, stream)

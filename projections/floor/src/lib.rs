@@ -17,6 +17,7 @@ pub use settings::{StatsSettings};
 pub mod floor;
 pub mod http;
 pub mod library;
+mod openapi;
 pub mod projector;
 pub mod service;
 pub mod stats;

@@ -45,7 +45,9 @@ impl BoardView for Projection {
 /// Every queue with every property (drafts, replies, QA comments): for supervisors.
 pub fn routes<V: BoardView>(view: Arc<V>) -> runtime::routes::Table {
     use runtime::routes::{Audience::Staff, Policy::Supervisor};
+    use utoipa::OpenApi as _;
     runtime::routes::Routes::new()
+        .get("/v1/queues/openapi.json", Staff, runtime::routes::Policy::Open, || async { Json(crate::openapi::QueuesDoc::openapi()) })
         .get("/queues", Staff, Supervisor, list_queues::<V>)
         .get("/queues/{queue}", Staff, Supervisor, queue::<V>)
         .get("/interactions/{id}", Staff, Supervisor, interaction::<V>)

@@ -6,4 +6,5 @@
 
 pub use interactions::board;
 pub mod http;
+mod openapi;
 pub mod projector;

@@ -14,6 +14,7 @@ pub use settings::{ChatSettings};
 
 pub mod upkeep;
 pub mod socket;
+mod openapi;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,7 +99,12 @@ impl ChatServer {
         let start_route = start_route.try_map(|r| Ok::<_, std::convert::Infallible>(r.layer(cors.clone())))?;
         // The customer's socket (the chat's token) and the agents' (a desk session): the
         // handler tells them apart and checks each.
-        Ok(Routes::new().get("/v1/chats/{id}/ws", Public, Customer, socket::upgrade).with_state(self.clone()).merge(start_route))
+        use utoipa::OpenApi as _;
+        Ok(Routes::new()
+            .get("/v1/chats/openapi.json", Public, runtime::routes::Policy::Open, || async { Json(openapi::ChatDoc::openapi()) })
+            .get("/v1/chats/{id}/ws", Public, Customer, socket::upgrade)
+            .with_state(self.clone())
+            .merge(start_route))
     }
 
     pub fn sessions(&self) -> &SharedSessions {

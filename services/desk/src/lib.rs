@@ -13,6 +13,7 @@
 //! workflow's logout policy to what they hold.
 
 pub mod settings;
+mod openapi;
 mod staff;
 pub use settings::{DeskSettings};
 
@@ -145,6 +146,7 @@ impl Desk {
     pub fn routes(&self) -> runtime::routes::Table {
         use runtime::routes::{Audience::Staff, Policy::{Admin, Agent, Open}};
         runtime::routes::Routes::new()
+            .get("/v1/desk/openapi.json", Staff, Open, openapi::document)
             .post("/v1/desk/login", Staff, Open, login)
             .post("/v1/desk/logout", Staff, Open, staff::logout)
             .post("/v1/desk/state", Staff, Agent, change_state)
@@ -246,8 +248,8 @@ fn supervisor_only(session: &Session) -> Result<(), DeskError> {
     }
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct LoginRequest {
     user: String,
     password: String,
 }
@@ -301,9 +303,9 @@ async fn login(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StateRequest {
+pub(crate) struct StateRequest {
     /// "ready", "not_ready" or "logged_out".
     state: String,
     /// Media it applies to (default: every media the agent has capacity for).

@@ -32,6 +32,17 @@ use crate::{Desk, DeskError, DeskResult};
 /// How often the users file's modification time is looked at.
 const USERS_FILE_RECHECK: Duration = Duration::from_secs(2);
 
+/// An admin does not change, remove or log out their own account through the API: no admin
+/// locks themself (or the last admin) out by mistake; another admin does it.
+fn not_self(caller: &Caller, id: &str) -> Result<(), DeskError> {
+    match caller {
+        Caller::Staff { user, .. } if user == id => {
+            Err(DeskError::new(StatusCode::CONFLICT, "an admin cannot change, remove or end the sessions of their own account here; another admin can"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Who made a change, as the event records it.
 fn actor(caller: &Caller) -> String {
     match caller {
@@ -132,7 +143,7 @@ pub(crate) async fn list_users(State(desk): State<Desk>) -> Response {
     Json(json!({ "users": users })).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewUser {
     id: String,
@@ -191,7 +202,7 @@ pub(crate) async fn add_user(State(desk): State<Desk>, axum::Extension(caller): 
     Ok((StatusCode::CREATED, Json(json!({ "id": new.id, "added": true }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserChange {
     role: Option<String>,
@@ -220,6 +231,7 @@ pub(crate) async fn change_user(
     if let Some(password) = &change.password {
         check_password_rules(password)?;
     }
+    not_self(&caller, &id)?;
     desk.inner.directory.current().await;
     let Some(member) = desk.inner.directory.read().member(&id).cloned() else {
         return Err(DeskError::new(StatusCode::NOT_FOUND, format!("no user {id:?}")));
@@ -244,6 +256,7 @@ pub(crate) async fn change_user(
 
 /// `DELETE /v1/desk/users/{id}` (admins): the user may no longer log in; every session ends.
 pub(crate) async fn remove_user(State(desk): State<Desk>, axum::Extension(caller): axum::Extension<Caller>, Path(id): Path<String>) -> DeskResult {
+    not_self(&caller, &id)?;
     desk.inner.directory.current().await;
     if desk.inner.directory.read().member(&id).is_none() {
         return Err(DeskError::new(StatusCode::NOT_FOUND, format!("no user {id:?}")));
@@ -254,6 +267,7 @@ pub(crate) async fn remove_user(State(desk): State<Desk>, axum::Extension(caller
 
 /// `POST /v1/desk/users/{id}/logout` (admins): ends every session of the user.
 pub(crate) async fn end_sessions(State(desk): State<Desk>, axum::Extension(caller): axum::Extension<Caller>, Path(id): Path<String>) -> DeskResult {
+    not_self(&caller, &id)?;
     desk.inner.directory.current().await;
     if desk.inner.directory.read().member(&id).is_none() {
         return Err(DeskError::new(StatusCode::NOT_FOUND, format!("no user {id:?}")));

@@ -12,6 +12,7 @@ pub mod outbound;
 pub use inbound_mail as parse;
 pub mod smtp;
 pub mod web_form;
+mod openapi;
 
 use std::sync::Arc;
 

@@ -38,7 +38,12 @@ pub struct WebForm {
 
 pub fn routes(intake: Arc<Intake>) -> runtime::routes::Table {
     use runtime::routes::{Audience::Public, Policy::Customer};
-    runtime::routes::Routes::new().post("/v1/forms/email", Public, Customer, submit).with_state(intake)
+    use runtime::routes::Policy::Open;
+    use utoipa::OpenApi as _;
+    runtime::routes::Routes::new()
+        .get("/v1/forms/openapi.json", Public, Open, || async { Json(crate::openapi::FormsDoc::openapi()) })
+        .post("/v1/forms/email", Public, Customer, submit)
+        .with_state(intake)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -15,6 +15,7 @@ pub use settings::{RouterSettings};
 pub mod classifier;
 pub mod strategy;
 pub mod workflow;
+mod openapi;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -131,7 +132,9 @@ impl Router {
     /// HTTP: `GET /v1/router/status`, `GET /health/ready/router`.
     pub fn routes(&self) -> runtime::routes::Table {
         use runtime::routes::{Audience::Staff, Policy::Supervisor};
+        use utoipa::OpenApi as _;
         runtime::routes::Routes::new()
+            .get("/v1/router/openapi.json", Staff, runtime::routes::Policy::Open, || async { Json(openapi::RouterDoc::openapi()) })
             .get("/v1/router/status", Staff, Supervisor, status)
             .with_state((self.status.clone(), self.loaded.clone()))
     }

@@ -204,7 +204,7 @@ pub struct SearchParams {
 }
 
 /// Contacts whose name or identity contains `q` (merged contacts show as their survivor).
-#[utoipa::path(get, path = "/v1/contacts", params(SearchParams), responses((status = 200, body = [Contact])))]
+#[utoipa::path(get, path = "/v1/contacts", params(SearchParams), responses((status = 200, body = [Contact]), (status = 400, body = ErrorBody, description = "q empty, or a parameter out of range")))]
 async fn search_contacts(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
     if params.q.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "q must not be empty");
@@ -313,7 +313,7 @@ pub struct LimitParams {
 
 /// The contact's interactions, newest first (including those of merged contacts).
 #[utoipa::path(get, path = "/v1/contacts/{id}/history", params(("id" = String, Path), LimitParams),
-    responses((status = 200, body = [InteractionSummary])))]
+    responses((status = 200, body = [InteractionSummary]), (status = 400, body = ErrorBody, description = "a parameter out of range")))]
 async fn contact_history(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -506,7 +506,7 @@ pub struct ResponseFilter {
     pub media: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/standard-responses", params(ResponseFilter), responses((status = 200, body = [StandardResponse])))]
+#[utoipa::path(get, path = "/v1/standard-responses", params(ResponseFilter), responses((status = 200, body = [StandardResponse]), (status = 400, body = ErrorBody)))]
 async fn list_standard_responses(State(state): State<AppState>, Query(filter): Query<ResponseFilter>) -> Response {
     match queries::standard_responses(&state.db, filter.category_id.as_deref(), filter.media.as_deref()).await {
         Ok(r) => Json(r).into_response(),

@@ -164,7 +164,7 @@ async fn send_submit(commands: &CommandClient, interaction_id: String, command_i
 /// Request a callback.
 #[utoipa::path(post, path = "/v1/callbacks", request_body = callback::CallbackRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "the same key: the same callback")),
-    responses((status = 202, description = "accepted: `{interaction_id, callback_at}`"), (status = 422, description = "invalid phone number or time, with the reason"), (status = 429, description = "too many requests"), (status = 503, description = "not accepted; retry")))]
+    responses((status = 202, description = "accepted: `{interaction_id, callback_at}`"), (status = 400, description = "not JSON, or not the request's shape, with the reason"), (status = 422, description = "invalid phone number or time, with the reason"), (status = 429, description = "too many requests"), (status = 503, description = "not accepted; retry")))]
 async fn request_callback(State(api): State<Api>, headers: HeaderMap, body: Result<Json<callback::CallbackRequest>, JsonRejection>) -> Response {
     let Json(request) = match body {
         Ok(body) => body,

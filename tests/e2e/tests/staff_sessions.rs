@@ -128,6 +128,8 @@ async fn revocations_count_on_the_next_request_to_another_instance() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = call(&http, "POST", &format!("{one}/v1/desk/users"), &ann_again, Some(json!({"id": "eve", "role": "admin", "password": "long enough"}))).await;
     assert_eq!(status, 403, "an agent adds users");
+    let (status, body) = call(&http, "PATCH", &format!("{one}/v1/desk/users/ada"), &admin, Some(json!({"enabled": false}))).await;
+    assert_eq!(status, 409, "an admin disables their own account: {body}");
 
     // The users file seeds the log only: a removed user listed in it does not come back, and
     // a restarted instance still refuses every revoked token.
