@@ -36,6 +36,10 @@ pub struct Settings {
     /// the same tokens; the binary fills this in from the desk's section.
     #[serde(skip)]
     pub desk_secret_file: Option<PathBuf>,
+    /// The workflow file (`[router] workflow`; `None`: the built-in one), whose queue marks the
+    /// web API (public queues) and the desk (agent targets) enforce. Filled in by the binary.
+    #[serde(skip)]
+    pub workflow_file: Option<PathBuf>,
 }
 
 /// A service's own table of the configuration (`[ucs]`): defined by the service's crate,
@@ -90,6 +94,7 @@ impl Default for Settings {
             web_api: WebApiSettings::default(),
             live: LiveSettings::default(),
             desk_secret_file: None,
+            workflow_file: None,
         }
     }
 }
@@ -287,16 +292,13 @@ pub struct WebApiSettings {
     /// beyond it, 429 with how long to wait.
     pub rate_per_minute: u32,
     pub rate_burst: u32,
-    /// Queues an anonymous submission (`POST /v1/interactions` from the internet) may enter:
-    /// where the workflow starts its work. Never the send or QA queues.
-    pub public_queues: Vec<String>,
     /// The highest priority an anonymous submission may ask for (the lowest is 0).
     pub max_public_priority: i32,
 }
 
 impl Default for WebApiSettings {
     fn default() -> Self {
-        Self { rate_per_minute: 120, rate_burst: 30, public_queues: vec!["inbound".into()], max_public_priority: 5 }
+        Self { rate_per_minute: 120, rate_burst: 30, max_public_priority: 5 }
     }
 }
 

@@ -81,6 +81,7 @@ impl Settings {
             }
         }
         settings.shared.desk_secret_file = settings.desk.session_secret_file.clone();
+        settings.shared.workflow_file = settings.router.workflow.clone();
         Ok(settings)
     }
 

@@ -45,6 +45,8 @@ pub struct Rules {
     /// Queues where the system takes over (sending, QA): an agent's transfer or return may not
     /// name them, or a reply would skip QA.
     pub protected_queues: Vec<String>,
+    /// The queues the workflow marks as agent targets: a transfer or return names one of them.
+    pub agent_targets: Vec<String>,
     /// Callback attempts before it is closed unreached.
     pub callback_max_attempts: u32,
     /// After "no answer", the next attempt is this much later.
@@ -108,6 +110,8 @@ pub fn plan(action: &str, request: ActionRequest, actor: &Actor, current: &Inter
     let agent_target = |queue: &str| {
         if rules.protected_queues.iter().any(|q| q == queue) {
             Err(Refusal::Forbidden(format!("queue {queue:?} is not one agents send work to: the system moves interactions there")))
+        } else if !rules.agent_targets.iter().any(|q| q == queue) {
+            Err(Refusal::Forbidden(format!("queue {queue:?} is not an agent target in the workflow; agent targets: {}", rules.agent_targets.join(", "))))
         } else {
             Ok(())
         }
@@ -318,6 +322,7 @@ mod tests {
             send_queue: "outbound-send".into(),
             qa_returned_queue: "qa-returned".into(),
             protected_queues: vec!["outbound-send".into(), "outbound".into(), "qa-returned".into()],
+            agent_targets: vec!["billing".into(), "inbound".into()],
             max_reply_bytes: 20,
             callback_max_attempts: 3,
             callback_retry_delay_s: 900,
@@ -404,6 +409,10 @@ mod tests {
             assert!(why.contains("not one agents send work to"), "{why}");
             forbidden("return", serde_json::json!({"queue": queue}), &agent("ann"));
         }
+        // Only queues the workflow marks as agent targets.
+        let why = forbidden("transfer", serde_json::json!({"queue": "qa-review"}), &agent("ann"));
+        assert!(why.contains("not an agent target in the workflow"), "{why}");
+        forbidden("return", serde_json::json!({"queue": "made-up"}), &agent("ann"));
         // A supervisor may step in.
         assert!(plan("consult", request(serde_json::json!({"agent": "cid"})), &supervisor("sue"), &anns, &rules(), NOW).is_ok());
         assert!(plan("leave", request(serde_json::json!({"agent": "bob"})), &supervisor("sue"), &anns, &rules(), NOW).is_ok());

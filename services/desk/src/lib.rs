@@ -98,6 +98,8 @@ struct Inner {
     directory: Arc<SharedDirectory>,
     staff_events: Writer<StaffEvent>,
     staff_credentials: Writer<StaffCredential>,
+    /// The queues the workflow marks as agent targets (transfer and return go only there).
+    agent_targets: Vec<String>,
     /// The users file was read once (and what it added is on the log).
     imported: std::sync::atomic::AtomicBool,
     keys: SessionKeys,
@@ -128,6 +130,7 @@ impl Desk {
                 staff_events: Writer::new(&settings.kafka, topics.name(topics::STAFF_EVENTS))?,
                 staff_credentials: Writer::new(&settings.kafka, topics.name(topics::STAFF_CREDENTIALS))?,
                 imported: std::sync::atomic::AtomicBool::new(false),
+                agent_targets: interaction_workflow::Workflow::load_or_builtin(settings.workflow_file.as_deref())?.agent_targets(),
                 keys,
                 floor,
                 commands: CommandClient::new(&settings.kafka, topics, "desk")?,
@@ -482,6 +485,7 @@ impl Desk {
             send_queue: desk.send_queue.clone(),
             qa_returned_queue: desk.qa_returned_queue.clone(),
             protected_queues: vec![desk.send_queue.clone(), desk.outbound_queue.clone(), desk.qa_returned_queue.clone()],
+            agent_targets: self.inner.agent_targets.clone(),
             max_reply_bytes: desk.max_reply_bytes,
             callback_max_attempts: callbacks.max_attempts,
             callback_retry_delay_s: callbacks.retry_delay_s,

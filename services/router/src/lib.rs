@@ -14,7 +14,7 @@ pub use settings::{RouterSettings};
 
 pub mod classifier;
 pub mod strategy;
-pub mod workflow;
+pub use interaction_workflow as workflow;
 mod openapi;
 
 use std::sync::Arc;
@@ -36,7 +36,6 @@ use crate::classifier::{Evaluation, NaiveBayes};
 use crate::strategy::{Pending, Planned};
 use crate::workflow::Workflow;
 
-const BUILTIN_WORKFLOW: &str = include_str!("../../../infra/workflow/workflow.toml");
 const BUILTIN_EXAMPLES: &str = include_str!("../../../infra/workflow/classifier-examples.jsonl");
 
 /// The workflow and its trained classifier, with the classifier's held-out accuracy.
@@ -59,10 +58,10 @@ pub fn load_workflow(path: Option<&std::path::Path>) -> anyhow::Result<LoadedWor
             (workflow, examples, path.display().to_string())
         }
         None => {
-            let workflow = Workflow::from_toml(BUILTIN_WORKFLOW)
+            let workflow = Workflow::from_toml(workflow::BUILTIN)
                 .map_err(|e| anyhow::anyhow!("the built-in workflow is invalid: {e}"))?;
             let examples = classifier::parse_examples(BUILTIN_EXAMPLES, "built-in classifier-examples.jsonl")?;
-            (workflow, Some(examples), "built-in infra/workflow/workflow.toml".to_owned())
+            (workflow, Some(examples), workflow::BUILTIN_SOURCE.to_owned())
         }
     };
     let evaluation = examples.as_deref().map(classifier::evaluate);

@@ -63,14 +63,15 @@ pub struct PublicLimits {
 }
 
 impl PublicLimits {
-    pub fn from_settings(settings: &runtime::config::WebApiSettings) -> Self {
-        Self { queues: settings.public_queues.clone(), max_priority: settings.max_public_priority }
+    /// The workflow's `public` queues, and `[web_api] max_public_priority`.
+    pub fn new(workflow: &interaction_workflow::Workflow, settings: &runtime::config::WebApiSettings) -> Self {
+        Self { queues: workflow.public_queues(), max_priority: settings.max_public_priority }
     }
 
     /// Why `request` is more than a customer may ask, if it is.
     fn refuse(&self, request: &SubmitRequest) -> Option<String> {
         if !self.queues.contains(&request.queue) {
-            return Some(format!("queue {:?} does not take submissions from the web; public queues: {}", request.queue, self.queues.join(", ")));
+            return Some(format!("queue {:?} does not take submissions from the web; public queues (marked in the workflow): {}", request.queue, self.queues.join(", ")));
         }
         if !(0..=self.max_priority).contains(&request.priority) {
             return Some(format!("priority must be 0 to {} for a web submission", self.max_priority));
@@ -113,7 +114,7 @@ struct ApiDoc;
 /// a submission accepted is on `interaction.commands`, so it is always ready.
 pub fn service(ctx: &runtime::service::Context, public: Table) -> anyhow::Result<runtime::service::Service> {
     let client = CommandClient::new(&ctx.settings.kafka, &ctx.topics, "web-api")?;
-    let routes = routes(client, &ctx.settings.callback, PublicLimits::from_settings(&ctx.settings.web_api)).merge(public);
+    let routes = routes(client, &ctx.settings.callback, PublicLimits::new(&interaction_workflow::Workflow::load_or_builtin(ctx.settings.workflow_file.as_deref())?, &ctx.settings.web_api)).merge(public);
     let limited = routes.try_map(|r| runtime::http::rate_limited(r, &ctx.settings.web_api, &ctx.settings.http)).map_err(anyhow::Error::msg)?;
     Ok(runtime::service::Service::new("web-api").routes(limited))
 }
@@ -257,4 +258,31 @@ async fn submit(
     // Where to follow it is a staff route: named only to those who may call it.
     let extra = if staff { json!({"status_url": format!("/interactions/{interaction_id}")}) } else { json!({}) };
     send_submit(&commands, interaction_id, command_id, submit, extra).await
+}
+
+#[cfg(test)]
+mod public_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn submission(queue: &str) -> SubmitRequest {
+        SubmitRequest { media_type: "email".into(), queue: queue.into(), priority: 0, properties: BTreeMap::new(), contact_id: None, content_ref: None }
+    }
+
+    #[test]
+    fn public_queues_are_the_workflows_marks() {
+        let workflow = interaction_workflow::Workflow::from_toml(
+            "[[queue]]\nname = \"web-q\"\npublic = true\n[[queue]]\nname = \"inbound\"\n[[queue]]\nname = \"qa-review\"\n",
+        )
+        .unwrap();
+        let limits = PublicLimits::new(&workflow, &runtime::config::WebApiSettings::default());
+        assert_eq!(limits.refuse(&submission("web-q")), None);
+        for queue in ["inbound", "qa-review", "outbound-send"] {
+            let why = limits.refuse(&submission(queue)).unwrap();
+            assert!(why.contains("does not take submissions from the web"), "{why}");
+        }
+        let builtin = interaction_workflow::Workflow::load_or_builtin(None).unwrap();
+        assert_eq!(builtin.public_queues(), ["inbound"]);
+        assert!(builtin.is_agent_target("overflow") && !builtin.is_agent_target("outbound") && !builtin.is_agent_target("qa-review"));
+    }
 }

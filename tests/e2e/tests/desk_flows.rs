@@ -34,6 +34,10 @@ steps = [{ type = "route", skills = { c = 1 } }]
 name = "french"
 steps = [{ type = "route", skills = { french = 1 }, timeout_s = 2, on_timeout = "fallback" }]
 
+# A queue without a strategy: work waits there until someone moves it.
+[[queue]]
+name = "parked"
+
 [[queue]]
 name = "fallback"
 steps = [{ type = "route", skills = { b = 1 } }]
@@ -197,6 +201,8 @@ async fn desk_flows_consult_transfer_timeouts_disconnects_responses_and_stats() 
         (&bob, "transfer", json!({"queue": "parked"})),
         (&ann, "transfer", json!({"queue": "outbound-send"})),
         (&ann, "return", json!({"queue": "outbound-send"})),
+        // Only queues the workflow marks as agent targets (it defines no "nowhere").
+        (&ann, "transfer", json!({"queue": "nowhere"})),
     ] {
         let (s, b) = desk.post(token, &format!("/v1/desk/interactions/i-1/{action}"), body).await;
         assert_eq!(s, 403, "{action}: {b}");

@@ -10,6 +10,7 @@
 //! min_confidence = 0.6
 //! [[queue]]
 //! name = "inbound"
+//! public = true                        # customers may submit here (web API); default false
 //! steps = [
 //!   { type = "screen", field = "subject", regex = "(?i)out of office", stop = "auto-reply" },
 //!   { type = "classify" },
@@ -17,6 +18,11 @@
 //!   { type = "route", skills = { english = 1 }, policy = "longest_idle", timeout_s = 600, on_timeout = "overflow" },
 //! ]
 //! ```
+//!
+//! Marks: `public = true` on the queues a customer's web submission may enter (the web API
+//! refuses any other); `agent_target = false` on queues agents may not transfer or return work
+//! to (the send and QA queues: a reply would skip QA). Only queues the workflow defines are
+//! agent targets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -47,6 +53,11 @@ pub struct Workflow {
     #[serde(default, rename = "queue")]
     pub queues: Vec<QueueConfig>,
 }
+
+/// The workflow `up` runs with no `[router] workflow` file.
+pub const BUILTIN: &str = include_str!("../../../infra/workflow/workflow.toml");
+/// Where the built-in workflow comes from, for messages.
+pub const BUILTIN_SOURCE: &str = "built-in infra/workflow/workflow.toml";
 
 fn default_offer_timeout_s() -> u64 {
     30
@@ -81,6 +92,12 @@ fn default_min_confidence() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     pub name: String,
+    /// A customer's web submission may enter it.
+    #[serde(default)]
+    pub public: bool,
+    /// Agents may transfer or return work to it.
+    #[serde(default = "yes")]
+    pub agent_target: bool,
     #[serde(default)]
     pub steps: Vec<Step>,
 }
@@ -378,6 +395,30 @@ impl Workflow {
 
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
         self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The workflow in `path`, or the built-in one.
+    pub fn load_or_builtin(path: Option<&Path>) -> Result<Self, WorkflowError> {
+        match path {
+            Some(path) => Self::load(path),
+            None => Self::from_toml(BUILTIN).map_err(|message| WorkflowError::Invalid { path: BUILTIN_SOURCE.into(), message }),
+        }
+    }
+
+    /// The queues marked `public`.
+    pub fn public_queues(&self) -> Vec<String> {
+        self.queues.iter().filter(|q| q.public).map(|q| q.name.clone()).collect()
+    }
+
+    /// Whether agents may transfer or return work to `queue`: defined here and not marked
+    /// `agent_target = false`.
+    pub fn is_agent_target(&self, queue: &str) -> bool {
+        self.queue(queue).is_some_and(|q| q.agent_target)
+    }
+
+    /// The queues agents may send work to.
+    pub fn agent_targets(&self) -> Vec<String> {
+        self.queues.iter().filter(|q| q.agent_target).map(|q| q.name.clone()).collect()
     }
 }
 
