@@ -92,6 +92,12 @@ const REVIEWED: &[(&str, &str, &str, &str)] = &[
     ("GET", "/v1/stats/queues", "staff", "supervisor"),
     ("GET", "/v1/stats/stream", "staff", "supervisor"),
     ("GET", "/v1/web/openapi.json", "public", "open"),
+    ("GET", "/v1/chats/openapi.json", "public", "open"),
+    ("GET", "/v1/desk/openapi.json", "staff", "open"),
+    ("GET", "/v1/forms/openapi.json", "public", "open"),
+    ("GET", "/v1/queues/openapi.json", "staff", "open"),
+    ("GET", "/v1/router/openapi.json", "staff", "open"),
+    ("GET", "/v1/stats/openapi.json", "staff", "open"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
