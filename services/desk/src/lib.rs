@@ -82,6 +82,9 @@ pub fn service(ctx: &runtime::service::Context) -> anyhow::Result<runtime::servi
 /// the desk notice a vanished client within this time.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
+/// How often an open event stream checks that its session still stands.
+const SESSION_RECHECK: Duration = Duration::from_secs(1);
+
 /// How long the desk waits for the Interaction Server's outcome of a command.
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -655,8 +658,13 @@ async fn events(
     desk.stream_opened(&me);
     let guard = StreamGuard { desk: desk.clone(), agent: me.clone() };
     let floor = desk.inner.floor.clone();
+    // A stream outlives requests: it ends once the session does (a logout, a removal, a
+    // disablement, a new password elsewhere) or the role it was opened with changes.
+    let directory = desk.inner.directory.clone();
+    let standing = move || directory.read().check(&session).is_ok_and(|m| m.role.is_supervisor() == supervisor);
     let stream = async_stream(move |tx| async move {
         let _guard = guard;
+        let mut recheck = tokio::time::interval(SESSION_RECHECK);
         let hello = json!({ "type": "hello", "user": me });
         if tx.send(Event::default().event("hello").data(hello.to_string())).await.is_err() {
             return;
@@ -666,6 +674,14 @@ async fn events(
             // keep-alive write at the latest); end then, not at the next event for us.
             let received = tokio::select! {
                 () = tx.closed() => return,
+                _ = recheck.tick() => {
+                    if standing() {
+                        continue;
+                    }
+                    let ended = json!({ "reason": "this session ended or its role changed; log in again" });
+                    let _ = tx.send(Event::default().event("session_ended").data(ended.to_string())).await;
+                    return;
+                }
                 received = touched.recv() => received,
             };
             let t = match received {

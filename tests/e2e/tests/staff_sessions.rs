@@ -86,10 +86,21 @@ async fn revocations_count_on_the_next_request_to_another_instance() {
     let (status, me) = call(&http, "GET", &format!("{two_url}/v1/desk/me"), &sue, None).await;
     assert_eq!((status, me["role"].as_str()), (200, Some("agent")), "{me}");
 
-    // A removal: refused at once, and no new login.
+    // A removal: refused at once, and no new login; an event stream open on the other
+    // instance ends.
     let bob = desk_one.login("bob").await;
+    let mut stream = http.get(format!("{two_url}/v1/desk/events")).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
     let (status, _) = call(&http, "DELETE", &format!("{one}/v1/desk/users/bob"), &admin, None).await;
     assert_eq!(status, 204);
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok() && seen.contains("session_ended"), "the removed user's event stream goes on: {seen}");
     assert_eq!(call(&http, "GET", &format!("{two_url}/v1/desk/me"), &bob, None).await.0, 401, "a removed user's token still works");
     assert_eq!(login(&http, &two_url, "bob", PASSWORD).await.0, 401, "a removed user logs in");
 
