@@ -128,6 +128,7 @@ pub async fn follow<F: Fold>(kafka_settings: &KafkaSettings, following: Followin
         caught_up(0);
     }
     let mut done = replay.caught_up();
+    let mut outage = kafka::Outage::new("following");
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => {
@@ -146,7 +147,15 @@ pub async fn follow<F: Fold>(kafka_settings: &KafkaSettings, following: Followin
                 }
                 continue;
             }
-            other => other.with_context(|| format!("{name}: reading {}", topics.join(", ")))?,
+            // A broker away is waited out; only what waiting cannot mend ends the projection.
+            Err(e) => {
+                outage.ride_out(e).await.with_context(|| format!("{name}: reading {}", topics.join(", ")))?;
+                continue;
+            }
+            Ok(message) => {
+                outage.over();
+                message
+            }
         };
         positions.insert(position_key(message.topic(), message.partition()), message.offset() + 1);
         since_snapshot += 1;

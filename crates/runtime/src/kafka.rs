@@ -510,20 +510,92 @@ impl Tail {
 
     /// The next record, or the end of a partition (noted: commit markers past the last record
     /// are never delivered, so the reader's position says when an end is reached).
+    /// A broker outage is waited out here ([`Outage`]); only a fatal error is returned.
     pub async fn read(&mut self) -> Result<Tailed, KafkaError> {
-        match self.reader.recv().await {
-            Ok(message) => Ok(Tailed::Record(crate::record::Record::of(&message))),
-            Err(e) if is_partition_end(&e) => {
-                self.replay.reached_ends(&self.reader);
-                Ok(Tailed::End)
+        let mut outage = Outage::new("tailing");
+        loop {
+            match self.reader.recv().await {
+                Ok(message) => {
+                    outage.over();
+                    return Ok(Tailed::Record(crate::record::Record::of(&message)));
+                }
+                Err(e) if is_partition_end(&e) => {
+                    outage.over();
+                    self.replay.reached_ends(&self.reader);
+                    return Ok(Tailed::End);
+                }
+                Err(e) => outage.ride_out(e).await?,
             }
-            Err(e) => Err(e),
         }
     }
 
     /// The caller is finished with the record at `offset` (applied it, say).
     pub fn done(&mut self, topic: &str, partition: i32, offset: i64) {
         self.replay.read(topic, partition, offset);
+    }
+}
+
+/// Whether waiting can mend `error`: a broker away or restarting, a timeout, a leader or
+/// coordinator moving. Not: credentials refused, an ACL missing, a configuration librdkafka
+/// refuses, a fatal producer error — those stay fatal with their reason.
+pub fn is_transient(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match error {
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => false,
+        KafkaError::Transaction(t) => !t.is_fatal(),
+        _ => !matches!(
+            error.rdkafka_error_code(),
+            Some(
+                Code::TopicAuthorizationFailed
+                    | Code::GroupAuthorizationFailed
+                    | Code::ClusterAuthorizationFailed
+                    | Code::TransactionalIdAuthorizationFailed
+                    | Code::SaslAuthenticationFailed
+                    | Code::Authentication
+                    | Code::InvalidConfig
+                    | Code::Fatal
+                    | Code::UnsupportedSASLMechanism
+            )
+        ),
+    }
+}
+
+/// Waits out a transient consumer error with a growing pause (100 ms doubling to 5 s), logging
+/// the first of a run and then every 30 s; a fatal one is returned.
+pub struct Outage {
+    pause: Duration,
+    since: Option<std::time::Instant>,
+    logged: Option<std::time::Instant>,
+    what: &'static str,
+}
+
+impl Outage {
+    pub fn new(what: &'static str) -> Self {
+        Self { pause: Duration::from_millis(100), since: None, logged: None, what }
+    }
+
+    /// `Err(error)` back when it is fatal; otherwise waits and returns `Ok`.
+    pub async fn ride_out(&mut self, error: KafkaError) -> Result<(), KafkaError> {
+        if !is_transient(&error) {
+            return Err(error);
+        }
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if self.logged.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+            tracing::warn!(what = self.what, error = %error, for_s = since.elapsed().as_secs(), "Kafka unreachable or refusing for now; retrying");
+            self.logged = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_secs(5));
+        Ok(())
+    }
+
+    /// A record came through: the outage (if any) is over.
+    pub fn over(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(what = self.what, after_s = since.elapsed().as_secs(), "Kafka reachable again");
+        }
+        self.pause = Duration::from_millis(100);
+        self.logged = None;
     }
 }
 

@@ -108,10 +108,19 @@ impl PartitionReader {
             .unwrap_or_default()
     }
 
-    /// The next record of the assigned partitions.
+    /// The next record of the assigned partitions; a broker outage is waited out
+    /// ([`kafka::Outage`]), only a fatal error is returned.
     pub async fn recv(&self) -> Result<Record, OwnerError> {
-        let message = self.consumer.recv().await.map_err(OwnerError::of("consuming"))?;
-        Ok(Record::of(&message))
+        let mut outage = kafka::Outage::new("consuming");
+        loop {
+            match self.consumer.recv().await {
+                Ok(message) => {
+                    outage.over();
+                    return Ok(Record::of(&message));
+                }
+                Err(e) => outage.ride_out(e).await.map_err(OwnerError::of("consuming"))?,
+            }
+        }
     }
 
     /// Marks the record at `offset` processed (committed by the next auto-commit): see

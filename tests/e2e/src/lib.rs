@@ -85,6 +85,15 @@ impl TestEnv {
         Ok(Self { kafka, topics, dir })
     }
 
+    /// As [`TestEnv::start`], on a broker of the test's own (one it stops and starts).
+    pub async fn with_broker(bootstrap_servers: &str) -> anyhow::Result<Self> {
+        let dir = run_dir()?;
+        let kafka = KafkaSettings { bootstrap_servers: bootstrap_servers.to_owned(), topic_prefix: "o.".into(), ..KafkaSettings::default() };
+        let topics = Topics::load(None, &kafka.topic_prefix)?;
+        topics.ensure(&runtime::kafka::admin(&kafka)?, &kafka).await?;
+        Ok(Self { kafka, topics, dir })
+    }
+
     pub fn topic(&self, name: &str) -> String {
         self.topics.name(name)
     }
