@@ -11,6 +11,13 @@
 //!   no valid recipient) it moves to `failed_queue` with `send_error` and is unlocked, so the
 //!   workflow routes it back to its author.
 //!
+//! Two instances never send one message twice: each claims with a holder of its own
+//! (`email-sender@3f2a…`), the Interaction Server lets one lock win, and only the lock's holder
+//! sends. A lock whose holder has gone (an instance killed or stopped) is taken over: when the
+//! interaction has been due for sending and unchanged for [`Policy::takeover_after_ms`] (a live
+//! holder sends within a second of it being due), another instance unlocks it in the dead
+//! holder's name and claims it. A supervisor's lock is never taken over.
+//!
 //! Delivery is at-least-once: a crash between the gateway's acceptance and the `sent_at`
 //! event sends again on restart (channels give the copy the same message id where they can).
 
@@ -31,7 +38,7 @@ const CLAIM_PATIENCE: Duration = Duration::from_secs(30);
 /// One outbound channel: how to build what an interaction asks to send, and how to send it.
 pub trait Channel: Send + Sync + 'static {
     type Outgoing: Send + 'static;
-    /// Lock holder and command issuer.
+    /// The channel's sender name: lock holders are `<name>@<instance>`.
     fn holder(&self) -> &'static str;
     fn media(&self) -> MediaType;
     /// What to send, or why it cannot be sent at all (no retry helps).
@@ -49,6 +56,9 @@ pub struct Policy {
     pub max_attempts: u32,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// How long a message due for sending may sit unchanged under another instance's lock
+    /// before this one takes it over (that instance is taken for gone).
+    pub takeover_after_ms: u64,
 }
 
 pub struct Sender<C: Channel> {
@@ -56,11 +66,21 @@ pub struct Sender<C: Channel> {
     commands: CommandClient,
     channel: C,
     settings: Policy,
+    /// This instance's lock holder: `<channel>@<random>`.
+    holder: String,
 }
 
 impl<C: Channel> Sender<C> {
     pub fn new(floor: Arc<SharedFloor>, commands: CommandClient, channel: C, policy: Policy) -> Self {
-        Self { floor, commands, channel, settings: policy }
+        let holder = format!("{}@{}", channel.holder(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        Self { floor, commands, channel, settings: policy, holder }
+    }
+
+    /// Whether `holder` is another instance of this channel's sender (or this channel's
+    /// holder from before holders were per instance).
+    fn is_peer(&self, holder: &str) -> bool {
+        let name = self.channel.holder();
+        holder != self.holder && (holder == name || holder.strip_prefix(name).is_some_and(|rest| rest.starts_with('@')))
     }
 
     /// Sends what the send queue holds, as it arrives, until `shutdown`; then lets the mails
@@ -73,15 +93,23 @@ impl<C: Channel> Sender<C> {
                 r = changed.changed() => r?,
             }
         }
-        tracing::info!(queue = %self.settings.send_queue, media = %self.channel.media(), "sender started");
+        tracing::info!(queue = %self.settings.send_queue, media = %self.channel.media(), holder = %self.holder, "sender started");
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut claimed: HashMap<String, Instant> = HashMap::new();
+        let mut unlocking: HashMap<String, Instant> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
-            for work in self.next_work(&mut claimed, &in_flight) {
+            for work in self.next_work(&mut claimed, &mut unlocking, &in_flight) {
                 match work {
+                    Work::TakeOver { id, from } => {
+                        tracing::warn!(interaction = %id, from = %from, "taking over a message another sender locked and left (due and unchanged past the takeover time)");
+                        let unlock = CommandPayload::Unlock(Unlock { holder: from });
+                        if let Err(e) = self.commands.send(&self.commands.command(&id, unlock)).await {
+                            tracing::warn!(interaction = %id, error = %e, "could not take over; will retry");
+                        }
+                    }
                     Work::Claim(id) => {
-                        let lock = CommandPayload::Lock(Lock { holder: self.channel.holder().into(), holder_kind: LockHolderKind::Router });
+                        let lock = CommandPayload::Lock(Lock { holder: self.holder.clone(), holder_kind: LockHolderKind::Router });
                         if let Err(e) = self.commands.send(&self.commands.command(&id, lock)).await {
                             tracing::warn!(interaction = %id, error = %e, "could not claim work to send; will retry");
                             claimed.remove(&id);
@@ -112,11 +140,12 @@ impl<C: Channel> Sender<C> {
     }
 
     /// What to do now: claim unlocked work, send claimed work that is due.
-    fn next_work(&self, claimed: &mut HashMap<String, Instant>, in_flight: &Mutex<HashSet<String>>) -> Vec<Work<C::Outgoing>> {
+    fn next_work(&self, claimed: &mut HashMap<String, Instant>, unlocking: &mut HashMap<String, Instant>, in_flight: &Mutex<HashSet<String>>) -> Vec<Work<C::Outgoing>> {
         let floor = self.floor.read();
         let board = floor.board();
         let now = contract::now_millis();
         claimed.retain(|id, at| at.elapsed() < CLAIM_PATIENCE && board.interaction(id).is_some_and(|i| i.lock.is_none()));
+        unlocking.retain(|id, at| at.elapsed() < CLAIM_PATIENCE && board.interaction(id).is_some_and(|i| i.lock.is_some()));
         let mut in_flight = lock_set(in_flight);
         let mut work = Vec::new();
         for i in board.queued() {
@@ -130,7 +159,7 @@ impl<C: Channel> Sender<C> {
                         work.push(Work::Claim(i.id.clone()));
                     }
                 }
-                Some(lock) if lock.holder == self.channel.holder() => {
+                Some(lock) if lock.holder == self.holder => {
                     let due = i.properties.get("send_next_attempt_at").and_then(|t| t.parse::<i64>().ok()).is_none_or(|t| t <= now);
                     if due && !in_flight.contains(&i.id) {
                         in_flight.insert(i.id.clone());
@@ -144,6 +173,16 @@ impl<C: Channel> Sender<C> {
                             }
                         };
                         work.push(Work::Send(Job { id: i.id.clone(), attempts, mail }));
+                    }
+                }
+                Some(lock) if lock.holder_kind == LockHolderKind::Router && self.is_peer(&lock.holder) => {
+                    let patience = i64::try_from(self.settings.takeover_after_ms).unwrap_or(i64::MAX);
+                    let due_since = i.properties.get("send_next_attempt_at").and_then(|t| t.parse::<i64>().ok()).unwrap_or(lock.since);
+                    let quiet_since = due_since.max(i.updated_at).max(lock.since);
+                    if now.saturating_sub(quiet_since) > patience && !unlocking.contains_key(&i.id) {
+                        // The unlock goes once; the claim follows when the floor shows it.
+                        unlocking.insert(i.id.clone(), Instant::now());
+                        work.push(Work::TakeOver { id: i.id.clone(), from: lock.holder.clone() });
                     }
                 }
                 Some(_) => {} // a supervisor holds it back
@@ -211,13 +250,15 @@ impl<C: Channel> Sender<C> {
                 queue: self.settings.failed_queue.clone(),
                 reason: format!("not sent after {attempts} attempt(s): {reason}"),
             }),
-            CommandPayload::Unlock(Unlock { holder: self.channel.holder().into() }),
+            CommandPayload::Unlock(Unlock { holder: self.holder.clone() }),
         ]
     }
 }
 
 enum Work<O> {
     Claim(String),
+    /// Unlock a message `from` a sender instance that is gone.
+    TakeOver { id: String, from: String },
     Send(Job<O>),
 }
 

@@ -24,7 +24,7 @@ use queues::board::{Board, Interaction};
 use crate::intake::{outbound_message_id, subject_tag};
 use crate::parse::clean_header_text;
 
-/// Lock holder and command issuer of the sender.
+/// The sender's name: its lock holders are `email-sender@<instance>`; it issues commands as it.
 pub const HOLDER: &str = "email-sender";
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,7 @@ pub fn sender(floor: Arc<SharedFloor>, commands: CommandClient, settings: &Outbo
         max_attempts: settings.max_attempts,
         retry_initial_ms: settings.retry_initial_ms,
         retry_max_ms: settings.retry_max_ms,
+        takeover_after_ms: settings.takeover_after_s.saturating_mul(1000),
     };
     Ok(Some(send_queue::Sender::new(floor, commands, channel, policy)))
 }

@@ -45,7 +45,7 @@ use queues::board::Interaction;
 use serde::Deserialize;
 use serde_json::json;
 
-/// Lock holder and command issuer of the SMS sender.
+/// The SMS sender's name: its lock holders are `sms-sender@<instance>`; it issues commands as it.
 pub const HOLDER: &str = "sms-sender";
 
 /// The SMS service (Twilio): webhooks, the sender and, in session mode, the relay of SMS
@@ -205,6 +205,7 @@ impl<G: Gateway> SmsServer<G> {
             max_attempts: self.settings.max_attempts,
             retry_initial_ms: self.settings.retry_initial_ms,
             retry_max_ms: self.settings.retry_max_ms,
+            takeover_after_ms: self.settings.takeover_after_s.saturating_mul(1000),
         };
         send_queue::Sender::new(floor, commands, SmsChannel { server: self.clone() }, policy)
     }

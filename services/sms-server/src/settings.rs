@@ -53,6 +53,10 @@ pub struct SmsSettings {
     pub max_attempts: u32,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// A message due for sending that another sender instance locked and left unchanged this
+    /// long is taken over (that instance is taken for gone). A live sender sends within a
+    /// second of a message being due; make this longer than the slowest send.
+    pub takeover_after_s: u64,
 }
 
 impl Default for SmsSettings {
@@ -80,6 +84,7 @@ impl Default for SmsSettings {
             max_attempts: 5,
             retry_initial_ms: 30_000,
             retry_max_ms: 15 * 60_000,
+            takeover_after_s: 120,
         }
     }
 }
