@@ -50,12 +50,24 @@ async fn two_senders_mail_each_message_once_and_take_over_a_gone_senders_locks()
         let lock = CommandPayload::Lock(Lock { holder: "email-sender@gone0000".into(), holder_kind: LockHolderKind::Router });
         client.send(&client.command(&id, lock)).await.unwrap();
     }
-    // Two senders, then a stream of messages while both run.
-    let mut first = settings.clone();
-    let mut second = settings.clone();
-    let _a = env.spawn_services(&mut first, &[("email", free_port())]);
-    std::fs::rename(dir.join("email.log"), dir.join("email-a.log")).ok();
-    let _b = env.spawn_services(&mut second, &[("email", free_port())]);
+    // Two senders (each its own config, ports and log), then a stream of messages while both
+    // run.
+    let mut senders = Vec::new();
+    for name in ["email-a", "email-b"] {
+        let mut own = settings.clone();
+        e2e::listen_on(&mut own, free_port());
+        let config = env.write_config(&own, &format!("{name}.toml"));
+        senders.push(e2e::spawn_service(&config, "email", &dir.join(format!("{name}.log"))));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default().contains("sender started");
+    while !(started("email-a") && started("email-b")) {
+        assert!(Instant::now() < deadline, "both senders did not start in 60 s");
+        for sender in &mut senders {
+            assert!(sender.try_wait().unwrap().is_none(), "a sender exited at start");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let total = 24;
     for n in orphans..total {
         client.send(&client.command(&format!("reply-{n}"), outgoing(n))).await.unwrap();
@@ -79,7 +91,14 @@ async fn two_senders_mail_each_message_once_and_take_over_a_gone_senders_locks()
     let twice: Vec<_> = per_recipient.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "mailed more than once: {twice:?}");
     assert_eq!(per_recipient.len(), total, "{per_recipient:?}");
-    let logs = std::fs::read_to_string(dir.join("email-a.log")).unwrap_or_default() + &std::fs::read_to_string(dir.join("email.log")).unwrap_or_default();
-    assert_eq!(logs.matches("taking over a message").count(), orphans, "each orphan taken over once");
+    for sender in &mut senders {
+        assert!(sender.try_wait().unwrap().is_none(), "a sender exited");
+    }
+    let logs = std::fs::read_to_string(dir.join("email-a.log")).unwrap_or_default() + &std::fs::read_to_string(dir.join("email-b.log")).unwrap_or_default();
+    // Both survivors may try (one unlock wins, the other is refused); each orphan is tried.
+    for n in 0..orphans {
+        let id = format!("orphan-{n}");
+        assert!(logs.lines().any(|l| l.contains("taking over a message") && l.contains(&id)), "{id} never taken over");
+    }
     eprintln!("{total} messages, two senders, {orphans} taken over from a gone sender: each mailed once");
 }
