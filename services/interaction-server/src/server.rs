@@ -26,6 +26,8 @@ use crate::partition::{Outcome, PartitionState, Recovering, Retention};
 
 /// Commands whose events are written but not yet acknowledged; past this, wait for acks.
 const MAX_IN_FLIGHT: usize = 20_000;
+/// How long a partition whose commit failed is tried again before the server gives up.
+const REOPEN_PATIENCE: Duration = Duration::from_secs(600);
 /// How long a transactional call (init, commit, abort) may take before it counts as failed.
 const TRANSACTION_CALL: Duration = Duration::from_secs(30);
 
@@ -484,8 +486,22 @@ impl Server<'_> {
             tracing::info!(partition, "partition no longer assigned here: its new owner redoes the aborted commands");
             return Ok(());
         }
+        // The broker may be away (the commit failed for that): try again with back-off for as
+        // long as an outage may reasonably last, then give up (a restart recovers from the log).
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.open_partitions(&[partition]).await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < REOPEN_PATIENCE => {
+                    tracing::warn!(partition, error = %format!("{e:#}"), retry_in_ms = pause.as_millis() as u64, "cannot take the partition on again yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e.context(format!("taking partition {partition} on again for {} s", REOPEN_PATIENCE.as_secs()))),
+            }
+        }
         let committed = self.consumer.committed(&self.commands_topic, &[partition]);
-        self.open_partitions(&[partition]).await?;
         let rebuilt = self.partitions.get(&partition).map_or(0, PartitionState::resume_at);
         let resume = rebuilt.max(committed.get(&partition).copied().unwrap_or(0));
         self.consumer
