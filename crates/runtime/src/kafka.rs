@@ -560,10 +560,13 @@ pub fn is_transient(error: &KafkaError) -> bool {
     }
 }
 
-/// Waits out a transient consumer error with a growing pause (100 ms doubling to 5 s), logging
-/// the first of a run and then every 30 s; a fatal one is returned.
+/// Rides out transient consumer errors: librdkafka reconnects by itself (with its own
+/// growing back-off) and reports each failed attempt through `recv()`; those reports are
+/// logged (the first of a run, then every 30 s) and passed over. No pause here: the reports
+/// queue up during an outage, and pausing on each would leave the consumer draining old
+/// reports long after the broker is back (seen: two minutes behind after a 20 s outage). A
+/// fatal error is returned.
 pub struct Outage {
-    pause: Duration,
     since: Option<std::time::Instant>,
     logged: Option<std::time::Instant>,
     what: &'static str,
@@ -571,10 +574,10 @@ pub struct Outage {
 
 impl Outage {
     pub fn new(what: &'static str) -> Self {
-        Self { pause: Duration::from_millis(100), since: None, logged: None, what }
+        Self { since: None, logged: None, what }
     }
 
-    /// `Err(error)` back when it is fatal; otherwise waits and returns `Ok`.
+    /// `Err(error)` back when it is fatal; otherwise notes it and returns `Ok`.
     pub async fn ride_out(&mut self, error: KafkaError) -> Result<(), KafkaError> {
         if !is_transient(&error) {
             return Err(error);
@@ -584,8 +587,7 @@ impl Outage {
             tracing::warn!(what = self.what, error = %error, for_s = since.elapsed().as_secs(), "Kafka unreachable or refusing for now; retrying");
             self.logged = Some(std::time::Instant::now());
         }
-        tokio::time::sleep(self.pause).await;
-        self.pause = (self.pause * 2).min(Duration::from_secs(5));
+        tokio::task::yield_now().await;
         Ok(())
     }
 
@@ -594,7 +596,6 @@ impl Outage {
         if let Some(since) = self.since.take() {
             tracing::info!(what = self.what, after_s = since.elapsed().as_secs(), "Kafka reachable again");
         }
-        self.pause = Duration::from_millis(100);
         self.logged = None;
     }
 }
