@@ -30,6 +30,14 @@ impl CommandClient {
         })
     }
 
+    /// The same client issuing as `issuer` (a sender instance issues as its lock holder: the
+    /// Interaction Server lets only the holder move a locked interaction).
+    #[must_use]
+    pub fn issued_as(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
     /// A command with a fresh id, issued now.
     pub fn command(&self, interaction_id: &str, payload: CommandPayload) -> InteractionCommand {
         InteractionCommand {

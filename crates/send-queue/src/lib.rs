@@ -73,7 +73,7 @@ pub struct Sender<C: Channel> {
 impl<C: Channel> Sender<C> {
     pub fn new(floor: Arc<SharedFloor>, commands: CommandClient, channel: C, policy: Policy) -> Self {
         let holder = format!("{}@{}", channel.holder(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        Self { floor, commands, channel, settings: policy, holder }
+        Self { floor, commands: commands.issued_as(holder.clone()), channel, settings: policy, holder }
     }
 
     /// Whether `holder` is another instance of this channel's sender (or this channel's
