@@ -21,10 +21,7 @@ async fn submit(http: &reqwest::Client, base: &str, subject: &str) -> reqwest::R
 }
 
 async fn queued(http: &reqwest::Client, base: &str, id: &str) -> bool {
-    match http.get(format!("{base}/interactions/{id}")).send().await {
-        Ok(r) if r.status() == 200 => true,
-        _ => false,
-    }
+    http.get(format!("{base}/interactions/{id}")).send().await.is_ok_and(|r| r.status() == 200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
