@@ -62,7 +62,7 @@ impl SessionKeys {
     /// A new session's token and id.
     pub fn issue(&self, user: &str, role: Role, issued_at: i64, expires_at: i64) -> (String, String) {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let body = format!("{user}.{}.{id}.{issued_at}.{expires_at}", role_name(role));
+        let body = format!("{user}.{}.{id}.{issued_at}.{expires_at}", role.name());
         (format!("{body}.{}", self.sign(&body)), id)
     }
 
@@ -77,12 +77,7 @@ impl SessionKeys {
         let expires_at: i64 = parts.next().and_then(|e| e.parse().ok()).ok_or("malformed session token")?;
         let issued_at: i64 = parts.next().and_then(|e| e.parse().ok()).ok_or("malformed session token")?;
         let id = parts.next().filter(|id| !id.is_empty()).ok_or("malformed session token")?.to_owned();
-        let role = match parts.next() {
-            Some("agent") => Role::Agent,
-            Some("supervisor") => Role::Supervisor,
-            Some("admin") => Role::Admin,
-            _ => return Err("malformed session token"),
-        };
+        let role = parts.next().and_then(Role::parse).ok_or("malformed session token")?;
         let user = parts.next().ok_or("malformed session token")?.to_owned();
         if now >= expires_at {
             return Err("session expired; log in again");
@@ -95,14 +90,6 @@ impl SessionKeys {
         let mut mac = HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(body.as_bytes());
         hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Agent => "agent",
-        Role::Supervisor => "supervisor",
-        Role::Admin => "admin",
     }
 }
 

@@ -69,15 +69,6 @@ pub enum Void {
     Superseded,
 }
 
-pub fn parse_role(role: &str) -> Option<Role> {
-    match role {
-        "agent" => Some(Role::Agent),
-        "supervisor" => Some(Role::Supervisor),
-        "admin" => Some(Role::Admin),
-        _ => None,
-    }
-}
-
 impl Directory {
     /// Applies one `staff.events` record; `Err` with the reason for one that makes no sense
     /// (an unknown role): skipped, the state unchanged.
@@ -87,7 +78,7 @@ impl Directory {
         self.known.insert(id.to_owned());
         match &event.payload {
             StaffPayload::UserAdded(added) => {
-                let role = parse_role(&added.role).ok_or_else(|| format!("user {id}: unknown role {:?}", added.role))?;
+                let role = Role::parse(&added.role).ok_or_else(|| format!("user {id}: unknown role {:?}", added.role))?;
                 let member = Member {
                     id: id.to_owned(),
                     name: added.name.clone(),
@@ -102,7 +93,7 @@ impl Directory {
                 self.members.insert(id.to_owned(), member);
             }
             StaffPayload::RoleChanged(changed) => {
-                let role = parse_role(&changed.role).ok_or_else(|| format!("user {id}: unknown role {:?}", changed.role))?;
+                let role = Role::parse(&changed.role).ok_or_else(|| format!("user {id}: unknown role {:?}", changed.role))?;
                 if let Some(member) = self.members.get_mut(id) {
                     member.role = role;
                 }
@@ -143,16 +134,9 @@ impl Directory {
         Ok(())
     }
 
-    /// Applies one `staff.credentials` record (`None`: a tombstone).
-    pub fn apply_credential(&mut self, user_id: &str, credential: Option<&StaffCredential>) {
-        match credential {
-            Some(c) => {
-                self.credentials.insert(user_id.to_owned(), c.password_hash.clone());
-            }
-            None => {
-                self.credentials.remove(user_id);
-            }
-        }
+    /// Applies one `staff.credentials` record (a removal drops the hash with the user).
+    pub fn apply_credential(&mut self, credential: &StaffCredential) {
+        self.credentials.insert(credential.user_id.clone(), credential.password_hash.clone());
     }
 
     /// The member a session stands for now, or why it no longer counts.
@@ -259,7 +243,7 @@ mod tests {
         let mut d = Directory::default();
         d.apply(&event("ann", 10, added("agent"))).unwrap();
         assert!(d.login_candidate("ann").is_none(), "no hash yet");
-        d.apply_credential("ann", Some(&StaffCredential { user_id: "ann".into(), password_hash: "$argon2id$x".into(), set_at: 11 }));
+        d.apply_credential(&StaffCredential { user_id: "ann".into(), password_hash: "$argon2id$x".into(), set_at: 11 });
         assert_eq!(d.login_candidate("ann").unwrap().password_hash, "$argon2id$x");
         d.apply(&event("ann", 20, StaffPayload::UserDisabled(Because { reason: None }))).unwrap();
         assert!(d.login_candidate("ann").is_none());

@@ -149,7 +149,7 @@ impl Fold for SharedDirectory {
         let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if Some(topic) == self.credentials_topic.as_deref() {
             let credential = StaffCredential::decode(payload).map_err(|e| e.to_string())?;
-            state.apply_credential(&credential.user_id.clone(), Some(&credential));
+            state.apply_credential(&credential);
             return Ok(());
         }
         let event = StaffEvent::decode(payload).map_err(|e| e.to_string())?;

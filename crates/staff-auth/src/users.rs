@@ -41,6 +41,20 @@ pub enum Role {
 }
 
 impl Role {
+    /// Its name in tokens and on `staff.events`: `agent`, `supervisor` or `admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role of a [`Role::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Role::Agent, Role::Supervisor, Role::Admin].into_iter().find(|r| r.name() == name)
+    }
+
     /// A supervisor or an admin: may act on others' work and manage the library.
     pub fn is_supervisor(self) -> bool {
         matches!(self, Role::Supervisor | Role::Admin)
@@ -137,6 +151,27 @@ pub fn check_password(candidate: Option<User>, password: &str) -> Option<User> {
         None => {
             let _ = verify_hash(unknown_user_hash(), password);
             None
+        }
+    }
+}
+
+/// The gate's view of a role (`runtime::routes::StaffRole`), and back.
+impl From<Role> for runtime::routes::StaffRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Agent => Self::Agent,
+            Role::Supervisor => Self::Supervisor,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
+impl From<runtime::routes::StaffRole> for Role {
+    fn from(role: runtime::routes::StaffRole) -> Self {
+        match role {
+            runtime::routes::StaffRole::Agent => Self::Agent,
+            runtime::routes::StaffRole::Supervisor => Self::Supervisor,
+            runtime::routes::StaffRole::Admin => Self::Admin,
         }
     }
 }

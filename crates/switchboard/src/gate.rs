@@ -11,12 +11,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use runtime::routes::{Caller, StaffRole};
+use runtime::routes::Caller;
 use futures::future::BoxFuture;
 use staff_auth::auth::SessionKeys;
 use staff_auth::shared::SharedDirectory;
 use staff_auth::service_keys::ServiceKeys;
-use staff_auth::users::Role;
 
 /// How often the keys file's modification time is looked at.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -111,14 +110,7 @@ impl Gatekeeper {
                 }
             }
         };
-        Caller::Staff {
-            user: session.user,
-            role: match role {
-                Role::Agent => StaffRole::Agent,
-                Role::Supervisor => StaffRole::Supervisor,
-                Role::Admin => StaffRole::Admin,
-            },
-        }
+        Caller::Staff { user: session.user, role: role.into() }
     }
 }
 
@@ -140,7 +132,8 @@ impl runtime::routes::Gatekeeper for Gatekeeper {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use runtime::routes::Gatekeeper as _;
+    use runtime::routes::{Gatekeeper as _, StaffRole};
+    use staff_auth::users::Role;
 
     use super::*;
 

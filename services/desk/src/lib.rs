@@ -234,11 +234,7 @@ impl FromRequestParts<Desk> for Session {
         // user's role now, not when the token was issued.
         match parts.extensions.get::<runtime::routes::Caller>() {
             Some(runtime::routes::Caller::Staff { user, role }) if *user == session.user => {
-                session.role = match role {
-                    runtime::routes::StaffRole::Agent => Role::Agent,
-                    runtime::routes::StaffRole::Supervisor => Role::Supervisor,
-                    runtime::routes::StaffRole::Admin => Role::Admin,
-                };
+                session.role = (*role).into();
                 Ok(session)
             }
             _ => Err(DeskError::new(StatusCode::UNAUTHORIZED, "this session is no longer valid; log in again")),

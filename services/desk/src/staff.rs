@@ -24,8 +24,7 @@ use contract::staff::{Because, RoleChanged, SessionEnded, StaffCredential, Staff
 use runtime::routes::Caller;
 use serde::Deserialize;
 use serde_json::json;
-use staff_auth::directory::parse_role;
-use staff_auth::users::{Users, hash_password};
+use staff_auth::users::{Role, Users, hash_password};
 
 use crate::{Desk, DeskError, DeskResult};
 
@@ -101,7 +100,7 @@ impl Desk {
                                 seen = None;
                                 continue;
                             }
-                            let added = UserAdded { name: user.name.clone(), role: staff_auth::auth::role_name(user.role).into(), skills: user.skills.clone(), capacity: user.capacity.clone(), place: user.place.clone() };
+                            let added = UserAdded { name: user.name.clone(), role: user.role.name().into(), skills: user.skills.clone(), capacity: user.capacity.clone(), place: user.place.clone() };
                             match self.staff_event(&user.id, Some("users-file".into()), StaffPayload::UserAdded(added)).await {
                                 Ok(()) => tracing::info!(user = %user.id, file = %file.display(), "user imported from the users file"),
                                 Err(e) => {
@@ -184,7 +183,7 @@ pub(crate) async fn add_user(State(desk): State<Desk>, axum::Extension(caller): 
     if new.id.is_empty() || new.id.len() > 64 || !new.id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
         return Err(DeskError::bad("id: 1 to 64 of letters, digits, '.', '_', '-', '@'"));
     }
-    if parse_role(&new.role).is_none() {
+    if Role::parse(&new.role).is_none() {
         return Err(DeskError::bad(format!("unknown role {:?}: agent, supervisor or admin", new.role)));
     }
     for media in new.capacity.keys() {
@@ -224,7 +223,7 @@ pub(crate) async fn change_user(
         return Err(DeskError::bad("nothing to change: give role, enabled or password"));
     }
     if let Some(role) = &change.role
-        && parse_role(role).is_none()
+        && Role::parse(role).is_none()
     {
         return Err(DeskError::bad(format!("unknown role {role:?}: agent, supervisor or admin")));
     }
@@ -242,7 +241,7 @@ pub(crate) async fn change_user(
         desk.set_password_hash(&id, hash).await?;
         desk.staff_event(&id, by.clone(), StaffPayload::PasswordChanged(Because { reason: change.reason.clone() })).await?;
     }
-    if let Some(role) = change.role.filter(|r| parse_role(r) != Some(member.role)) {
+    if let Some(role) = change.role.filter(|r| Role::parse(r) != Some(member.role)) {
         desk.staff_event(&id, by.clone(), StaffPayload::RoleChanged(RoleChanged { role })).await?;
     }
     match change.enabled {
